@@ -1,0 +1,184 @@
+"""`create_app`: builds the ASGI application from settings and hooks, checking invariants."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Match, Route
+from starlette.types import ASGIApp, Scope
+
+from otpserver.config import MASTER_KEY_BYTES, Settings
+from otpserver.cookies import CookieCodec
+from otpserver.endpoints import OtpEndpoints, render_error
+from otpserver.errors import ConfigError, OtpError, ServerError
+from otpserver.hooks import Hooks
+from otpserver.keys import KeyRing
+from otpserver.middleware import EdgeMiddleware, EdgePolicy
+
+log = logging.getLogger("otpserver")
+
+STATIC_DIR = Path(__file__).parent / "static"
+_STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript", ".css": "text/css"}
+_PAGE_CSP = (
+    "default-src 'self'; connect-src 'self'; img-src 'self' data:; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+
+
+class ExactRoute(Route):
+    """A route that does not exist for other methods: 404 with an empty body, never 405,
+    so the API reveals nothing about which paths exist."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child = super().matches(scope)
+        return (Match.NONE, {}) if match is Match.PARTIAL else (match, child)
+
+
+class OtpApp(Starlette):
+    """Starlette with the edge middleware outside even its own error pages."""
+
+    def __init__(self, edge: EdgePolicy, **kwargs: Any) -> None:
+        self.edge = edge
+        super().__init__(**kwargs)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return EdgeMiddleware(super().build_middleware_stack(), self.edge)
+
+
+def derive_key(master_key: bytes, purpose: bytes) -> bytes:
+    """A 256-bit key for one purpose, so no key is ever used for two jobs."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(master_key)
+
+
+def check_deployment(settings: Settings, hooks: Hooks) -> None:
+    """Refuse start-up combinations that would be unsafe or silently broken."""
+    if settings.workers > 1 and settings.uses_memory_store:
+        raise ConfigError(
+            f"OTP_WORKERS={settings.workers} needs a shared store: the memory store lives in one "
+            "process; set OTP_STORE_URL=redis://... or OTP_WORKERS=1"
+        )
+    if not settings.is_development and settings.master_key is None:
+        raise ConfigError("OTP_MASTER_KEY is required in production (base64url of 32 random bytes)")
+
+
+def create_app(
+    settings: Settings, hooks: Hooks, *, clock: Callable[[], float] = time.time
+) -> OtpApp:
+    """The application, wired to the stores, sender and hooks the settings choose."""
+    check_deployment(settings, hooks)
+    policy = hooks.policy.with_overrides(settings.policy_overrides)
+    sender = hooks.make_sender(settings)
+    if sender.development_only and not settings.is_development:
+        raise ConfigError(
+            "OTP_ENV=production refuses the development sender: configure delivery "
+            "(see custom/send.py) or set OTP_ENV=development"
+        )
+    master_key = settings.master_key
+    if master_key is None:
+        log.warning("development mode: using an ephemeral master key; cookies die on restart")
+        master_key = os.urandom(MASTER_KEY_BYTES)
+    ids = hooks.make_id_store(settings)
+    key_store = hooks.make_key_store(settings)
+    keyring = KeyRing(key_store, master_key, settings.kek_rotation_seconds)
+    endpoints = OtpEndpoints(
+        policy=policy,
+        credential_body=hooks.credential_body,
+        generate_code=hooks.generate_code,
+        sender=sender,
+        final=hooks.final,
+        ids=ids,
+        codec=CookieCodec(keyring, secure=not settings.is_development),
+        digest_key=derive_key(master_key, b"otpserver/code-digest/v1"),
+        clock=clock,
+    )
+
+    routes: list[BaseRoute] = [
+        ExactRoute("/api/otp/create", endpoints.create, methods=["POST"]),
+        ExactRoute("/api/otp/resend", endpoints.resend, methods=["POST"]),
+        ExactRoute("/api/otp/verify", endpoints.verify, methods=["POST"]),
+        ExactRoute("/health", health, methods=["GET"]),
+    ]
+    if settings.is_development:
+        routes.extend(static_routes())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await ids.aclose()
+            await key_store.aclose()
+
+    app = OtpApp(
+        EdgePolicy(
+            max_body_bytes=settings.max_body_bytes,
+            cors_origins=frozenset(settings.cors_origins),
+            https_only=not settings.is_development,
+        ),
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={OtpError: _render_otp_error, Exception: _render_server_error},
+    )
+    app.router.default = _not_found
+    app.state.settings = settings
+    app.state.policy = policy
+    app.state.endpoints = endpoints
+    app.state.keyring = keyring
+    app.state.key_store = key_store
+    app.state.sender = sender
+    return app
+
+
+async def health(request: Request) -> Response:
+    """Liveness: 200 while the process serves requests (the store is not consulted)."""
+    return JSONResponse({"status": "ok"})
+
+
+def static_routes() -> list[BaseRoute]:
+    """The sign-in page, served in development only; production apps ship it themselves."""
+    files = {
+        f"/static/{path.name}": path
+        for path in STATIC_DIR.glob("*")
+        if path.suffix in _STATIC_TYPES
+    }
+    if not files:
+        return []
+
+    async def serve(request: Request) -> Response:
+        path = files.get(request.url.path) or files.get("/static/index.html")
+        assert path is not None  # noqa: S101 -- the route list only holds known paths
+        return Response(
+            path.read_bytes(),
+            media_type=_STATIC_TYPES[path.suffix],
+            headers={"Content-Security-Policy": _PAGE_CSP},
+        )
+
+    routes: list[BaseRoute] = [ExactRoute(p, serve, methods=["GET"]) for p in files]
+    if "/static/index.html" in files:
+        routes.append(ExactRoute("/", serve, methods=["GET"]))
+    return routes
+
+
+async def _not_found(scope: Scope, receive: object, send: Callable[..., object]) -> None:
+    response = Response(status_code=404)
+    await response(scope, receive, send)  # type: ignore[arg-type]
+
+
+async def _render_otp_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, OtpError)  # noqa: S101 -- registered for OtpError only
+    return render_error(error)
+
+
+async def _render_server_error(request: Request, error: Exception) -> Response:
+    return render_error(ServerError())

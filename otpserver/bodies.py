@@ -1,0 +1,63 @@
+"""Request bodies: content-type rules and strict parsing into plain Python values."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qs
+
+from starlette.requests import Request
+
+from otpserver.errors import BodyInvalid, OtpInvalidFormat, UnsupportedMediaType
+
+JSON = "application/json"
+FORM = "application/x-www-form-urlencoded"
+
+
+def media_type(request: Request) -> str:
+    """The content type without parameters, lower-cased ('' when absent)."""
+    return request.headers.get("content-type", "").partition(";")[0].strip().lower()
+
+
+async def read_json_object(request: Request) -> dict[str, Any]:
+    """The body as a JSON object; only `application/json` is accepted (415 otherwise).
+
+    Requiring JSON also means a cross-origin page cannot send this request without a CORS
+    preflight, which the server refuses for origins it does not know.
+    """
+    if media_type(request) != JSON:
+        raise UnsupportedMediaType("This route accepts application/json only.")
+    return _json_object(await request.body())
+
+
+async def read_code(request: Request) -> str:
+    """The `otp` field of a form or JSON body, as text (format checks come later)."""
+    kind = media_type(request)
+    body = await request.body()
+    if kind == FORM:
+        try:
+            fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=8)
+        except (UnicodeDecodeError, ValueError):
+            raise BodyInvalid() from None
+        values = fields.get("otp", [])
+        if len(values) != 1:
+            raise OtpInvalidFormat("Send exactly one `otp` field.")
+        return values[0]
+    if kind == JSON:
+        value = _json_object(body).get("otp")
+        if not isinstance(value, str):
+            raise OtpInvalidFormat("Send the code as the string field `otp`.")
+        return value
+    raise UnsupportedMediaType(
+        "This route accepts application/x-www-form-urlencoded or application/json."
+    )
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise BodyInvalid("The body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise BodyInvalid("The body must be a JSON object.")
+    return data

@@ -1,0 +1,53 @@
+"""One-time codes: uniform generation, strict parsing, and the keyed digest kept in cookies."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+from otpserver.errors import OtpInvalidFormat
+
+DIGEST_BYTES = 16
+"""128-bit truncated HMAC-SHA256: far beyond any online guessing, and small in the cookie."""
+
+_ASCII_WHITESPACE = " \t\r\n\x0b\x0c"
+
+
+def random_code(length: int, alphabet: str) -> str:
+    """A code of `length` characters drawn uniformly from `alphabet` by the OS CSPRNG.
+
+    `secrets.choice` uses rejection sampling (`randbelow`), so no character is favoured
+    even when the alphabet size is not a power of two.
+    """
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+def parse_code(raw: str, length: int, alphabet: str) -> str:
+    """Return the submitted code, or raise `OtpInvalidFormat`.
+
+    Only surrounding ASCII whitespace is forgiven. `str.isdigit` is deliberately not used:
+    it accepts Unicode digits such as '٣', which must be refused, not normalised.
+    """
+    code = raw.strip(_ASCII_WHITESPACE)
+    if len(code) != length or not code.isascii() or any(c not in alphabet for c in code):
+        raise OtpInvalidFormat()
+    return code
+
+
+def code_digest(key: bytes, credential: str, issued_at: int, code: str) -> bytes:
+    """The keyed hash of a code that the cookie stores instead of the code.
+
+    Keyed with a server secret, so even someone who could read a cookie's plaintext could
+    not test the 10^6 candidate codes offline. The credential and issue time bind the
+    digest to one entry, so a code never matches another credential's entry.
+    """
+    message = b"\x00".join(
+        (credential.encode("utf-8"), str(issued_at).encode("ascii"), code.encode("ascii"))
+    )
+    return hmac.new(key, message, hashlib.sha256).digest()[:DIGEST_BYTES]
+
+
+def digests_match(expected: bytes, actual: bytes) -> bool:
+    """Constant-time comparison, so timing reveals nothing about a stored digest."""
+    return hmac.compare_digest(expected, actual)

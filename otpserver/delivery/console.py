@@ -1,0 +1,28 @@
+"""The development sender: one line per code on stderr, so a developer can copy it.
+
+It is the only place a code is ever written out, and it exists only in development: it is
+`development_only`, so the core refuses to start with it in production.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from otpserver.hooks import OutgoingCode
+
+
+class ConsoleSender:
+    """Prints `otp dev-sender: to=<address> code=<code>` and nothing else."""
+
+    development_only = True
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        # None means "sys.stderr at send time", so a redirected stderr is honoured.
+        self._stream = stream
+
+    async def send(self, message: OutgoingCode) -> None:
+        """Print the one line; this never fails in a way worth a `DeliveryError`."""
+        stream = self._stream or sys.stderr
+        print(f"otp dev-sender: to={message.credential.address} code={message.code}", file=stream)
+        stream.flush()

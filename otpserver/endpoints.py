@@ -1,0 +1,253 @@
+"""The HTTP handlers: thin steps around the pure flow, the ID store, the envelope and the sender.
+
+Ordering is the security argument here, so each handler reads top to bottom as:
+validate → open the cookie → refuse what needs no state change → claim the cookie's
+single-use ID (exactly one concurrent request wins) → act → seal the new state.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from otpserver import flow
+from otpserver.bodies import read_code, read_json_object
+from otpserver.codes import code_digest, digests_match, parse_code
+from otpserver.cookies import CookieCodec, read_cookie
+from otpserver.errors import (
+    CredentialInvalid,
+    InvalidCookie,
+    OtpError,
+    SendFailed,
+    ServerError,
+    StoreUnavailable,
+)
+from otpserver.hooks import (
+    CodeGenerator,
+    CredentialBody,
+    DeliveryError,
+    FinalHook,
+    IdStore,
+    OutgoingCode,
+    Sender,
+    VerifiedCredential,
+)
+from otpserver.policy import OtpPolicy
+from otpserver.state import LIST_ID_BYTES, Entry, TokenList
+
+log = logging.getLogger("otpserver.endpoints")
+
+
+def new_list_id() -> bytes:
+    """A fresh random single-use ID."""
+    return secrets.token_bytes(LIST_ID_BYTES)
+
+
+@dataclass(frozen=True, slots=True)
+class OtpEndpoints:
+    """The three OTP routes, bound to their collaborators."""
+
+    policy: OtpPolicy
+    credential_body: type[CredentialBody]
+    generate_code: CodeGenerator
+    sender: Sender
+    final: FinalHook
+    ids: IdStore
+    codec: CookieCodec
+    digest_key: bytes
+    clock: Callable[[], float]
+
+    async def create(self, request: Request) -> Response:
+        """Send a code to a credential, or make an already pending one current again."""
+        data = await read_json_object(request)
+        try:
+            body = self.credential_body.model_validate(data)
+        except ValidationError as error:
+            fields = sorted({str(e["loc"][0]) for e in error.errors() if e["loc"]})
+            raise CredentialInvalid(extra={"fields": fields}) from None
+        credential = body.credential()
+        now = int(self.clock())
+        tokens = await self._open(request, now, required=False)
+
+        if tokens is not None:
+            index = flow.find_live(tokens, credential, now)
+            if index is not None:
+                current = TokenList(new_list_id(), index, tokens.entries)
+                if await self.ids.rotate(
+                    tokens.list_id, current.list_id, flow.lifetime(current, now)
+                ):
+                    return await self._state_response(current, now, sent=False)
+                # Replayed or superseded: start afresh and keep nothing from it.
+                tokens = None
+
+        kept = flow.live_entries(tokens, now)
+        flow.check_room(kept, self.policy)
+        code = self.generate_code(self.policy)
+        entry = flow.new_entry(
+            credential,
+            code_digest(self.digest_key, credential.address, now, code),
+            now,
+            self.policy,
+            body.requested_locale(),
+        )
+        updated = TokenList(new_list_id(), len(kept), (*kept, entry))
+        if tokens is not None and not await self.ids.rotate(
+            tokens.list_id, updated.list_id, flow.lifetime(updated, now)
+        ):
+            tokens = None
+            updated = TokenList(updated.list_id, 0, (entry,))
+        if tokens is None:
+            await self._add(updated, now)
+        await self._deliver(request, entry, code, previous=tokens, updated=updated, now=now)
+        return await self._state_response(updated, now, sent=True)
+
+    async def resend(self, request: Request) -> Response:
+        """Send a fresh code for the current credential; the old code stops working."""
+        now = int(self.clock())
+        tokens = await self._open(request, now, required=True)
+        assert tokens is not None  # noqa: S101 -- required=True raises instead of returning None
+        entry = tokens.current_entry
+        flow.check_resend(entry, now)
+        code = self.generate_code(self.policy)
+        fresh = flow.resent(
+            entry,
+            code_digest(self.digest_key, entry.credential.address, now, code),
+            now,
+            self.policy,
+        )
+        updated = flow.replace_current(tokens, fresh, new_list_id())
+        await self._claim(tokens, updated, now)
+        await self._deliver(
+            request, fresh, code, previous=tokens, updated=updated, now=now, is_resend=True
+        )
+        return await self._state_response(updated, now, sent=True)
+
+    async def verify(self, request: Request) -> Response:
+        """Check a code; on success run the final hook exactly once."""
+        code = parse_code(await read_code(request), self.policy.length, self.policy.alphabet)
+        now = int(self.clock())
+        tokens = await self._open(request, now, required=True)
+        assert tokens is not None  # noqa: S101 -- required=True raises instead of returning None
+        entry = tokens.current_entry
+        flow.check_verifiable(entry, now)
+
+        # Consume before comparing: of any number of concurrent requests carrying this
+        # cookie, exactly one gets past this line, so each cookie buys at most one guess.
+        failed_state = flow.replace_current(
+            tokens, flow.failed(entry, now, self.policy), new_list_id()
+        )
+        await self._claim(tokens, failed_state, now)
+
+        expected = code_digest(self.digest_key, entry.credential.address, entry.issued_at, code)
+        if not digests_match(entry.digest, expected):
+            error = flow.incorrect(failed_state.current_entry, now)
+            error.headers["Set-Cookie"] = await self._cookie_header(failed_state, now)
+            raise error
+
+        remaining = flow.without_current(tokens, failed_state.list_id, now)
+        cookie = (
+            self.codec.clear_header()
+            if remaining is None
+            else await self._cookie_header(remaining, now)
+        )
+        response = await self.final(VerifiedCredential(entry.credential, float(now)), request)
+        response.headers.append("Set-Cookie", cookie)
+        return response
+
+    async def _open(self, request: Request, now: int, *, required: bool) -> TokenList | None:
+        """The request's token list; None (or `InvalidCookie` if required) when unusable."""
+        value = read_cookie(request.scope["headers"], self.codec.name)
+        if value is None:
+            if required:
+                raise InvalidCookie()
+            return None
+        try:
+            return await self.codec.open(value, now)
+        except InvalidCookie:
+            if required:
+                raise
+            return None
+
+    async def _claim(self, previous: TokenList, updated: TokenList, now: int) -> None:
+        """Consume `previous`'s ID and file `updated`'s, or refuse a replayed cookie."""
+        if not await self.ids.rotate(
+            previous.list_id, updated.list_id, flow.lifetime(updated, now)
+        ):
+            raise InvalidCookie()
+
+    async def _add(self, updated: TokenList, now: int) -> None:
+        if not await self.ids.add(updated.list_id, flow.lifetime(updated, now)):
+            # A 128-bit random collision: not a client error, and never silently shared.
+            raise ServerError()
+
+    async def _deliver(
+        self,
+        request: Request,
+        entry: Entry,
+        code: str,
+        *,
+        previous: TokenList | None,
+        updated: TokenList,
+        now: int,
+        is_resend: bool = False,
+    ) -> None:
+        """Hand the code to the sender; on failure undo the ID change so nothing is lost."""
+        message = OutgoingCode(
+            credential=entry.credential,
+            code=code,
+            ttl_seconds=entry.expires_at - now,
+            origin_host=request_host(request),
+            locale=entry.locale,
+            accept_language=request.headers.get("accept-language"),
+            is_resend=is_resend,
+        )
+        try:
+            await self.sender.send(message)
+        except DeliveryError as error:
+            log.warning("delivery failed for channel %s: %s", entry.credential.channel, error)
+            await self._roll_back(previous, updated, now)
+            raise SendFailed() from None
+
+    async def _roll_back(self, previous: TokenList | None, updated: TokenList, now: int) -> None:
+        """Revive the cookie the client still holds and retire the one it never received."""
+        try:
+            await self.ids.consume(updated.list_id)
+            if previous is not None:
+                await self.ids.add(previous.list_id, flow.lifetime(previous, now))
+        except StoreUnavailable:
+            log.warning("could not roll back the cookie ID after a failed delivery")
+
+    async def _cookie_header(self, tokens: TokenList, now: int) -> str:
+        return self.codec.set_header(await self.codec.seal(tokens, now), flow.lifetime(tokens, now))
+
+    async def _state_response(self, tokens: TokenList, now: int, *, sent: bool) -> Response:
+        response = JSONResponse(flow.public_state(tokens, now, sent=sent))
+        response.headers.append("Set-Cookie", await self._cookie_header(tokens, now))
+        return response
+
+
+def request_host(request: Request) -> str:
+    """The host name the client used, for the SMS autofill line; 'localhost' if unusable."""
+    host = request.headers.get("host", "").rpartition(":")[0] or request.headers.get("host", "")
+    if host.startswith("["):
+        return "localhost"
+    host = host.lower()
+    if (
+        not host
+        or len(host) > 253
+        or not all(c.isalnum() or c in "-." for c in host)
+        or not host.isascii()
+    ):
+        return "localhost"
+    return host
+
+
+def render_error(error: OtpError) -> Response:
+    """The one way every client-visible error becomes a response."""
+    return JSONResponse(error.body(), status_code=error.status, headers=error.headers)

@@ -1,0 +1,158 @@
+"""The cookie payload: pending per-credential entries, as a versioned, compressed msgpack blob.
+
+This module only converts between `TokenList` and bytes and checks the shape strictly;
+what the fields mean over time is `otpserver.flow`'s business. Every malformed payload
+raises `InvalidCookie`, the one opaque cookie error.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from otpserver.errors import InvalidCookie
+from otpserver.hooks import Credential
+
+PAYLOAD_VERSION = 1
+LIST_ID_BYTES = 16
+"""128-bit random IDs: unguessable, and collisions are out of reach."""
+
+_RAW = 0
+_DEFLATE = 1
+_MAX_INFLATED_BYTES = 16 * 1024
+"""Refuses decompression bombs: a legitimate payload is a few hundred bytes."""
+_MAX_ENTRIES = 16
+_MAX_TEXT = 512
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One pending credential: the digest of its current code and its counters.
+
+    Instants are whole Unix seconds. `resend_at` is when a resend becomes allowed;
+    `blocked_until` ends a temporary verify block (0 = none).
+    """
+
+    credential: Credential
+    digest: bytes
+    issued_at: int
+    expires_at: int
+    attempts_left: int
+    resends_left: int
+    resend_at: int
+    blocked_until: int = 0
+    locale: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenList:
+    """Everything a cookie holds: its single-use ID, the entries and which one is current."""
+
+    list_id: bytes
+    current: int
+    entries: tuple[Entry, ...]
+
+    @property
+    def current_entry(self) -> Entry:
+        """The entry that resend and verify act on."""
+        return self.entries[self.current]
+
+
+def encode(tokens: TokenList) -> bytes:
+    """Serialize and compress; the smaller of raw and deflated wins, flagged in byte 0."""
+    packed: bytes = msgpack.packb(
+        [
+            PAYLOAD_VERSION,
+            tokens.list_id,
+            tokens.current,
+            [
+                [
+                    e.credential.channel,
+                    e.credential.address,
+                    e.digest,
+                    e.issued_at,
+                    # Deltas from issue time are small ints, so msgpack stores them in 1-3 bytes.
+                    e.expires_at - e.issued_at,
+                    e.attempts_left,
+                    e.resends_left,
+                    e.resend_at - e.issued_at,
+                    max(0, e.blocked_until - e.issued_at),
+                    e.locale,
+                ]
+                for e in tokens.entries
+            ],
+        ],
+        use_bin_type=True,
+    )
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    deflated = compressor.compress(packed) + compressor.flush()
+    if len(deflated) < len(packed):
+        return bytes([_DEFLATE]) + deflated
+    return bytes([_RAW]) + packed
+
+
+def decode(blob: bytes) -> TokenList:
+    """Parse a payload produced by `encode`, or raise `InvalidCookie`."""
+    try:
+        return _decode(blob)
+    except InvalidCookie:
+        raise
+    except (ValueError, TypeError, IndexError, zlib.error, msgpack.UnpackException):
+        raise InvalidCookie() from None
+
+
+def _decode(blob: bytes) -> TokenList:
+    if not blob:
+        raise InvalidCookie()
+    flag, body = blob[0], blob[1:]
+    if flag == _DEFLATE:
+        inflater = zlib.decompressobj(-15)
+        body = inflater.decompress(body, _MAX_INFLATED_BYTES)
+        if inflater.unconsumed_tail or not inflater.eof:
+            raise InvalidCookie()
+    elif flag != _RAW:
+        raise InvalidCookie()
+    data = msgpack.unpackb(body, raw=False, strict_map_key=True, max_bin_len=1024, max_str_len=1024)
+    if not isinstance(data, list) or len(data) != 4 or data[0] != PAYLOAD_VERSION:
+        raise InvalidCookie()
+    _, list_id, current, raw_entries = data
+    if not isinstance(list_id, bytes) or len(list_id) != LIST_ID_BYTES:
+        raise InvalidCookie()
+    if not isinstance(raw_entries, list) or not 0 < len(raw_entries) <= _MAX_ENTRIES:
+        raise InvalidCookie()
+    entries = tuple(_entry(raw) for raw in raw_entries)
+    if not _is_int(current) or not 0 <= current < len(entries):
+        raise InvalidCookie()
+    return TokenList(list_id=list_id, current=current, entries=entries)
+
+
+def _entry(raw: Any) -> Entry:
+    if not isinstance(raw, list) or len(raw) != 10:
+        raise InvalidCookie()
+    channel, address, digest, issued_at, ttl, attempts, resends, resend_in, block_in, locale = raw
+    texts_ok = all(isinstance(t, str) and 0 < len(t) <= _MAX_TEXT for t in (channel, address))
+    ints_ok = all(
+        _is_int(n) and n >= 0 for n in (issued_at, ttl, attempts, resends, resend_in, block_in)
+    )
+    locale_ok = locale is None or (isinstance(locale, str) and len(locale) <= 35)
+    if not (texts_ok and ints_ok and locale_ok and isinstance(digest, bytes) and digest):
+        raise InvalidCookie()
+    return Entry(
+        credential=Credential(channel=channel, address=address),
+        digest=digest,
+        issued_at=issued_at,
+        expires_at=issued_at + ttl,
+        attempts_left=attempts,
+        resends_left=resends,
+        resend_at=issued_at + resend_in,
+        blocked_until=issued_at + block_in if block_in else 0,
+        locale=locale,
+    )
+
+
+def _is_int(value: Any) -> bool:
+    # bool is an int subclass; a payload with True where a counter belongs is malformed.
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -1,0 +1,142 @@
+"""In-process stores: the default for one worker, and the reference in tests.
+
+Operations are plain dictionary steps with no `await` inside, so on one event loop they are
+atomic without locks. Expiry never scans the whole table on a request: IDs are filed in
+one-second buckets, and each call retires at most a few due buckets.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from otpserver.errors import StoreUnavailable
+
+Clock = Callable[[], float]
+
+_SECONDS_SWEPT_PER_CALL = 4
+"""Bounded work per request. Wall time advances one bucket per second, so any traffic of
+more than one request every few seconds keeps the cursor current."""
+
+
+class _Bucket(set[int]):
+    """The IDs expiring in one second; `second` is shared by all of them to save memory."""
+
+    __slots__ = ("second",)
+
+    def __init__(self, second: int) -> None:
+        super().__init__()
+        self.second = second
+
+
+class MemoryIdStore:
+    """Live IDs with expiry, bounded to `max_ids` entries (beyond that: 503, fail closed).
+
+    Consumption checks the expiry itself, so correctness never depends on the sweep; the
+    sweep only gives memory back.
+    """
+
+    def __init__(self, max_ids: int = 2_000_000, clock: Clock = time.time) -> None:
+        self._max_ids = max_ids
+        self._clock = clock
+        # ID as int (44 bytes, against 49 for bytes) -> its bucket's expiry second.
+        self._expiry: dict[int, int] = {}
+        self._buckets: dict[int, _Bucket] = {}
+        self._cursor = int(clock())
+
+    def __len__(self) -> int:
+        return len(self._expiry)
+
+    async def add(self, list_id: bytes, ttl_seconds: float) -> bool:
+        now = self._clock()
+        self._sweep(now, _SECONDS_SWEPT_PER_CALL)
+        return self._add(int.from_bytes(list_id, "big"), now, ttl_seconds)
+
+    async def consume(self, list_id: bytes) -> bool:
+        now = self._clock()
+        self._sweep(now, _SECONDS_SWEPT_PER_CALL)
+        return self._consume(int.from_bytes(list_id, "big"), now)
+
+    async def rotate(self, old_id: bytes, new_id: bytes, ttl_seconds: float) -> bool:
+        now = self._clock()
+        self._sweep(now, _SECONDS_SWEPT_PER_CALL)
+        if not self._consume(int.from_bytes(old_id, "big"), now):
+            return False
+        return self._add(int.from_bytes(new_id, "big"), now, ttl_seconds)
+
+    async def aclose(self) -> None:
+        self._expiry.clear()
+        self._buckets.clear()
+
+    def _add(self, key: int, now: float, ttl_seconds: float) -> bool:
+        previous = self._expiry.get(key)
+        if previous is not None and previous > now:
+            return False
+        if len(self._expiry) >= self._max_ids:
+            # Full: reclaim everything already due (at most one bucket per second of the
+            # longest lifetime) before refusing.
+            self._sweep(now, len(self._buckets) + int(now) - self._cursor + 1)
+            if len(self._expiry) >= self._max_ids:
+                raise StoreUnavailable()
+        # Round up: an ID must never expire before the cookie that carries it.
+        second = int(now + ttl_seconds) + 1
+        bucket = self._buckets.get(second)
+        if bucket is None:
+            bucket = self._buckets[second] = _Bucket(second)
+        bucket.add(key)
+        self._expiry[key] = bucket.second
+        return True
+
+    def _consume(self, key: int, now: float) -> bool:
+        second = self._expiry.pop(key, None)
+        if second is None:
+            return False
+        bucket = self._buckets.get(second)
+        if bucket is not None:
+            bucket.discard(key)
+        return second > now
+
+    def _sweep(self, now: float, max_seconds: int) -> None:
+        due = int(now)
+        if self._cursor < due - max_seconds:
+            # After an idle spell, jump straight to the oldest bucket: no bucket is ever
+            # filed below the cursor, so every second in between is empty. This costs one
+            # pass over the buckets (at most one per second of the longest lifetime).
+            self._cursor = min(min(self._buckets, default=due), due)
+        steps = 0
+        while self._cursor <= due and steps < max_seconds:
+            for key in self._buckets.pop(self._cursor, ()):
+                self._expiry.pop(key, None)
+            self._cursor += 1
+            steps += 1
+
+
+class MemoryKeyStore:
+    """Wrapped KEKs in a dictionary, with expiry checked on read."""
+
+    def __init__(self, clock: Clock = time.time) -> None:
+        self._clock = clock
+        self._keys: dict[int, tuple[bytes, float]] = {}
+
+    async def get_or_create(self, key_id: int, candidate: bytes, ttl_seconds: float) -> bytes:
+        now = self._clock()
+        stored = self._keys.get(key_id)
+        if stored is not None and stored[1] > now:
+            return stored[0]
+        self._keys[key_id] = (candidate, now + ttl_seconds)
+        # A handful of keys live at once; dropping expired ones here keeps it that way.
+        for old in [k for k, (_, expires_at) in self._keys.items() if expires_at <= now]:
+            del self._keys[old]
+        return candidate
+
+    async def get(self, key_id: int) -> bytes | None:
+        stored = self._keys.get(key_id)
+        if stored is None or stored[1] <= self._clock():
+            return None
+        return stored[0]
+
+    async def delete(self, key_id: int) -> None:
+        self._keys.pop(key_id, None)
+
+    async def aclose(self) -> None:
+        self._keys.clear()
