@@ -1,0 +1,373 @@
+"""Abuse limits as pure rules: which counters a request touches, and what charging them decides.
+
+Nothing here does I/O or reads a clock: instants are whole milliseconds passed in as
+`now_ms`. A request touches a few `Counter`s (per credential, per client address, per
+channel, per phone prefix); a counter store checks them all and charges them all, or none,
+in one atomic step, using `decide` and `charged` below (the Redis store mirrors them in Lua).
+
+Windows are fixed and start at a counter's first hit, so they are exact and cost one small
+record per key; the price is that a client can spend a whole allowance just before a
+window ends and another just after, so up to twice the limit within one window's length.
+A counter with `lock_ms` behaves as a breaker: the hit that reaches its limit restarts its
+window with the lock's length, and nothing gets through until that ends.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import phonenumbers
+
+from otpserver.errors import ConfigError
+from otpserver.hooks import Credential
+
+MAX_FAILURES_CEILING = 100
+"""NIST SP 800-63B rev 4 §3.2.2: at most 100 consecutive failures before a lockout."""
+MAX_WINDOW_SECONDS = 7 * 86400
+"""Long enough for any sane window or lockout; keys never outlive it."""
+MAX_ALLOWANCE = 10**9
+ANY_CHANNEL = "*"
+"""The `channel_sends_per_hour` entry that applies to every channel not named."""
+HOUR_SECONDS = 3600
+
+_PREFIX_ENTRY = re.compile(r"^\+[0-9]{1,15}$")
+_REGION_ENTRY = re.compile(r"^[A-Z]{2}$")
+
+# Environment variable -> `LimitPolicy` field, for the numbers an operator may override.
+LIMIT_ENV_FIELDS: Mapping[str, str] = {
+    "OTP_LIMIT_MAX_FAILURES": "max_failures",
+    "OTP_LIMIT_FAILURE_WINDOW_SECONDS": "failure_window_seconds",
+    "OTP_LIMIT_LOCKOUT_SECONDS": "lockout_seconds",
+    "OTP_LIMIT_CREDENTIAL_SENDS": "credential_sends",
+    "OTP_LIMIT_CREDENTIAL_WINDOW_SECONDS": "credential_window_seconds",
+    "OTP_LIMIT_ADDRESS_REQUESTS": "address_requests",
+    "OTP_LIMIT_ADDRESS_VERIFIES": "address_verifies",
+    "OTP_LIMIT_ADDRESS_WINDOW_SECONDS": "address_window_seconds",
+    "OTP_SMS_PREFIX_DIGITS": "prefix_digits",
+    "OTP_SMS_PREFIX_SENDS": "prefix_sends",
+    "OTP_SMS_PREFIX_WINDOW_SECONDS": "prefix_window_seconds",
+    "OTP_SMS_PREFIX_BREAKER_SECONDS": "prefix_breaker_seconds",
+}
+
+
+# `LimitPolicy` field, lowest and highest value allowed.
+_RANGES: tuple[tuple[str, int, int], ...] = (
+    ("max_failures", 1, MAX_FAILURES_CEILING),
+    ("failure_window_seconds", 1, MAX_WINDOW_SECONDS),
+    ("lockout_seconds", 1, MAX_WINDOW_SECONDS),
+    ("credential_sends", 1, MAX_ALLOWANCE),
+    ("credential_window_seconds", 1, MAX_WINDOW_SECONDS),
+    ("address_requests", 1, MAX_ALLOWANCE),
+    ("address_verifies", 1, MAX_ALLOWANCE),
+    ("address_window_seconds", 1, MAX_WINDOW_SECONDS),
+    ("prefix_digits", 1, 15),
+    ("prefix_sends", 1, MAX_ALLOWANCE),
+    ("prefix_window_seconds", 1, MAX_WINDOW_SECONDS),
+    ("prefix_breaker_seconds", 1, MAX_WINDOW_SECONDS),
+)
+
+
+def _default_channel_budgets() -> Mapping[str, int]:
+    return MappingProxyType({"email": 5000, "phone": 500, ANY_CHANNEL: 1000})
+
+
+@dataclass(frozen=True, slots=True)
+class LimitPolicy:
+    """How much each credential, client address, channel and phone prefix may ask for.
+
+    Counts are per window; windows are in seconds and start at a counter's first hit. A
+    credential's wrong codes are counted from the first one for `failure_window_seconds`;
+    the `max_failures`-th locks it for `lockout_seconds`, after which counting starts over.
+    `sms_allowlist`/`sms_denylist` hold ISO 3166 region codes (`"GB"`) or E.164 prefixes
+    (`"+4479"`) and apply to `sms_channel` only; the deny-list wins, and an empty
+    allow-list allows every country.
+    """
+
+    max_failures: int = 10
+    failure_window_seconds: int = 86400
+    lockout_seconds: int = 900
+    credential_sends: int = 5
+    credential_window_seconds: int = 600
+    address_requests: int = 30
+    address_verifies: int = 60
+    address_window_seconds: int = 600
+    channel_sends_per_hour: Mapping[str, int] = field(default_factory=_default_channel_budgets)
+    sms_channel: str = "phone"
+    sms_allowlist: tuple[str, ...] = ()
+    sms_denylist: tuple[str, ...] = ()
+    prefix_digits: int = 6
+    prefix_sends: int = 20
+    prefix_window_seconds: int = 3600
+    prefix_breaker_seconds: int = 3600
+
+    def channel_budget(self, channel: str) -> int:
+        """Sends per hour allowed on `channel` across all users."""
+        budgets = self.channel_sends_per_hour
+        return budgets.get(channel, budgets.get(ANY_CHANNEL, 0))
+
+    def with_overrides(self, overrides: LimitOverrides) -> LimitPolicy:
+        """A copy with what the environment set replaced, checked."""
+        changes: dict[str, Any] = dict(overrides.numbers)
+        if overrides.channel_sends_per_hour:
+            changes["channel_sends_per_hour"] = MappingProxyType(
+                {**self.channel_sends_per_hour, **overrides.channel_sends_per_hour}
+            )
+        if overrides.sms_allowlist is not None:
+            changes["sms_allowlist"] = overrides.sms_allowlist
+        if overrides.sms_denylist is not None:
+            changes["sms_denylist"] = overrides.sms_denylist
+        return dataclasses.replace(self, **changes).checked()
+
+    def checked(self) -> LimitPolicy:
+        """Return self, or raise `ConfigError` naming the first broken invariant."""
+        names = {value: key for key, value in LIMIT_ENV_FIELDS.items()}
+        for name, low, high in _RANGES:
+            if not low <= getattr(self, name) <= high:
+                raise ConfigError(f"{names[name]} must be between {low} and {high}")
+        budgets = self.channel_sends_per_hour
+        if ANY_CHANNEL not in budgets or not all(1 <= n <= MAX_ALLOWANCE for n in budgets.values()):
+            raise ConfigError(
+                "OTP_LIMIT_CHANNEL_SENDS_PER_HOUR needs a '*' entry, and every budget "
+                f"between 1 and {MAX_ALLOWANCE}"
+            )
+        for name, entries in (
+            ("OTP_SMS_ALLOWLIST", self.sms_allowlist),
+            ("OTP_SMS_DENYLIST", self.sms_denylist),
+        ):
+            bad = [e for e in entries if not is_destination_entry(e)]
+            if bad:
+                raise ConfigError(f"{name} entries must be region codes like GB or +prefixes")
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class LimitOverrides:
+    """What the environment sets on top of `custom/limits.py` (None/empty: keep the code's)."""
+
+    numbers: Mapping[str, int] = field(default_factory=dict)
+    channel_sends_per_hour: Mapping[str, int] = field(default_factory=dict)
+    sms_allowlist: tuple[str, ...] | None = None
+    sms_denylist: tuple[str, ...] | None = None
+
+
+# --- destinations (SMS pumping) ---------------------------------------------------------
+
+
+def is_destination_entry(entry: str) -> bool:
+    """True for an ISO 3166 region code (`GB`) or an E.164 prefix (`+4479`)."""
+    if _REGION_ENTRY.match(entry):
+        return entry in phonenumbers.SUPPORTED_REGIONS
+    return bool(_PREFIX_ENTRY.match(entry))
+
+
+def parse_destinations(text: str) -> tuple[str, ...]:
+    """Split a comma list of region codes and +prefixes; raise ValueError on a bad entry."""
+    entries = tuple(e.strip().upper() for e in text.split(",") if e.strip())
+    if not all(is_destination_entry(e) for e in entries):
+        raise ValueError("entries must be region codes like GB or E.164 prefixes like +4479")
+    return entries
+
+
+def destination_allowed(credential: Credential, policy: LimitPolicy) -> bool:
+    """Whether codes may go to this credential under the SMS allow- and deny-lists."""
+    if credential.channel != policy.sms_channel or not (
+        policy.sms_allowlist or policy.sms_denylist
+    ):
+        return True
+    number = credential.address
+    region = _region_of(number)
+
+    def listed(entries: tuple[str, ...]) -> bool:
+        return any(number.startswith(e) if e[0] == "+" else e == region for e in entries)
+
+    if listed(policy.sms_denylist):
+        return False
+    return not policy.sms_allowlist or listed(policy.sms_allowlist)
+
+
+def _region_of(number: str) -> str | None:
+    try:
+        return phonenumbers.region_code_for_number(phonenumbers.parse(number, None))
+    except phonenumbers.NumberParseException:
+        return None
+
+
+def phone_prefix(address: str, digits: int) -> str | None:
+    """The first `digits` digits of an E.164 number (`+441632…` → `+441632`), if it is one."""
+    if not address.startswith("+") or not address[1:].isdigit():
+        return None
+    return address[: digits + 1]
+
+
+# --- counters ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Counter:
+    """One allowance a request draws on: a store key, its limit and this request's cost.
+
+    `cost` is 1 to charge, or 0 to only check (a lockout consulted by a send). `kind`
+    names the rule for logs; it never reaches the store. Keys of one request are distinct.
+    """
+
+    kind: str
+    key: bytes
+    limit: int
+    window_ms: int
+    lock_ms: int = 0
+    cost: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A counter's stored state: hits so far and the instant (ms) the count starts over."""
+
+    count: int
+    resets_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of one charge: allowed, or refused until `retry_after_ms` from now.
+
+    `refused` holds the indexes of the counters that said no, for logs only.
+    """
+
+    allowed: bool
+    retry_after_ms: int = 0
+    refused: tuple[int, ...] = ()
+
+
+def live(window: Window | None, now_ms: int) -> Window | None:
+    """`window`, unless it has run out (an expired count is no count)."""
+    return window if window is not None and window.resets_at_ms > now_ms else None
+
+
+def decide(counters: Sequence[Counter], windows: Sequence[Window | None], now_ms: int) -> Decision:
+    """Allowed only if every counter has room for one more hit; else wait for the last."""
+    refused: list[int] = []
+    until = now_ms
+    for index, (counter, stored) in enumerate(zip(counters, windows, strict=True)):
+        window = live(stored, now_ms)
+        count = window.count if window else 0
+        if count >= counter.limit:
+            refused.append(index)
+            until = max(until, window.resets_at_ms if window else now_ms + counter.window_ms)
+    if refused:
+        return Decision(allowed=False, retry_after_ms=until - now_ms, refused=tuple(refused))
+    return Decision(allowed=True)
+
+
+def charged(counter: Counter, stored: Window | None, now_ms: int) -> Window:
+    """The window after `counter` is charged at `now_ms` (call only when `decide` allowed)."""
+    window = live(stored, now_ms)
+    count = (window.count if window else 0) + counter.cost
+    resets_at_ms = window.resets_at_ms if window else now_ms + counter.window_ms
+    if counter.lock_ms and count >= counter.limit:
+        resets_at_ms = now_ms + counter.lock_ms
+    return Window(count, resets_at_ms)
+
+
+def retry_after_seconds(decision: Decision) -> int:
+    """Whole seconds for `Retry-After`, rounded up so a client never comes back too early."""
+    return max(1, -(-decision.retry_after_ms // 1000))
+
+
+# --- what each request touches -----------------------------------------------------------
+
+
+def counter_key(secret: bytes, kind: str, value: str) -> bytes:
+    """`kind:` and 128 bits of HMAC-SHA256: stores and logs never see a credential or address."""
+    digest = hmac.new(secret, f"{kind}\0{value}".encode(), hashlib.sha256).hexdigest()
+    return f"{kind}:{digest[:32]}".encode()
+
+
+def credential_value(credential: Credential) -> str:
+    """One string per credential; the channel keeps an email and a phone number apart."""
+    return f"{credential.channel}\0{credential.address}"
+
+
+def lockout(policy: LimitPolicy, secret: bytes, credential: Credential, cost: int) -> Counter:
+    """Consecutive failed verifications of a credential, locking it at `max_failures`."""
+    return Counter(
+        kind="failures",
+        key=counter_key(secret, "f", credential_value(credential)),
+        limit=policy.max_failures,
+        window_ms=policy.failure_window_seconds * 1000,
+        lock_ms=policy.lockout_seconds * 1000,
+        cost=cost,
+    )
+
+
+def send_counters(
+    policy: LimitPolicy, secret: bytes, credential: Credential, address: str
+) -> tuple[Counter, ...]:
+    """A create or resend that sends a code: refused while the credential is locked."""
+    counters = [
+        lockout(policy, secret, credential, cost=0),
+        Counter(
+            kind="credential-sends",
+            key=counter_key(secret, "s", credential_value(credential)),
+            limit=policy.credential_sends,
+            window_ms=policy.credential_window_seconds * 1000,
+        ),
+        _address_requests(policy, secret, address),
+        Counter(
+            kind="channel-budget",
+            key=counter_key(secret, "g", credential.channel),
+            limit=policy.channel_budget(credential.channel),
+            window_ms=HOUR_SECONDS * 1000,
+        ),
+    ]
+    prefix = phone_prefix(credential.address, policy.prefix_digits)
+    if credential.channel == policy.sms_channel and prefix is not None:
+        counters.append(
+            Counter(
+                kind="prefix-breaker",
+                key=counter_key(secret, "p", prefix),
+                limit=policy.prefix_sends,
+                window_ms=policy.prefix_window_seconds * 1000,
+                lock_ms=policy.prefix_breaker_seconds * 1000,
+            )
+        )
+    return tuple(counters)
+
+
+def switch_counters(
+    policy: LimitPolicy, secret: bytes, credential: Credential, address: str
+) -> tuple[Counter, ...]:
+    """A create that makes an already pending credential current again, sending nothing."""
+    return (lockout(policy, secret, credential, cost=0), _address_requests(policy, secret, address))
+
+
+def verify_counters(
+    policy: LimitPolicy, secret: bytes, credential: Credential, address: str
+) -> tuple[Counter, ...]:
+    """A verification: the failure is charged before the code is compared, and a success
+    takes it back with the rest (`lockout(...).key` reset), so concurrent wrong guesses can
+    never overshoot `max_failures`."""
+    return (
+        lockout(policy, secret, credential, cost=1),
+        Counter(
+            kind="address-verifies",
+            key=counter_key(secret, "v", address),
+            limit=policy.address_verifies,
+            window_ms=policy.address_window_seconds * 1000,
+        ),
+    )
+
+
+def _address_requests(policy: LimitPolicy, secret: bytes, address: str) -> Counter:
+    return Counter(
+        kind="address-requests",
+        key=counter_key(secret, "a", address),
+        limit=policy.address_requests,
+        window_ms=policy.address_window_seconds * 1000,
+    )
