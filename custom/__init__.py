@@ -9,6 +9,7 @@ from custom.credential import CreateRequest
 from custom.final import final
 from custom.id import make_id_store
 from custom.kms import make_key_store
+from custom.limits import LIMITS, make_counter_store
 from custom.otp import POLICY, generate_code
 from custom.send import make_sender
 from otpserver.hooks import Hooks
@@ -21,4 +22,6 @@ HOOKS = Hooks(
     final=final,
     make_id_store=make_id_store,
     make_key_store=make_key_store,
+    limits=LIMITS,
+    make_counter_store=make_counter_store,
 )

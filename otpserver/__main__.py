@@ -18,19 +18,21 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings.from_env()
-        if settings.is_development and settings.master_key is None:
+        ephemeral = settings.is_development and settings.master_key is None
+        if ephemeral:
             # Every worker must seal with the same keys, so the ephemeral key is made once
             # here and inherited through the environment; it is never printed.
             os.environ["OTP_MASTER_KEY"] = (
                 base64.urlsafe_b64encode(os.urandom(MASTER_KEY_BYTES)).rstrip(b"=").decode()
             )
-            logging.getLogger("otpserver").warning(
-                "development mode: generated an ephemeral OTP_MASTER_KEY; cookies die on restart"
-            )
         # Build once in this process so bad hooks or settings fail before any worker starts.
         from otpserver.asgi import build
 
         build()
+        if ephemeral:
+            logging.getLogger("otpserver").warning(
+                "development mode: generated an ephemeral OTP_MASTER_KEY; cookies die on restart"
+            )
     except ConfigError as error:
         print(f"otpserver: configuration error: {error}", file=sys.stderr)
         return 2

@@ -20,11 +20,14 @@ from starlette.types import ASGIApp, Scope
 
 from otpserver.config import MASTER_KEY_BYTES, Settings
 from otpserver.cookies import CookieCodec
+from otpserver.delivery.outbox import OutboxSender, outbox_routes
 from otpserver.endpoints import OtpEndpoints, render_error
 from otpserver.errors import ConfigError, OtpError, ServerError
 from otpserver.hooks import Hooks
 from otpserver.keys import KeyRing
+from otpserver.limiter import Limiter
 from otpserver.middleware import EdgeMiddleware, EdgePolicy
+from otpserver.policy import OtpPolicy
 
 log = logging.getLogger("otpserver")
 
@@ -68,8 +71,29 @@ def check_deployment(settings: Settings, hooks: Hooks) -> None:
             f"OTP_WORKERS={settings.workers} needs a shared store: the memory store lives in one "
             "process; set OTP_STORE_URL=redis://... or OTP_WORKERS=1"
         )
-    if not settings.is_development and settings.master_key is None:
+    if settings.is_development:
+        return
+    if settings.master_key is None:
         raise ConfigError("OTP_MASTER_KEY is required in production (base64url of 32 random bytes)")
+    if settings.test_credentials:
+        raise ConfigError("OTP_TEST_CREDENTIALS is for OTP_ENV=development only")
+    if settings.delivery.autofill_domain is None:
+        # The domain goes into every message (and binds SMS autofill to a site); taking it
+        # from the request's Host header would let a caller choose it.
+        raise ConfigError(
+            "OTP_AUTOFILL_DOMAIN is required in production: the site name shown in messages"
+        )
+
+
+def check_test_credentials(settings: Settings, policy: OtpPolicy) -> dict[str, str]:
+    """The development test identities, each with a code that fits the policy."""
+    for code in settings.test_credentials.values():
+        if len(code) != policy.length or any(c not in policy.alphabet for c in code):
+            raise ConfigError(
+                f"OTP_TEST_CREDENTIALS codes must be {policy.length} characters "
+                f"of the code alphabet"
+            )
+    return dict(settings.test_credentials)
 
 
 def create_app(
@@ -84,12 +108,19 @@ def create_app(
             "OTP_ENV=production refuses the development sender: configure delivery "
             "(see custom/send.py) or set OTP_ENV=development"
         )
+    test_codes = check_test_credentials(settings, policy)
     master_key = settings.master_key
     if master_key is None:
         log.warning("development mode: using an ephemeral master key; cookies die on restart")
         master_key = os.urandom(MASTER_KEY_BYTES)
     ids = hooks.make_id_store(settings)
     key_store = hooks.make_key_store(settings)
+    limits = hooks.limits.with_overrides(settings.limit_overrides)
+    counters = hooks.make_counter_store(settings)
+    if not settings.is_development and not limits.sms_allowlist:
+        log.warning(
+            "OTP_SMS_ALLOWLIST is empty: SMS codes may go to every country; list the ones you serve"
+        )
     keyring = KeyRing(key_store, master_key, settings.kek_rotation_seconds)
     endpoints = OtpEndpoints(
         policy=policy,
@@ -101,6 +132,14 @@ def create_app(
         codec=CookieCodec(keyring, secure=not settings.is_development),
         digest_key=derive_key(master_key, b"otpserver/code-digest/v1"),
         clock=clock,
+        test_codes=test_codes,
+        public_host=settings.delivery.autofill_domain,
+        limiter=Limiter(
+            policy=limits,
+            counters=counters,
+            secret=derive_key(master_key, b"otpserver/limit-key/v1"),
+            proxies=settings.trusted_proxies,
+        ),
     )
 
     routes: list[BaseRoute] = [
@@ -111,6 +150,8 @@ def create_app(
     ]
     if settings.is_development:
         routes.extend(static_routes())
+        if isinstance(sender, OutboxSender):
+            routes.extend(outbox_routes(sender.outbox))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -119,6 +160,10 @@ def create_app(
         finally:
             await ids.aclose()
             await key_store.aclose()
+            await counters.aclose()
+            close_sender = getattr(sender, "aclose", None)
+            if close_sender is not None:
+                await close_sender()
 
     app = OtpApp(
         EdgePolicy(
@@ -136,6 +181,8 @@ def create_app(
     app.state.endpoints = endpoints
     app.state.keyring = keyring
     app.state.key_store = key_store
+    app.state.counters = counters
+    app.state.limits = limits
     app.state.sender = sender
     return app
 
@@ -146,28 +193,26 @@ async def health(request: Request) -> Response:
 
 
 def static_routes() -> list[BaseRoute]:
-    """The sign-in page, served in development only; production apps ship it themselves."""
+    """The sign-in page, served in development only; production apps ship it themselves.
+
+    The page loads its assets by relative URL, so it is served at `/` only (not under
+    `/static/`, where those URLs would point one level too deep).
+    """
     files = {
-        f"/static/{path.name}": path
+        "/" if path.name == "index.html" else f"/static/{path.name}": path
         for path in STATIC_DIR.glob("*")
         if path.suffix in _STATIC_TYPES
     }
-    if not files:
-        return []
 
     async def serve(request: Request) -> Response:
-        path = files.get(request.url.path) or files.get("/static/index.html")
-        assert path is not None  # noqa: S101 -- the route list only holds known paths
+        path = files[request.url.path]
         return Response(
             path.read_bytes(),
             media_type=_STATIC_TYPES[path.suffix],
             headers={"Content-Security-Policy": _PAGE_CSP},
         )
 
-    routes: list[BaseRoute] = [ExactRoute(p, serve, methods=["GET"]) for p in files]
-    if "/static/index.html" in files:
-        routes.append(ExactRoute("/", serve, methods=["GET"]))
-    return routes
+    return [ExactRoute(route, serve, methods=["GET"]) for route in files]
 
 
 async def _not_found(scope: Scope, receive: object, send: Callable[..., object]) -> None:

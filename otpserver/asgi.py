@@ -1,7 +1,8 @@
 """The composition root: the only place the core meets `custom/`.
 
 Serve with `python -m otpserver`, or any ASGI server in factory mode:
-`uvicorn --factory otpserver.asgi:build`.
+`uvicorn --factory --no-proxy-headers otpserver.asgi:build` (client addresses come
+from `OTP_TRUSTED_PROXIES`, never from the server's own proxy-header rewriting).
 """
 
 from __future__ import annotations

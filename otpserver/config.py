@@ -14,7 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from otpserver.clientaddr import PROXY_HEADERS, TrustedProxies, parse_trusted_proxies
+from otpserver.delivery.config import DeliveryConfig
 from otpserver.errors import ConfigError
+from otpserver.limits import LIMIT_ENV_FIELDS, LimitOverrides, parse_destinations
 from otpserver.policy import POLICY_ENV_FIELDS
 
 Environment = Literal["production", "development"]
@@ -73,6 +76,88 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("OTP_RESEND_COOLDOWN_SECONDS", "", "wait between sends of one credential (default: 30)"),
     EnvVar("OTP_MAX_RESENDS", "", "resends allowed per pending credential (default: 3)"),
     EnvVar("OTP_MAX_CREDENTIALS", "", "pending credentials per browser cookie (default: 3)"),
+    EnvVar(
+        "OTP_TEST_CREDENTIALS",
+        "",
+        "development only: address=code pairs with fixed codes that are never delivered",
+    ),
+    EnvVar(
+        "OTP_TRUSTED_PROXIES",
+        "",
+        "comma list of proxy addresses/CIDRs (or unix) whose forwarding header is believed",
+    ),
+    EnvVar(
+        "OTP_PROXY_HEADER",
+        "x-forwarded-for",
+        "the header those proxies set: x-forwarded-for or forwarded (RFC 7239)",
+    ),
+    EnvVar(
+        "OTP_LIMIT_MAX_FAILURES",
+        "",
+        "wrong codes in a row that lock a credential, at most 100 (default from "
+        "custom/limits.py: 10)",
+    ),
+    EnvVar(
+        "OTP_LIMIT_FAILURE_WINDOW_SECONDS",
+        "",
+        "how long wrong codes count toward the lock without a success (default: 86400)",
+    ),
+    EnvVar(
+        "OTP_LIMIT_LOCKOUT_SECONDS", "", "how long a locked credential stays locked (default: 900)"
+    ),
+    EnvVar(
+        "OTP_LIMIT_CREDENTIAL_SENDS",
+        "",
+        "codes sent to one credential per window, across browsers and clients (default: 5)",
+    ),
+    EnvVar("OTP_LIMIT_CREDENTIAL_WINDOW_SECONDS", "", "window of that send limit (default: 600)"),
+    EnvVar(
+        "OTP_LIMIT_ADDRESS_REQUESTS",
+        "",
+        "create and resend requests per client address per window (default: 30)",
+    ),
+    EnvVar(
+        "OTP_LIMIT_ADDRESS_VERIFIES",
+        "",
+        "codes checked per client address per window (default: 60)",
+    ),
+    EnvVar(
+        "OTP_LIMIT_ADDRESS_WINDOW_SECONDS", "", "window of the per-address limits (default: 600)"
+    ),
+    EnvVar(
+        "OTP_LIMIT_CHANNEL_SENDS_PER_HOUR",
+        "",
+        "sends per hour per channel for all users together (default: email=5000,phone=500,*=1000)",
+    ),
+    EnvVar(
+        "OTP_SMS_ALLOWLIST",
+        "",
+        "comma list of countries (GB) or +prefixes that may get SMS codes (default: any)",
+    ),
+    EnvVar(
+        "OTP_SMS_DENYLIST",
+        "",
+        "comma list of countries or +prefixes never sent SMS codes, even allowed (default: none)",
+    ),
+    EnvVar(
+        "OTP_SMS_PREFIX_DIGITS", "", "digits after + that make a phone number's prefix (default: 6)"
+    ),
+    EnvVar(
+        "OTP_SMS_PREFIX_SENDS",
+        "",
+        "SMS codes per prefix per window before that prefix's breaker trips (default: 20)",
+    ),
+    EnvVar("OTP_SMS_PREFIX_WINDOW_SECONDS", "", "window of the per-prefix count (default: 3600)"),
+    EnvVar(
+        "OTP_SMS_PREFIX_BREAKER_SECONDS",
+        "",
+        "how long a tripped prefix gets no SMS (default: 3600)",
+    ),
+    EnvVar(
+        "OTP_MEMORY_MAX_COUNTERS",
+        "1000000",
+        "memory store: most live limit counters held before refusing (503)",
+    ),
 )
 
 
@@ -92,6 +177,11 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     max_body_bytes: int = 4096
     policy_overrides: Mapping[str, int] = field(default_factory=dict)
+    trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
+    memory_max_counters: int = 1_000_000
+    limit_overrides: LimitOverrides = field(default_factory=LimitOverrides)
+    delivery: DeliveryConfig = field(default_factory=lambda: DeliveryConfig.from_env({}))
+    test_credentials: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def is_development(self) -> bool:
@@ -136,6 +226,13 @@ class Settings:
             cors_origins=parse_origins(env.get("OTP_CORS_ORIGINS", "")),
             max_body_bytes=reader.integer("OTP_MAX_BODY_BYTES", 64, 1 << 20, default=4096),
             policy_overrides=overrides,
+            trusted_proxies=parse_proxy_settings(env),
+            memory_max_counters=reader.integer(
+                "OTP_MEMORY_MAX_COUNTERS", 1, 10**9, default=1_000_000
+            ),
+            limit_overrides=parse_limit_overrides(env),
+            delivery=DeliveryConfig.from_env(env),
+            test_credentials=parse_test_credentials(env.get("OTP_TEST_CREDENTIALS", "")),
         )
 
 
@@ -151,6 +248,81 @@ def parse_master_key(value: str) -> bytes | None:
     if len(key) != MASTER_KEY_BYTES:
         raise ConfigError("OTP_MASTER_KEY must be base64url of 32 bytes")
     return key
+
+
+def parse_proxy_settings(env: Mapping[str, str]) -> TrustedProxies:
+    """Read `OTP_TRUSTED_PROXIES` and `OTP_PROXY_HEADER`."""
+    header = env.get("OTP_PROXY_HEADER", "").strip().lower() or "x-forwarded-for"
+    if header not in PROXY_HEADERS:
+        raise ConfigError("OTP_PROXY_HEADER must be x-forwarded-for or forwarded")
+    try:
+        return parse_trusted_proxies(
+            env.get("OTP_TRUSTED_PROXIES", ""),
+            "forwarded" if header == "forwarded" else "x-forwarded-for",
+        )
+    except ValueError as error:
+        raise ConfigError(
+            f"OTP_TRUSTED_PROXIES must be a comma list of addresses, CIDRs or unix ({error})"
+        ) from None
+
+
+def parse_limit_overrides(env: Mapping[str, str]) -> LimitOverrides:
+    """Read the `OTP_LIMIT_*` and `OTP_SMS_*` variables that are set; ranges are checked
+    later, with the code's defaults, by `LimitPolicy.checked`."""
+    reader = _Reader(env)
+    lists: dict[str, tuple[str, ...] | None] = {}
+    for name in ("OTP_SMS_ALLOWLIST", "OTP_SMS_DENYLIST"):
+        raw = env.get(name, "").strip()
+        try:
+            lists[name] = parse_destinations(raw) if raw else None
+        except ValueError:
+            raise ConfigError(
+                f"{name} must be a comma list of region codes like GB or prefixes like +4479"
+            ) from None
+    return LimitOverrides(
+        numbers={
+            name: reader.integer(var, 0, 10**9)
+            for var, name in LIMIT_ENV_FIELDS.items()
+            if env.get(var, "").strip()
+        },
+        channel_sends_per_hour=parse_channel_budgets(
+            env.get("OTP_LIMIT_CHANNEL_SENDS_PER_HOUR", "")
+        ),
+        sms_allowlist=lists["OTP_SMS_ALLOWLIST"],
+        sms_denylist=lists["OTP_SMS_DENYLIST"],
+    )
+
+
+def parse_channel_budgets(value: str) -> dict[str, int]:
+    """`email=5000,phone=500,*=1000` as a mapping; empty keeps `custom/limits.py`'s."""
+    budgets: dict[str, int] = {}
+    for raw in value.split(","):
+        if not raw.strip():
+            continue
+        channel, sep, number = (part.strip() for part in raw.partition("="))
+        if not sep or not channel or not number.isdigit() or not number.isascii():
+            raise ConfigError(
+                "OTP_LIMIT_CHANNEL_SENDS_PER_HOUR must be a comma list like "
+                "email=5000,phone=500,*=1000"
+            )
+        budgets[channel] = int(number)
+    return budgets
+
+
+def parse_test_credentials(value: str) -> dict[str, str]:
+    """`ada@example.com=123456,+14155550100=000000` as {address: code}.
+
+    Addresses are written as the server normalizes them: lower-case email, E.164 phone.
+    """
+    pairs: dict[str, str] = {}
+    for raw in value.split(","):
+        if not raw.strip():
+            continue
+        address, sep, code = raw.strip().rpartition("=")
+        if not sep or not address.strip() or not code.strip():
+            raise ConfigError("OTP_TEST_CREDENTIALS must be a comma list of address=code pairs")
+        pairs[address.strip().lower()] = code.strip()
+    return pairs
 
 
 def parse_origins(value: str) -> tuple[str, ...]:

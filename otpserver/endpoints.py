@@ -1,16 +1,21 @@
 """The HTTP handlers: thin steps around the pure flow, the ID store, the envelope and the sender.
 
 Ordering is the security argument here, so each handler reads top to bottom as:
-validate → open the cookie → refuse what needs no state change → claim the cookie's
-single-use ID (exactly one concurrent request wins) → act → seal the new state.
+validate → open the cookie → refuse what needs no state change → charge the abuse limits →
+claim the cookie's single-use ID (exactly one concurrent request wins) → act → seal the new
+state. A refused charge sends nothing and spends nothing. Verify is the one exception: it
+claims the ID first and charges after, because the limit it charges is the credential's
+failure count, and only a guess that will really be compared may count as one (N parallel
+replays of one cookie are one guess, not N failures); a refusal there hands the unchanged
+entries back under the new ID, so it costs the client nothing either.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 from starlette.requests import Request
@@ -24,12 +29,14 @@ from otpserver.errors import (
     CredentialInvalid,
     InvalidCookie,
     OtpError,
+    RateLimited,
     SendFailed,
     ServerError,
     StoreUnavailable,
 )
 from otpserver.hooks import (
     CodeGenerator,
+    Credential,
     CredentialBody,
     DeliveryError,
     FinalHook,
@@ -38,6 +45,7 @@ from otpserver.hooks import (
     Sender,
     VerifiedCredential,
 )
+from otpserver.limiter import Limiter
 from otpserver.policy import OtpPolicy
 from otpserver.state import LIST_ID_BYTES, Entry, TokenList
 
@@ -62,6 +70,11 @@ class OtpEndpoints:
     codec: CookieCodec
     digest_key: bytes
     clock: Callable[[], float]
+    limiter: Limiter
+    test_codes: Mapping[str, str] = field(default_factory=dict)
+    """Development test identities: fixed codes, never delivered."""
+    public_host: str | None = None
+    """The site name for messages; None (development only) means the request's Host."""
 
     async def create(self, request: Request) -> Response:
         """Send a code to a credential, or make an already pending one current again."""
@@ -72,12 +85,14 @@ class OtpEndpoints:
             fields = sorted({str(e["loc"][0]) for e in error.errors() if e["loc"]})
             raise CredentialInvalid(extra={"fields": fields}) from None
         credential = body.credential()
+        self.limiter.check_destination(credential)
         now = int(self.clock())
         tokens = await self._open(request, now, required=False)
 
         if tokens is not None:
             index = flow.find_live(tokens, credential, now)
             if index is not None:
+                await self.limiter.charge_switch(request.scope, credential, now)
                 current = TokenList(new_list_id(), index, tokens.entries)
                 if await self.ids.rotate(
                     tokens.list_id, current.list_id, flow.lifetime(current, now)
@@ -88,7 +103,9 @@ class OtpEndpoints:
 
         kept = flow.live_entries(tokens, now)
         flow.check_room(kept, self.policy)
-        code = self.generate_code(self.policy)
+        # Every create charged here sends: a lost claim below only starts a fresh list.
+        await self.limiter.charge_send(request.scope, credential, now)
+        code = self._new_code(credential)
         entry = flow.new_entry(
             credential,
             code_digest(self.digest_key, credential.address, now, code),
@@ -114,7 +131,11 @@ class OtpEndpoints:
         assert tokens is not None  # noqa: S101 -- required=True raises instead of returning None
         entry = tokens.current_entry
         flow.check_resend(entry, now)
-        code = self.generate_code(self.policy)
+        self.limiter.check_destination(entry.credential)
+        # Charged before the claim: a resend that then loses a race with its own cookie
+        # over-counts by one, which errs on the safe side.
+        await self.limiter.charge_send(request.scope, entry.credential, now)
+        code = self._new_code(entry.credential)
         fresh = flow.resent(
             entry,
             code_digest(self.digest_key, entry.credential.address, now, code),
@@ -143,12 +164,21 @@ class OtpEndpoints:
             tokens, flow.failed(entry, now, self.policy), new_list_id()
         )
         await self._claim(tokens, failed_state, now)
+        try:
+            # Charges the failure before comparing (a success takes it back below), so
+            # concurrent wrong guesses can never overshoot the credential's lockout.
+            await self.limiter.charge_verify(request.scope, entry.credential, now)
+        except (RateLimited, StoreUnavailable) as refusal:
+            unchanged = TokenList(failed_state.list_id, tokens.current, tokens.entries)
+            refusal.headers["Set-Cookie"] = await self._cookie_header(unchanged, now)
+            raise
 
         expected = code_digest(self.digest_key, entry.credential.address, entry.issued_at, code)
         if not digests_match(entry.digest, expected):
             error = flow.incorrect(failed_state.current_entry, now)
             error.headers["Set-Cookie"] = await self._cookie_header(failed_state, now)
             raise error
+        await self.limiter.forget_failures(entry.credential)
 
         remaining = flow.without_current(tokens, failed_state.list_id, now)
         cookie = (
@@ -159,6 +189,10 @@ class OtpEndpoints:
         response = await self.final(VerifiedCredential(entry.credential, float(now)), request)
         response.headers.append("Set-Cookie", cookie)
         return response
+
+    def _new_code(self, credential: Credential) -> str:
+        fixed = self.test_codes.get(credential.address)
+        return fixed if fixed is not None else self.generate_code(self.policy)
 
     async def _open(self, request: Request, now: int, *, required: bool) -> TokenList | None:
         """The request's token list; None (or `InvalidCookie` if required) when unusable."""
@@ -198,11 +232,13 @@ class OtpEndpoints:
         is_resend: bool = False,
     ) -> None:
         """Hand the code to the sender; on failure undo the ID change so nothing is lost."""
+        if entry.credential.address in self.test_codes:
+            return
         message = OutgoingCode(
             credential=entry.credential,
             code=code,
             ttl_seconds=entry.expires_at - now,
-            origin_host=request_host(request),
+            origin_host=self.public_host or request_host(request),
             locale=entry.locale,
             accept_language=request.headers.get("accept-language"),
             is_resend=is_resend,

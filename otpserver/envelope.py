@@ -31,6 +31,32 @@ OVERHEAD_BYTES = HEADER_BYTES + NONCE_BYTES + TAG_BYTES
 """Bytes an envelope adds to its payload (before base64)."""
 
 
+def wrap_key(kek: bytes, key: bytes) -> bytes:
+    """RFC 3394 AES key wrap: the only way a key is ever stored or sent."""
+    return aes_key_wrap(kek, key)
+
+
+def unwrap_key(kek: bytes, wrapped: bytes) -> bytes | None:
+    """Inverse of `wrap_key`; None when the integrity check fails (wrong KEK or tampering)."""
+    try:
+        return aes_key_unwrap(kek, wrapped)
+    except (InvalidUnwrap, ValueError):
+        return None
+
+
+def gcm_encrypt(key: bytes, nonce: bytes, plaintext: bytes, associated_data: bytes) -> bytes:
+    """AES-GCM ciphertext followed by the 16-byte tag (NIST SP 800-38D)."""
+    return AESGCM(key).encrypt(nonce, plaintext, associated_data)
+
+
+def gcm_decrypt(key: bytes, nonce: bytes, sealed: bytes, associated_data: bytes) -> bytes | None:
+    """Inverse of `gcm_encrypt`; None when the tag does not verify."""
+    try:
+        return AESGCM(key).decrypt(nonce, sealed, associated_data)
+    except (InvalidTag, ValueError):
+        return None
+
+
 def seal(
     payload: bytes,
     *,
@@ -48,8 +74,8 @@ def seal(
     """
     dek = os.urandom(KEY_BYTES) if dek is None else dek
     nonce = os.urandom(NONCE_BYTES) if nonce is None else nonce
-    header = _HEADER.pack(ENVELOPE_VERSION, key_id) + aes_key_wrap(kek, dek)
-    return header + nonce + AESGCM(dek).encrypt(nonce, payload, purpose + b"\x00" + header)
+    header = _HEADER.pack(ENVELOPE_VERSION, key_id) + wrap_key(kek, dek)
+    return header + nonce + gcm_encrypt(dek, nonce, payload, purpose + b"\x00" + header)
 
 
 def peek_key_id(blob: bytes) -> int:
@@ -67,10 +93,12 @@ def unseal(blob: bytes, *, purpose: bytes, kek: bytes) -> bytes:
     peek_key_id(blob)
     header = blob[:HEADER_BYTES]
     nonce = blob[HEADER_BYTES : HEADER_BYTES + NONCE_BYTES]
-    try:
-        dek = aes_key_unwrap(kek, header[_HEADER.size :])
-        return AESGCM(dek).decrypt(
-            nonce, blob[HEADER_BYTES + NONCE_BYTES :], purpose + b"\x00" + header
-        )
-    except (InvalidUnwrap, InvalidTag, ValueError):
-        raise InvalidCookie() from None
+    dek = unwrap_key(kek, header[_HEADER.size :])
+    if dek is None:
+        raise InvalidCookie()
+    payload = gcm_decrypt(
+        dek, nonce, blob[HEADER_BYTES + NONCE_BYTES :], purpose + b"\x00" + header
+    )
+    if payload is None:
+        raise InvalidCookie()
+    return payload

@@ -7,7 +7,7 @@ Stateful collaborators (stores, senders) are Protocols; stateless steps are call
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from starlette.responses import Response
 
     from otpserver.config import Settings
+    from otpserver.limits import Counter, Decision, LimitPolicy
     from otpserver.policy import OtpPolicy
 
 
@@ -150,6 +151,28 @@ class KeyStore(Protocol):
         ...
 
 
+class CounterStore(Protocol):
+    """Abuse-limit counters with fixed windows, checked and charged all or nothing.
+
+    `hit` is one atomic step, also across processes sharing the backend: with concurrent
+    callers, no counter ever goes past its limit. Keys expire by themselves once their
+    window ends. Every method raises `otpserver.errors.StoreUnavailable` when the backend
+    cannot answer, so the server fails closed with 503.
+    """
+
+    async def hit(self, counters: Sequence[Counter], now_ms: int) -> Decision:
+        """Charge every counter if each has room (`otpserver.limits.decide`), else none."""
+        ...
+
+    async def reset(self, keys: Sequence[bytes]) -> None:
+        """Forget the counts under `keys` (a correct code clears its credential's failures)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Hooks:
     """Everything the core needs from `custom/`, assembled in `custom/__init__.py`."""
@@ -161,3 +184,5 @@ class Hooks:
     final: FinalHook
     make_id_store: Callable[[Settings], IdStore]
     make_key_store: Callable[[Settings], KeyStore]
+    limits: LimitPolicy
+    make_counter_store: Callable[[Settings], CounterStore]

@@ -13,9 +13,7 @@ import logging
 import os
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
-
-from otpserver.envelope import KEY_BYTES
+from otpserver.envelope import KEY_BYTES, unwrap_key, wrap_key
 from otpserver.errors import ServerError
 from otpserver.hooks import KeyStore
 from otpserver.policy import MAX_TTL_SECONDS
@@ -62,9 +60,9 @@ class KeyRing:
             and now - cached.fetched_at < KEY_CACHE_SECONDS
         ):
             return key_id, cached.kek
-        candidate = aes_key_wrap(self._master_key, os.urandom(KEY_BYTES))
+        candidate = wrap_key(self._master_key, os.urandom(KEY_BYTES))
         wrapped = await self._store.get_or_create(key_id, candidate, self.retire_at(key_id) - now)
-        kek = self._unwrap(wrapped)
+        kek = unwrap_key(self._master_key, wrapped)
         if kek is None:
             # The store holds a key this master key cannot open: a deployment error, not a
             # client's. Refuse to seal rather than silently fork onto a different key.
@@ -81,7 +79,7 @@ class KeyRing:
         if cached is not None and now - cached.fetched_at < KEY_CACHE_SECONDS:
             return cached.kek
         wrapped = await self._store.get(key_id)
-        kek = None if wrapped is None else self._unwrap(wrapped)
+        kek = None if wrapped is None else unwrap_key(self._master_key, wrapped)
         self._remember(now, key_id, kek)
         return kek
 
@@ -90,9 +88,3 @@ class KeyRing:
         # The cache holds a handful of epochs; dropping retired ones keeps it that way.
         for old in [k for k in self._cache if now >= self.retire_at(k)]:
             del self._cache[old]
-
-    def _unwrap(self, wrapped: bytes) -> bytes | None:
-        try:
-            return aes_key_unwrap(self._master_key, wrapped)
-        except (InvalidUnwrap, ValueError):
-            return None

@@ -133,7 +133,7 @@ class EdgeMiddleware:
                 (
                     (b"access-control-allow-origin", cors_origin),
                     (b"access-control-allow-credentials", b"true"),
-                    (b"access-control-expose-headers", b"retry-after"),
+                    (b"access-control-expose-headers", b"retry-after, ratelimit, date"),
                     (b"vary", b"Origin"),
                 )
             )

@@ -1,8 +1,16 @@
-"""Store backends for single-use IDs and wrapped keys, chosen by `OTP_STORE_URL`."""
+"""Store backends for single-use IDs, wrapped keys and limit counters, chosen by `OTP_STORE_URL`."""
 
 from __future__ import annotations
 
-from otpserver.stores.memory import MemoryIdStore, MemoryKeyStore
-from otpserver.stores.redis import RedisIdStore, RedisKeyStore, redis_client
+from otpserver.stores.memory import MemoryCounterStore, MemoryIdStore, MemoryKeyStore
+from otpserver.stores.redis import RedisCounterStore, RedisIdStore, RedisKeyStore, redis_client
 
-__all__ = ["MemoryIdStore", "MemoryKeyStore", "RedisIdStore", "RedisKeyStore", "redis_client"]
+__all__ = [
+    "MemoryCounterStore",
+    "MemoryIdStore",
+    "MemoryKeyStore",
+    "RedisCounterStore",
+    "RedisIdStore",
+    "RedisKeyStore",
+    "redis_client",
+]

@@ -8,9 +8,10 @@ one-second buckets, and each call retires at most a few due buckets.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from otpserver.errors import StoreUnavailable
+from otpserver.limits import Counter, Decision, Window, charged, decide, live
 
 Clock = Callable[[], float]
 
@@ -140,3 +141,83 @@ class MemoryKeyStore:
 
     async def aclose(self) -> None:
         self._keys.clear()
+
+
+class MemoryCounterStore:
+    """Abuse-limit counters in a dictionary, bounded to `max_counters` keys (then 503).
+
+    A charge reads and writes every counter without an `await` in between, which makes it
+    atomic on the event loop. Expired counts are ignored when read, so correctness never
+    depends on the sweep; like the ID store, the sweep retires a few one-second buckets per
+    call and only gives memory back. Time never runs backwards here: a request that read
+    the clock before an `await` is judged at the latest instant already seen, so no count is
+    filed in a bucket the sweep has passed.
+    """
+
+    def __init__(self, max_counters: int = 1_000_000) -> None:
+        self._max_counters = max_counters
+        self._windows: dict[bytes, Window] = {}
+        self._buckets: dict[int, set[bytes]] = {}
+        self._latest_ms = 0
+        self._cursor: int | None = None
+
+    def __len__(self) -> int:
+        return len(self._windows)
+
+    async def hit(self, counters: Sequence[Counter], now_ms: int) -> Decision:
+        now_ms = self._latest_ms = max(now_ms, self._latest_ms)
+        self._sweep(now_ms // 1000, _SECONDS_SWEPT_PER_CALL)
+        windows = [self._windows.get(c.key) for c in counters]
+        decision = decide(counters, windows, now_ms)
+        if not decision.allowed:
+            return decision
+        new_keys = sum(
+            1 for c, w in zip(counters, windows, strict=True) if c.cost and live(w, now_ms) is None
+        )
+        if new_keys and len(self._windows) + new_keys > self._max_counters:
+            # Full: reclaim everything already due before refusing.
+            self._sweep(now_ms // 1000, len(self._buckets) + 1)
+            if len(self._windows) + new_keys > self._max_counters:
+                raise StoreUnavailable()
+        for counter, stored in zip(counters, windows, strict=True):
+            if counter.cost:
+                self._file(counter.key, stored, charged(counter, stored, now_ms))
+        return decision
+
+    async def reset(self, keys: Sequence[bytes]) -> None:
+        for key in keys:
+            self._file(key, self._windows.get(key), None)
+
+    async def aclose(self) -> None:
+        self._windows.clear()
+        self._buckets.clear()
+
+    def _file(self, key: bytes, old: Window | None, new: Window | None) -> None:
+        """Replace `key`'s window, moving it to the bucket of the second it expires in."""
+        if old is not None and (new is None or new.resets_at_ms != old.resets_at_ms):
+            bucket = self._buckets.get(_bucket_second(old))
+            if bucket is not None:
+                bucket.discard(key)
+        if new is None:
+            self._windows.pop(key, None)
+            return
+        self._windows[key] = new
+        self._buckets.setdefault(_bucket_second(new), set()).add(key)
+
+    def _sweep(self, due: int, max_seconds: int) -> None:
+        if self._cursor is None:
+            self._cursor = due
+        if self._cursor < due - max_seconds:
+            # After an idle spell, jump to the oldest bucket: none is filed below the cursor.
+            self._cursor = min(min(self._buckets, default=due), due)
+        steps = 0
+        while self._cursor <= due and steps < max_seconds:
+            for key in self._buckets.pop(self._cursor, ()):
+                self._windows.pop(key, None)
+            self._cursor += 1
+            steps += 1
+
+
+def _bucket_second(window: Window) -> int:
+    # Round up: a count must never be swept before its window has ended.
+    return window.resets_at_ms // 1000 + 1

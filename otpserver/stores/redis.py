@@ -8,20 +8,23 @@ server fails closed with 503 and recovers by itself: redis-py reconnects on the 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import Any, TypeVar
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from otpserver.errors import StoreUnavailable
+from otpserver.limits import Counter, Decision
 
 T = TypeVar("T")
 
 ID_PREFIX = b"otp:id:"
 KEY_PREFIX = b"otp:kek:"
+COUNTER_PREFIX = b"otp:rl:"
 
 # DEL returns how many keys it removed: exactly one concurrent caller sees 1, and only that
 # caller gets the new ID filed.
@@ -41,20 +44,75 @@ return ARGV[1]
 """
 
 
+# `otpserver.limits.decide` then `charged`, in one step no other client can interleave with.
+# ARGV[1] is the caller's clock in ms (so every instance and the tests share one notion of
+# "now"); then limit, window, lock and cost per key. The TTL is the window's remaining length,
+# so keys expire by themselves; `r` decides, the TTL only gives memory back.
+_HIT = """
+local now = tonumber(ARGV[1])
+local counts, resets, refused = {}, {}, {}
+local retry = 0
+for i, key in ipairs(KEYS) do
+  local a = 2 + (i - 1) * 4
+  local limit = tonumber(ARGV[a])
+  local stored = redis.call('HMGET', key, 'c', 'r')
+  local count, reset = tonumber(stored[1]) or 0, tonumber(stored[2]) or 0
+  if reset <= now then
+    count, reset = 0, now + tonumber(ARGV[a + 1])
+  end
+  counts[i], resets[i] = count, reset
+  if count >= limit then
+    refused[#refused + 1] = i - 1
+    retry = math.max(retry, reset - now)
+  end
+end
+if #refused > 0 then
+  return {0, retry, unpack(refused)}
+end
+for i, key in ipairs(KEYS) do
+  local a = 2 + (i - 1) * 4
+  local cost = tonumber(ARGV[a + 3])
+  if cost > 0 then
+    local count, reset = counts[i] + cost, resets[i]
+    local lock = tonumber(ARGV[a + 2])
+    if lock > 0 and count >= tonumber(ARGV[a]) then
+      reset = now + lock
+    end
+    redis.call('HSET', key, 'c', count, 'r', string.format('%d', reset))
+    redis.call('PEXPIRE', key, reset - now)
+  end
+end
+return {1, 0}
+"""
+
+
+MAX_CONNECTIONS = 128
+"""Connections one client (one store in one process) may hold open at once."""
+
+
 def redis_client(url: str, timeout_seconds: float) -> Redis:
     """A client that gives up after `timeout_seconds` instead of retrying in the background.
 
     redis-py retries failed commands with backoff by default, which would hold requests
     open during an outage; the server answers 503 at once instead and the next request
-    reconnects.
+    reconnects. The one immediate retry is for a pooled connection that a Redis restart
+    left dead: without it, the first command on each such connection fails after the store
+    is back. Only a dropped connection is retried, never a timeout, because a command that
+    timed out may have run and the scripts here must not run twice.
     """
-    return Redis.from_url(
+    # A blocking pool makes a burst beyond `MAX_CONNECTIONS` wait (up to the timeout) for a
+    # free connection; redis-py's default pool raises at once, which would answer 503 under
+    # load that Redis could easily take.
+    pool = BlockingConnectionPool.from_url(
         url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=timeout_seconds,
         socket_timeout=timeout_seconds,
         socket_connect_timeout=timeout_seconds,
-        retry=Retry(NoBackoff(), 0),
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         decode_responses=False,
     )
+    return Redis.from_pool(pool)
 
 
 def _as_bytes(value: bytes | str) -> bytes:
@@ -127,3 +185,28 @@ class RedisKeyStore(_RedisBackend):
 
     async def delete(self, key_id: int) -> None:
         await self._call(self._client.delete(KEY_PREFIX + str(key_id).encode()))
+
+
+class RedisCounterStore(_RedisBackend):
+    """Abuse-limit counters as small hashes `{c: count, r: resets_at_ms}` under `otp:rl:`.
+
+    One `EVALSHA` per decision: Redis runs a script alone, so checking every counter and
+    charging them all happens with no other client in between, across every instance.
+    """
+
+    def __init__(self, client: Redis, timeout_seconds: float = 1.0) -> None:
+        super().__init__(client, timeout_seconds)
+        self._hit = client.register_script(_HIT)
+
+    async def hit(self, counters: Sequence[Counter], now_ms: int) -> Decision:
+        keys: list[Any] = [COUNTER_PREFIX + c.key for c in counters]
+        args: list[Any] = [now_ms]
+        for c in counters:
+            args.extend((c.limit, c.window_ms, c.lock_ms, c.cost))
+        result = await self._call(self._hit(keys=keys, args=args))
+        allowed, retry_after_ms, *refused = (int(n) for n in result)
+        return Decision(allowed=allowed == 1, retry_after_ms=retry_after_ms, refused=tuple(refused))
+
+    async def reset(self, keys: Sequence[bytes]) -> None:
+        if keys:
+            await self._call(self._client.delete(*(COUNTER_PREFIX + k for k in keys)))

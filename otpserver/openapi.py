@@ -1,0 +1,211 @@
+"""`openapi.json`, generated from the code's own models, error classes and route table.
+
+`python -m otpserver.openapi` prints the document; `--write` updates the file in the
+repository root. A test fails when the committed file differs from what this produces.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from otpserver import errors
+from otpserver.hooks import CredentialBody
+from otpserver.models import ErrorBody, Health, TokenState, Verified
+
+OPENAPI_PATH = Path(__file__).parent.parent / "openapi.json"
+
+COMMON_ERRORS: tuple[type[errors.OtpError], ...] = (
+    errors.OriginNotAllowed,
+    errors.BodyTooLarge,
+    errors.StoreUnavailable,
+    errors.ServerError,
+)
+
+ROUTE_ERRORS: dict[str, tuple[type[errors.OtpError], ...]] = {
+    "create": (
+        errors.CredentialInvalid,
+        errors.BodyInvalid,
+        errors.TooManyCredentials,
+        errors.UnsupportedMediaType,
+        errors.RateLimited,
+        errors.SendFailed,
+        *COMMON_ERRORS,
+    ),
+    "resend": (
+        errors.InvalidCookie,
+        errors.OtpExpired,
+        errors.TooManyAttempts,
+        errors.ResendNotAllowed,
+        errors.RateLimited,
+        errors.SendFailed,
+        *COMMON_ERRORS,
+    ),
+    "verify": (
+        errors.OtpInvalidFormat,
+        errors.BodyInvalid,
+        errors.InvalidCookie,
+        errors.OtpExpired,
+        errors.OtpIncorrect,
+        errors.TooManyAttempts,
+        errors.VerificationNotAllowed,
+        errors.UnsupportedMediaType,
+        errors.RateLimited,
+        *COMMON_ERRORS,
+    ),
+}
+
+_RETRY_AFTER = {
+    "description": "Seconds until the request may succeed.",
+    "schema": {"type": "integer", "minimum": 0},
+}
+_SET_COOKIE = {
+    "description": "The OTP cookie (`__Host-otp` in production, `otp` in development): "
+    "HttpOnly, SameSite=Strict, Path=/; Secure in production.",
+    "schema": {"type": "string"},
+}
+_COOKIE_PARAMETER = {
+    "name": "__Host-otp",
+    "in": "cookie",
+    "required": False,
+    "description": "The sealed list of pending codes (named `otp` in development).",
+    "schema": {"type": "string"},
+}
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _error_responses(classes: tuple[type[errors.OtpError], ...]) -> dict[str, Any]:
+    by_status: dict[int, list[type[errors.OtpError]]] = {}
+    for cls in classes:
+        by_status.setdefault(cls.status, []).append(cls)
+    responses: dict[str, Any] = {}
+    for status in sorted(by_status):
+        codes = [cls.code for cls in by_status[status]]
+        response: dict[str, Any] = {
+            "description": "; ".join(f"`{cls.code}`: {cls.message}" for cls in by_status[status]),
+            "content": _json(
+                {"allOf": [_ref(ErrorBody), {"properties": {"error": {"enum": codes}}}]}
+            ),
+        }
+        headers: dict[str, Any] = {}
+        if status == 429 or errors.VerificationNotAllowed in by_status[status]:
+            headers["Retry-After"] = _RETRY_AFTER
+        if errors.OtpIncorrect in by_status[status]:
+            headers["Set-Cookie"] = _SET_COOKIE
+        if headers:
+            response["headers"] = headers
+        responses[str(status)] = response
+    return responses
+
+
+def build_openapi(credential_body: type[CredentialBody]) -> dict[str, Any]:
+    """The OpenAPI 3.1 document for the API, with the fork's credential schema."""
+    models: list[type[BaseModel]] = [credential_body, TokenState, Verified, Health, ErrorBody]
+    schemas = {
+        model.__name__: model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for model in models
+    }
+    state_ok = {
+        "description": "The current pending credential; the cookie is (re)set.",
+        "headers": {"Set-Cookie": _SET_COOKIE},
+        "content": _json(_ref(TokenState)),
+    }
+    otp_form = {
+        "type": "object",
+        "properties": {"otp": {"type": "string", "description": "The code the user received."}},
+        "required": ["otp"],
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "otpserver",
+            "version": "1",
+            "description": "Stateless, encrypted-cookie one-time-password server. Every error "
+            "body is `{error, message, ...}` with a stable `error` code. Unknown routes and "
+            "methods answer 404 with an empty body.",
+        },
+        "paths": {
+            "/api/otp/create": {
+                "post": {
+                    "operationId": "create",
+                    "summary": "Send a code to a credential, or make a pending one current.",
+                    "parameters": [_COOKIE_PARAMETER],
+                    "requestBody": {
+                        "required": True,
+                        "content": _json(_ref(credential_body)),
+                    },
+                    "responses": {"200": state_ok, **_error_responses(ROUTE_ERRORS["create"])},
+                }
+            },
+            "/api/otp/resend": {
+                "post": {
+                    "operationId": "resend",
+                    "summary": "Send a new code for the current credential; the old one dies.",
+                    "parameters": [_COOKIE_PARAMETER],
+                    "responses": {"200": state_ok, **_error_responses(ROUTE_ERRORS["resend"])},
+                }
+            },
+            "/api/otp/verify": {
+                "post": {
+                    "operationId": "verify",
+                    "summary": "Check a code; on success the final hook answers.",
+                    "parameters": [_COOKIE_PARAMETER],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/x-www-form-urlencoded": {"schema": otp_form},
+                            "application/json": {"schema": otp_form},
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "The final hook's response (default shown); the "
+                            "cookie is cleared, or re-set with the other pending credentials.",
+                            "headers": {"Set-Cookie": _SET_COOKIE},
+                            "content": _json(_ref(Verified)),
+                        },
+                        **_error_responses(ROUTE_ERRORS["verify"]),
+                    },
+                }
+            },
+            "/health": {
+                "get": {
+                    "operationId": "health",
+                    "summary": "Liveness: 200 while the process serves requests.",
+                    "responses": {"200": {"description": "Alive.", "content": _json(_ref(Health))}},
+                }
+            },
+        },
+        "components": {"schemas": schemas},
+    }
+
+
+def render(credential_body: type[CredentialBody]) -> str:
+    """The document as committed: sorted keys, two-space indent, trailing newline."""
+    return json.dumps(build_openapi(credential_body), indent=2, sort_keys=True) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    from custom.credential import CreateRequest
+
+    text = render(CreateRequest)
+    if "--write" in argv:
+        OPENAPI_PATH.write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,176 @@
+"""Fixtures shared by the whole suite: a real Redis server, apps on either store, clients."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from custom import HOOKS
+from otpserver.app import OtpApp, create_app
+from otpserver.config import Settings
+from otpserver.delivery import DeliveryConfig
+from otpserver.hooks import Hooks
+from otpserver.stores import (
+    MemoryIdStore,
+    MemoryKeyStore,
+    RedisIdStore,
+    RedisKeyStore,
+    redis_client,
+)
+from tests.support.fakes import FakeClock, RecordingSender
+from tests.support.peers import Peers
+from tests.support.redis_server import RedisServer, external_redis_url
+
+MASTER_KEY = bytes(range(32))
+MASTER_KEY_TEXT = base64.urlsafe_b64encode(MASTER_KEY).rstrip(b"=").decode()
+STORES = ["memory", "redis"]
+PUBLIC_SITE = DeliveryConfig(autofill_domain="otp.example.com")
+"""Production requires the site name for messages; the tests' clients use this host."""
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer | None]:
+    """One real Redis server for the session (None when OTP_TEST_REDIS_URL is used)."""
+    if external_redis_url():
+        yield None
+        return
+    server = RedisServer()
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer | None) -> str:
+    """The URL of an empty Redis database."""
+    url = external_redis_url() or (redis_server.url if redis_server else "")
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
+    return url
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """Time that moves only when the test advances it."""
+    return FakeClock()
+
+
+@pytest.fixture
+def sender() -> RecordingSender:
+    """A sender that records messages instead of delivering them."""
+    return RecordingSender()
+
+
+AppFactory = Callable[..., OtpApp]
+
+
+@pytest.fixture(params=STORES)
+def store(request: pytest.FixtureRequest) -> str:
+    """Runs a test once per store backend."""
+    return str(request.param)
+
+
+@pytest.fixture
+async def make_app(
+    clock: FakeClock, sender: RecordingSender, request: pytest.FixtureRequest
+) -> AsyncIterator[AppFactory]:
+    """Builds apps with the injected clock and sender on the named store; closes them after."""
+    apps: list[OtpApp] = []
+
+    def build(
+        store: str = "memory", hooks: Hooks = HOOKS, *, real_sender: bool = False, **settings: Any
+    ) -> OtpApp:
+        url = "memory://"
+        if store == "redis":
+            url = request.getfixturevalue("redis_url")
+        values: dict[str, Any] = {
+            "master_key": MASTER_KEY,
+            "store_url": url,
+            "delivery": PUBLIC_SITE,
+        }
+        values.update(settings)
+        hooks = test_hooks(hooks, clock, None if real_sender else sender)
+        app = create_app(Settings(**values), hooks, clock=clock)
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        await close_app(app)
+
+
+async def close_app(app: OtpApp) -> None:
+    """Release the store connections an app opened (what its lifespan does on shutdown)."""
+    await app.state.endpoints.ids.aclose()
+    await app.state.key_store.aclose()
+    await app.state.counters.aclose()
+
+
+def test_hooks(hooks: Hooks, clock: FakeClock, sender: RecordingSender | None) -> Hooks:
+    """The shipped hooks, with the test's clock in the stores and its sender (if given)."""
+
+    def ids(settings: Settings) -> Any:
+        if settings.uses_memory_store:
+            return MemoryIdStore(max_ids=settings.memory_max_ids, clock=clock)
+        return RedisIdStore(redis_client(settings.store_url, settings.store_timeout_seconds))
+
+    def keys(settings: Settings) -> Any:
+        if settings.uses_memory_store:
+            return MemoryKeyStore(clock=clock)
+        return RedisKeyStore(redis_client(settings.store_url, settings.store_timeout_seconds))
+
+    hooks = dataclasses.replace(hooks, make_id_store=ids, make_key_store=keys)
+    if sender is None:
+        return hooks
+    return dataclasses.replace(hooks, make_sender=lambda settings: sender)
+
+
+test_hooks.__test__ = False  # type: ignore[attr-defined]
+
+
+ClientFactory = Callable[[OtpApp], Awaitable[httpx.AsyncClient]]
+
+
+@pytest.fixture
+async def client_for() -> AsyncIterator[Callable[[OtpApp], httpx.AsyncClient]]:
+    """Makes https clients (so Secure cookies flow) bound to an app, closed at teardown."""
+    clients: list[httpx.AsyncClient] = []
+
+    def make(app: OtpApp) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        client = httpx.AsyncClient(transport=transport, base_url="https://otp.example.com")
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.aclose()
+
+
+@pytest.fixture
+async def app(make_app: AppFactory, store: str) -> OtpApp:
+    """A production-mode app on each store."""
+    return make_app(store)
+
+
+@pytest.fixture
+async def client(
+    app: OtpApp, client_for: Callable[[OtpApp], httpx.AsyncClient]
+) -> httpx.AsyncClient:
+    """A client of `app`."""
+    return client_for(app)
+
+
+@pytest.fixture
+async def peers() -> AsyncIterator[Peers]:
+    """Clients of an app from chosen socket addresses (per-address limits), closed at teardown."""
+    made = Peers()
+    yield made
+    await made.aclose()

@@ -1,0 +1,74 @@
+"""Run `python -m otpserver` as a real process on loopback and wait until it serves."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.support.redis_server import free_port
+
+ROOT = Path(__file__).parent.parent.parent
+
+
+class ServerProcess:
+    """A real server process; its stderr is collected into a file for log checks."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._log = ROOT / ".pytest_cache" / f"server-{self.port}.log"
+        self._log.parent.mkdir(exist_ok=True)
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("OTP_")}
+        self.env = {
+            **clean,
+            "OTP_ENV": "development",
+            "OTP_HOST": "127.0.0.1",
+            "OTP_PORT": str(self.port),
+            **env,
+        }
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self._log.open("wb") as log:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "otpserver"],
+                env=self.env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.output()}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError(f"server did not start:\n{self.output()}")
+
+    def output(self) -> str:
+        return self._log.read_text(errors="replace") if self._log.exists() else ""
+
+    def codes_for(self, address: str) -> list[str]:
+        """Codes the development sender printed for `address`, oldest first."""
+        prefix = f"otp dev-sender: to={address} code="
+        return [
+            line[len(prefix) :] for line in self.output().splitlines() if line.startswith(prefix)
+        ]
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._process = None

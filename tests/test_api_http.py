@@ -1,0 +1,184 @@
+"""HTTP edge: health, unknown routes, security headers, body limits, cross-origin rules."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+import pytest
+from starlette.requests import Request
+from starlette.responses import Response
+
+from custom import HOOKS
+from otpserver.app import OtpApp
+from otpserver.hooks import VerifiedCredential
+from tests.conftest import AppFactory
+from tests.support.api import Browser
+from tests.support.fakes import RecordingSender
+
+SECURITY_HEADERS = {
+    "cache-control": "no-store",
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+}
+
+
+def assert_security_headers(response: httpx.Response) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        assert response.headers.get(name) == value, name
+    assert "strict-transport-security" in response.headers
+
+
+async def test_health_is_ok(client: httpx.AsyncClient) -> None:
+    """GET /health answers 200 while the process runs."""
+    response = await client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+    assert_security_headers(response)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/nope"),
+        ("GET", "/api/otp/create"),
+        ("PUT", "/api/otp/verify"),
+        ("DELETE", "/health"),
+        ("POST", "/health"),
+        ("GET", "/"),
+        ("GET", "/dev/outbox"),
+    ],
+)
+async def test_unknown_routes_and_methods_are_empty_404s(
+    client: httpx.AsyncClient, method: str, path: str
+) -> None:
+    """Anything but the four routes is 404 with an empty body (never 405), with the headers."""
+    response = await client.request(method, path)
+    assert response.status_code == 404
+    assert response.content == b""
+    assert_security_headers(response)
+
+
+async def test_error_responses_carry_security_headers(client: httpx.AsyncClient) -> None:
+    """Client errors carry the same security headers as successes."""
+    response = await client.post("/api/otp/verify", data={"otp": "123456"})
+    assert response.status_code == 400
+    assert_security_headers(response)
+    assert response.headers["content-security-policy"].startswith("default-src 'none'")
+
+
+async def test_server_errors_are_json_with_headers(
+    make_app: AppFactory,
+    client_for: Callable[[OtpApp], httpx.AsyncClient],
+    sender: RecordingSender,
+) -> None:
+    """A crashing final hook gives 500 SERVER as JSON, with security headers, no traceback."""
+
+    async def broken(verified: VerifiedCredential, request: Request) -> Response:
+        raise RuntimeError("database unreachable")
+
+    app = make_app(hooks=dataclasses.replace(HOOKS, final=broken))
+    browser = Browser(client_for(app))
+    await browser.create()
+    response = await browser.verify(sender.last_code)
+    assert response.status_code == 500
+    assert response.json()["error"] == "SERVER"
+    assert "database" not in response.text
+    assert_security_headers(response)
+
+
+async def test_oversized_bodies_are_413_before_parsing(client: httpx.AsyncClient) -> None:
+    """A declared Content-Length over the limit is refused without reading the body."""
+    response = await client.post(
+        "/api/otp/create",
+        content=b'{"email": "' + b"a" * 5000 + b'@example.com"}',
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 413
+    assert response.json()["error"] == "BODY:TOO_LARGE"
+    assert_security_headers(response)
+
+
+async def test_chunked_bodies_over_the_limit_are_413(client: httpx.AsyncClient) -> None:
+    """A body without Content-Length is counted as it streams in and cut at the limit."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"email": "'
+        for _ in range(10):
+            yield b"a" * 1000
+        yield b'@example.com"}'
+
+    response = await client.post(
+        "/api/otp/create", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert response.json()["error"] == "BODY:TOO_LARGE"
+
+
+async def test_cross_site_requests_are_refused(client: httpx.AsyncClient) -> None:
+    """`Sec-Fetch-Site: cross-site` is refused whatever the origin says."""
+    response = await client.post(
+        "/api/otp/create",
+        json={"email": "ada@example.com"},
+        headers={"sec-fetch-site": "cross-site", "origin": "https://otp.example.com"},
+    )
+    assert response.status_code == 403
+    assert response.json()["error"] == "ORIGIN:NOT_ALLOWED"
+
+
+async def test_foreign_origins_are_refused(
+    client: httpx.AsyncClient, sender: RecordingSender
+) -> None:
+    """An Origin that is neither this host nor allow-listed is refused before anything runs."""
+    response = await client.post(
+        "/api/otp/create",
+        json={"email": "ada@example.com"},
+        headers={"origin": "https://evil.example.net"},
+    )
+    assert response.status_code == 403
+    assert sender.sent == []
+
+
+async def test_same_origin_requests_pass(client: httpx.AsyncClient) -> None:
+    """The browser's Origin header for this very host is accepted."""
+    response = await client.post(
+        "/api/otp/create",
+        json={"email": "ada@example.com"},
+        headers={"origin": "https://otp.example.com", "sec-fetch-site": "same-origin"},
+    )
+    assert response.status_code == 200
+    assert "access-control-allow-origin" not in response.headers
+
+
+async def test_allow_listed_origins_get_cors_with_credentials(
+    make_app: AppFactory, client_for: Callable[[OtpApp], httpx.AsyncClient]
+) -> None:
+    """Listed origins get a preflight answer and credentialed CORS headers; others do not."""
+    client = client_for(make_app(cors_origins=("https://app.example.com",)))
+    preflight = await client.options(
+        "/api/otp/create",
+        headers={
+            "origin": "https://app.example.com",
+            "access-control-request-method": "POST",
+            "access-control-request-headers": "content-type",
+        },
+    )
+    assert preflight.status_code == 204
+    assert preflight.headers["access-control-allow-origin"] == "https://app.example.com"
+    assert preflight.headers["access-control-allow-credentials"] == "true"
+    response = await client.post(
+        "/api/otp/create",
+        json={"email": "ada@example.com"},
+        headers={"origin": "https://app.example.com", "sec-fetch-site": "same-site"},
+    )
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == "https://app.example.com"
+    assert response.headers["vary"] == "Origin"
+    refused = await client.options(
+        "/api/otp/create",
+        headers={"origin": "https://other.example.com", "access-control-request-method": "POST"},
+    )
+    assert refused.status_code == 403
+    assert "access-control-allow-origin" not in refused.headers

@@ -1,0 +1,203 @@
+"""The store contract, run against every backend: memory and a real Redis server."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+
+import pytest
+import redis
+
+from otpserver.errors import StoreUnavailable
+from otpserver.hooks import IdStore, KeyStore
+from otpserver.stores import (
+    MemoryIdStore,
+    MemoryKeyStore,
+    RedisIdStore,
+    RedisKeyStore,
+    redis_client,
+)
+from tests.support.fakes import FakeClock
+from tests.support.redis_server import RedisServer
+
+
+def new_id() -> bytes:
+    return secrets.token_bytes(16)
+
+
+@pytest.fixture
+async def stores(
+    store: str, clock: FakeClock, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[IdStore, KeyStore]]:
+    """An ID store and a key store of the backend under test."""
+    if store == "memory":
+        pair: tuple[IdStore, KeyStore] = (MemoryIdStore(clock=clock), MemoryKeyStore(clock=clock))
+    else:
+        url = request.getfixturevalue("redis_url")
+        pair = (RedisIdStore(redis_client(url, 1.0)), RedisKeyStore(redis_client(url, 1.0)))
+    yield pair
+    for s in pair:
+        await s.aclose()
+
+
+async def test_an_added_id_is_consumed_exactly_once(stores: tuple[IdStore, KeyStore]) -> None:
+    """`consume` is true once for a live ID and false afterwards."""
+    ids, _ = stores
+    list_id = new_id()
+    assert await ids.add(list_id, 60)
+    assert await ids.consume(list_id)
+    assert not await ids.consume(list_id)
+
+
+async def test_unknown_ids_are_not_consumed(stores: tuple[IdStore, KeyStore]) -> None:
+    """An ID nobody added cannot be consumed."""
+    ids, _ = stores
+    assert not await ids.consume(new_id())
+
+
+async def test_adding_a_live_id_twice_fails(stores: tuple[IdStore, KeyStore]) -> None:
+    """`add` never overwrites a live ID."""
+    ids, _ = stores
+    list_id = new_id()
+    assert await ids.add(list_id, 60)
+    assert not await ids.add(list_id, 60)
+
+
+async def test_rotate_moves_liveness_to_the_new_id(stores: tuple[IdStore, KeyStore]) -> None:
+    """After a rotation the old ID is dead and the new one is live."""
+    ids, _ = stores
+    old, new = new_id(), new_id()
+    await ids.add(old, 60)
+    assert await ids.rotate(old, new, 60)
+    assert not await ids.consume(old)
+    assert await ids.consume(new)
+
+
+async def test_rotate_of_a_dead_id_files_nothing(stores: tuple[IdStore, KeyStore]) -> None:
+    """A failed rotation leaves the new ID unfiled, so a replay gains no fresh cookie."""
+    ids, _ = stores
+    new = new_id()
+    assert not await ids.rotate(new_id(), new, 60)
+    assert not await ids.consume(new)
+
+
+async def test_fifty_concurrent_consumers_have_one_winner(stores: tuple[IdStore, KeyStore]) -> None:
+    """Of 50 concurrent rotations of one ID, exactly one succeeds."""
+    ids, _ = stores
+    old = new_id()
+    await ids.add(old, 60)
+    results = await asyncio.gather(*(ids.rotate(old, new_id(), 60) for _ in range(50)))
+    assert results.count(True) == 1
+
+
+async def test_key_store_keeps_the_first_candidate(stores: tuple[IdStore, KeyStore]) -> None:
+    """Concurrent `get_or_create` calls all return the first stored value."""
+    _, keys = stores
+    results = await asyncio.gather(
+        *(keys.get_or_create(42, bytes([i]) * 40, 600) for i in range(20))
+    )
+    assert len(set(results)) == 1
+    assert await keys.get(42) == results[0]
+
+
+async def test_key_store_delete_removes(stores: tuple[IdStore, KeyStore]) -> None:
+    """A deleted key is gone."""
+    _, keys = stores
+    await keys.get_or_create(7, b"k" * 40, 600)
+    await keys.delete(7)
+    assert await keys.get(7) is None
+
+
+async def test_memory_ids_expire_with_the_clock(clock: FakeClock) -> None:
+    """A memory-store ID cannot be consumed once its TTL has passed."""
+    ids = MemoryIdStore(clock=clock)
+    list_id = new_id()
+    await ids.add(list_id, 10)
+    clock.advance(12)
+    assert not await ids.consume(list_id)
+
+
+async def test_memory_sweep_reclaims_without_full_scans(clock: FakeClock) -> None:
+    """Expired IDs are dropped a few buckets per call, so the table shrinks as time passes."""
+    ids = MemoryIdStore(clock=clock)
+    for _ in range(1000):
+        await ids.add(new_id(), 5)
+    live = new_id()
+    await ids.add(live, 100)
+    assert len(ids) == 1001
+    clock.advance(7)
+    for _ in range(3):
+        await ids.consume(new_id())
+    assert len(ids) == 1
+    assert await ids.consume(live)
+
+
+async def test_memory_sweep_catches_up_after_idle_spells(clock: FakeClock) -> None:
+    """After hours without traffic, one call jumps to the oldest bucket instead of walking."""
+    ids = MemoryIdStore(clock=clock)
+    await ids.add(new_id(), 5)
+    clock.advance(7200)
+    await ids.consume(new_id())
+    assert len(ids) == 0
+
+
+async def test_memory_store_is_bounded(clock: FakeClock) -> None:
+    """Past `max_ids` live IDs the memory store refuses (fail closed) instead of growing."""
+    ids = MemoryIdStore(max_ids=3, clock=clock)
+    for _ in range(3):
+        await ids.add(new_id(), 60)
+    with pytest.raises(StoreUnavailable):
+        await ids.add(new_id(), 60)
+    clock.advance(61)
+    assert await ids.add(new_id(), 60)
+
+
+async def test_memory_keys_expire(clock: FakeClock) -> None:
+    """A memory-store key is gone after its TTL."""
+    keys = MemoryKeyStore(clock=clock)
+    await keys.get_or_create(1, b"k" * 40, 10)
+    clock.advance(11)
+    assert await keys.get(1) is None
+
+
+async def test_redis_ids_carry_their_ttl(redis_url: str) -> None:
+    """Redis IDs are stored with a millisecond TTL matching the cookie's lifetime."""
+    ids = RedisIdStore(redis_client(redis_url, 1.0))
+    list_id = new_id()
+    await ids.add(list_id, 120)
+    plain = redis.Redis.from_url(redis_url)
+    ttl = plain.pttl(b"otp:id:" + list_id)
+    plain.close()
+    await ids.aclose()
+    assert 119_000 < ttl <= 120_000
+
+
+async def test_redis_outage_is_store_unavailable() -> None:
+    """Every operation against a stopped Redis raises StoreUnavailable within the timeout."""
+    server = RedisServer()
+    server.start()
+    ids = RedisIdStore(redis_client(server.url, 0.3), 0.3)
+    keys = RedisKeyStore(redis_client(server.url, 0.3), 0.3)
+    assert await ids.add(new_id(), 60)
+    server.stop()
+    try:
+        for call in (ids.add(new_id(), 60), ids.consume(new_id()), keys.get(1)):
+            with pytest.raises(StoreUnavailable):
+                await call
+        server.start()
+        assert await ids.add(new_id(), 60)
+    finally:
+        await ids.aclose()
+        await keys.aclose()
+        server.close()
+
+
+async def test_bursts_beyond_the_connection_pool_wait_instead_of_failing(redis_url: str) -> None:
+    """Three hundred concurrent calls on one client (a pool of 128) all succeed."""
+    ids = RedisIdStore(redis_client(redis_url, 2.0), 2.0)
+    try:
+        results = await asyncio.gather(*(ids.add(new_id(), 60) for _ in range(300)))
+    finally:
+        await ids.aclose()
+    assert all(results)
