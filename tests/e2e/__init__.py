@@ -1,0 +1,1 @@
+"""Real-browser tests: headless Chromium drives the sign-in page against a real server."""

@@ -1,0 +1,312 @@
+"""Fixtures for the browser tests: a real server process, the page on other origins, Chromium.
+
+One `python -m otpserver` process (development mode, memory store) serves the session. Two
+tiny static servers on other ports of 127.0.0.1 serve the same page pointed at it: one
+origin is in `OTP_CORS_ORIGINS`, the other is not. Codes are read from the development
+sender's stderr line, so the tests need no outbox endpoint. Every test gets a fresh browser
+context, so no cookie leaks from one test into another.
+
+Chromium is the operating system's package (`apt-get install chromium`); Playwright never
+downloads a browser here. Without it the tests skip locally and fail when `CI=true`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+
+REPO = Path(__file__).resolve().parents[2]
+STATIC_DIR = REPO / "otpserver" / "static"
+HOST = "127.0.0.1"
+START_TIMEOUT_SECONDS = 30.0
+CODE_TIMEOUT_SECONDS = 10.0
+RESEND_COOLDOWN_SECONDS = 2
+MAX_ATTEMPTS = 3
+CREDENTIAL_SENDS = 3
+SHORT_TTL_SECONDS = 3
+"""Codes one address may get per window before `RATE:LIMITED`."""
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+CODE_LINE = re.compile(r"otp dev-sender: to=(?P<to>\S+) code=(?P<code>\S+)")
+
+
+def free_port() -> int:
+    """A TCP port on the loopback address that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((HOST, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class ServerProcess:
+    """A running `python -m otpserver` whose merged stdout/stderr is read line by line."""
+
+    def __init__(self, process: subprocess.Popen[str], url: str) -> None:
+        self.process = process
+        self.url = url
+        self._lines: list[str] = []
+        self._changed = threading.Condition()
+        assert process.stdout is not None
+        self._reader = threading.Thread(target=self._read, args=(process.stdout,), daemon=True)
+        self._reader.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            with self._changed:
+                self._lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+
+    def log(self, last: int = 40) -> str:
+        """The last lines the server printed, for failure messages."""
+        with self._changed:
+            return "\n".join(self._lines[-last:])
+
+    def codes(self, credential: str) -> list[str]:
+        """Every code the development sender printed for `credential`, oldest first."""
+        with self._changed:
+            return [
+                match["code"]
+                for line in self._lines
+                if (match := CODE_LINE.search(line)) and match["to"] == credential
+            ]
+
+    def wait_for_code(self, credential: str, count: int = 1) -> str:
+        """The `count`-th code sent to `credential`, waiting until the server prints it."""
+        deadline = time.monotonic() + CODE_TIMEOUT_SECONDS
+        with self._changed:
+            while len(codes := self.codes(credential)) < count:
+                left = deadline - time.monotonic()
+                if left <= 0 or self.process.poll() is not None:
+                    pytest.fail(
+                        f"no code #{count} for {credential} on the server's stderr:\n{self.log()}"
+                    )
+                self._changed.wait(left)
+        return codes[count - 1]
+
+    def stop(self) -> None:
+        """Terminate the process and collect its output."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._reader.join(timeout=10)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+@dataclass(frozen=True)
+class Sites:
+    """Origins serving the page with `data-api-base` pointing at the API."""
+
+    allowed: str
+    refused: str
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    """Static files without a log line per request."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Drop the access log."""
+
+
+def _write_site(root: Path, api_url: str) -> Path:
+    """Copy the page into `root`, pointed at `api_url`, laid out as the server serves it."""
+    html = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+    pointed = html.replace('data-api-base=""', f'data-api-base="{api_url}"', 1)
+    assert pointed != html, "index.html lost its data-api-base attribute"
+    (root / "static").mkdir(parents=True)
+    (root / "index.html").write_text(pointed, encoding="utf-8")
+    for name in ("app.js", "style.css"):
+        shutil.copyfile(STATIC_DIR / name, root / "static" / name)
+    return root
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    """The system Chromium; skipped locally when absent, a failure when CI=true."""
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        message = "Chromium not installed: apt-get install chromium"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def api_port() -> int:
+    """The port the server will listen on, chosen before the pages that point at it."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def sites(tmp_path_factory: pytest.TempPathFactory, api_port: int) -> Iterator[Sites]:
+    """Two static servers on other ports of 127.0.0.1 serving the page for the API."""
+    api_url = f"http://{HOST}:{api_port}"
+    servers: list[ThreadingHTTPServer] = []
+    threads: list[threading.Thread] = []
+    origins: list[str] = []
+    for name in ("allowed", "refused"):
+        root = _write_site(tmp_path_factory.mktemp(f"site-{name}"), api_url)
+        handler = functools.partial(_QuietHandler, directory=str(root))
+        server = ThreadingHTTPServer((HOST, 0), handler)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        servers.append(server)
+        threads.append(thread)
+        origins.append(f"http://{HOST}:{server.server_address[1]}")
+    yield Sites(allowed=origins[0], refused=origins[1])
+    for server, thread in zip(servers, threads, strict=True):
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+@contextlib.contextmanager
+def running_server(port: int, **settings: str) -> Iterator[ServerProcess]:
+    """Run `python -m otpserver` in development mode on `port` with extra `OTP_*` settings."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("OTP_")}
+    env.update(
+        OTP_ENV="development",
+        OTP_HOST=HOST,
+        OTP_PORT=str(port),
+        OTP_STORE_URL="memory://",
+        OTP_RESEND_COOLDOWN_SECONDS=str(RESEND_COOLDOWN_SECONDS),
+        OTP_MAX_ATTEMPTS=str(MAX_ATTEMPTS),
+        OTP_LIMIT_CREDENTIAL_SENDS=str(CREDENTIAL_SENDS),
+        # Every test calls from 127.0.0.1: the per-address limits must not add up across them.
+        OTP_LIMIT_ADDRESS_REQUESTS="10000",
+        OTP_LIMIT_ADDRESS_VERIFIES="10000",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(settings)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "otpserver"],
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+    )
+    server = ServerProcess(process, f"http://{HOST}:{port}")
+    try:
+        _wait_until_healthy(server)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def otp_server(chromium_path: str, api_port: int, sites: Sites) -> Iterator[ServerProcess]:
+    """The session's server, allowing the `sites.allowed` origin."""
+    with running_server(api_port, OTP_CORS_ORIGINS=sites.allowed) as server:
+        yield server
+
+
+@pytest.fixture
+def short_lived_server(chromium_path: str) -> Iterator[ServerProcess]:
+    """A server of its own whose codes live `SHORT_TTL_SECONDS`, for expiry."""
+    with running_server(free_port(), OTP_TTL_SECONDS=str(SHORT_TTL_SECONDS)) as server:
+        yield server
+
+
+def _wait_until_healthy(server: ServerProcess) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    with httpx.Client(trust_env=False, timeout=1.0) as client:
+        while time.monotonic() < deadline:
+            if server.process.poll() is not None:
+                pytest.fail(f"the server exited with {server.process.returncode}:\n{server.log()}")
+            try:
+                if client.get(f"{server.url}/health").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+    pytest.fail(f"the server did not answer /health in {START_TIMEOUT_SECONDS} s:\n{server.log()}")
+
+
+# Module scope, not session: while the sync driver runs, its event loop counts as running in
+# this thread, so pytest-asyncio could not run the async tests of other modules.
+@pytest.fixture(scope="module")
+def playwright_driver(chromium_path: str) -> Iterator[Playwright]:
+    """Playwright's driver process, shared by one test module."""
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="module")
+def browser(playwright_driver: Playwright, chromium_path: str) -> Iterator[Browser]:
+    """Headless system Chromium; Playwright gives each launch a fresh temporary profile."""
+    launched = playwright_driver.chromium.launch(
+        executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS
+    )
+    yield launched
+    launched.close()
+
+
+@pytest.fixture
+def context(browser: Browser, otp_server: ServerProcess) -> Iterator[BrowserContext]:
+    """A fresh browser context (no cookies) whose relative URLs go to the server."""
+    fresh = browser.new_context(base_url=otp_server.url, viewport={"width": 800, "height": 640})
+    yield fresh
+    fresh.close()
+
+
+@pytest.fixture
+def page(context: BrowserContext) -> Iterator[Page]:
+    """A page of the fresh context; any uncaught script error fails the test."""
+    opened = context.new_page()
+    errors: list[str] = []
+    opened.on("pageerror", lambda error: errors.append(str(error)))
+    yield opened
+    assert not errors, f"uncaught errors in the page: {errors}"
+
+
+@pytest.fixture
+def email(request: pytest.FixtureRequest) -> str:
+    """An address no other test uses, so codes on the shared stderr never mix."""
+    name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40]
+    return f"{name}-{uuid.uuid4().hex[:8]}@example.com"
+
+
+@pytest.fixture
+def screenshot_dir(tmp_path: Path) -> Path:
+    """Where screenshots go: `OTP_SCREENSHOT_DIR` (e.g. docs/screenshots) or a temp dir."""
+    chosen = os.environ.get("OTP_SCREENSHOT_DIR")
+    target = Path(chosen) if chosen else tmp_path
+    target.mkdir(parents=True, exist_ok=True)
+    return target
