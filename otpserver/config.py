@@ -16,22 +16,15 @@ from typing import Literal
 
 from otpserver.clientaddr import PROXY_HEADERS, TrustedProxies, parse_trusted_proxies
 from otpserver.delivery.config import DeliveryConfig
+from otpserver.environ import EnvReader, EnvVar
 from otpserver.errors import ConfigError
 from otpserver.limits import LIMIT_ENV_FIELDS, LimitOverrides, parse_destinations
 from otpserver.policy import POLICY_ENV_FIELDS
 
 Environment = Literal["production", "development"]
+_ENVIRONMENTS: tuple[Environment, ...] = ("production", "development")
 
 MASTER_KEY_BYTES = 32
-
-
-@dataclass(frozen=True, slots=True)
-class EnvVar:
-    """One documented environment variable."""
-
-    name: str
-    default: str
-    comment: str
 
 
 ENV_VARS: tuple[EnvVar, ...] = (
@@ -197,11 +190,9 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read and check every variable; raise `ConfigError` naming the first bad one."""
         env = os.environ if environ is None else environ
-        reader = _Reader(env)
-        environment = reader.text("OTP_ENV", "production")
-        if environment not in ("production", "development"):
-            raise ConfigError("OTP_ENV must be 'production' or 'development'")
-        store_url = reader.text("OTP_STORE_URL", "memory://")
+        reader = EnvReader(env, ENV_VARS)
+        environment = reader.choice("OTP_ENV", _ENVIRONMENTS)
+        store_url = reader.required("OTP_STORE_URL")
         if not store_url.startswith(("memory://", "redis://", "rediss://", "unix://")):
             raise ConfigError(
                 "OTP_STORE_URL must start with memory://, redis://, rediss:// or unix://"
@@ -209,27 +200,23 @@ class Settings:
         overrides = {
             name: reader.integer(var, 0, 1_000_000)
             for var, name in POLICY_ENV_FIELDS.items()
-            if env.get(var, "").strip()
+            if reader.is_set(var)
         }
         return cls(
-            env="development" if environment == "development" else "production",
-            host=reader.text("OTP_HOST", "127.0.0.1"),
-            port=reader.integer("OTP_PORT", 0, 65535, default=8000),
-            workers=reader.integer("OTP_WORKERS", 1, 64, default=1),
+            env=environment,
+            host=reader.required("OTP_HOST"),
+            port=reader.integer("OTP_PORT", 0, 65535),
+            workers=reader.integer("OTP_WORKERS", 1, 64),
             store_url=store_url,
-            store_timeout_seconds=reader.number("OTP_STORE_TIMEOUT_SECONDS", 0.01, 60, default=1.0),
+            store_timeout_seconds=reader.seconds("OTP_STORE_TIMEOUT_SECONDS", maximum=60),
             master_key=parse_master_key(env.get("OTP_MASTER_KEY", "")),
-            kek_rotation_seconds=reader.integer(
-                "OTP_KEK_ROTATION_SECONDS", 60, 366 * 86400, default=86400
-            ),
-            memory_max_ids=reader.integer("OTP_MEMORY_MAX_IDS", 1, 10**9, default=2_000_000),
+            kek_rotation_seconds=reader.integer("OTP_KEK_ROTATION_SECONDS", 60, 366 * 86400),
+            memory_max_ids=reader.integer("OTP_MEMORY_MAX_IDS", 1, 10**9),
             cors_origins=parse_origins(env.get("OTP_CORS_ORIGINS", "")),
-            max_body_bytes=reader.integer("OTP_MAX_BODY_BYTES", 64, 1 << 20, default=4096),
+            max_body_bytes=reader.integer("OTP_MAX_BODY_BYTES", 64, 1 << 20),
             policy_overrides=overrides,
             trusted_proxies=parse_proxy_settings(env),
-            memory_max_counters=reader.integer(
-                "OTP_MEMORY_MAX_COUNTERS", 1, 10**9, default=1_000_000
-            ),
+            memory_max_counters=reader.integer("OTP_MEMORY_MAX_COUNTERS", 1, 10**9),
             limit_overrides=parse_limit_overrides(env),
             delivery=DeliveryConfig.from_env(env),
             test_credentials=parse_test_credentials(env.get("OTP_TEST_CREDENTIALS", "")),
@@ -269,7 +256,7 @@ def parse_proxy_settings(env: Mapping[str, str]) -> TrustedProxies:
 def parse_limit_overrides(env: Mapping[str, str]) -> LimitOverrides:
     """Read the `OTP_LIMIT_*` and `OTP_SMS_*` variables that are set; ranges are checked
     later, with the code's defaults, by `LimitPolicy.checked`."""
-    reader = _Reader(env)
+    reader = EnvReader(env, ENV_VARS)
     lists: dict[str, tuple[str, ...] | None] = {}
     for name in ("OTP_SMS_ALLOWLIST", "OTP_SMS_DENYLIST"):
         raw = env.get(name, "").strip()
@@ -283,7 +270,7 @@ def parse_limit_overrides(env: Mapping[str, str]) -> LimitOverrides:
         numbers={
             name: reader.integer(var, 0, 10**9)
             for var, name in LIMIT_ENV_FIELDS.items()
-            if env.get(var, "").strip()
+            if reader.is_set(var)
         },
         channel_sends_per_hour=parse_channel_budgets(
             env.get("OTP_LIMIT_CHANNEL_SENDS_PER_HOUR", "")
@@ -339,37 +326,3 @@ def parse_origins(value: str) -> tuple[str, ...]:
             )
         origins.append(origin.lower())
     return tuple(origins)
-
-
-class _Reader:
-    """Typed access to an environment mapping with one-line errors."""
-
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self._env = env
-
-    def text(self, name: str, default: str) -> str:
-        return self._env.get(name, "").strip() or default
-
-    def integer(self, name: str, low: int, high: int, default: int | None = None) -> int:
-        raw = self._env.get(name, "").strip()
-        if not raw and default is not None:
-            return default
-        try:
-            value = int(raw, 10)
-        except ValueError:
-            raise ConfigError(f"{name} must be an integer between {low} and {high}") from None
-        if not low <= value <= high:
-            raise ConfigError(f"{name} must be an integer between {low} and {high}")
-        return value
-
-    def number(self, name: str, low: float, high: float, default: float) -> float:
-        raw = self._env.get(name, "").strip()
-        if not raw:
-            return default
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ConfigError(f"{name} must be a number between {low} and {high}") from None
-        if not low <= value <= high:
-            raise ConfigError(f"{name} must be a number between {low} and {high}")
-        return value

@@ -7,7 +7,6 @@ here is for forkers who assemble their own sender from these parts.
 from otpserver.delivery.config import (
     DELIVERY_ENV_VARS,
     DeliveryConfig,
-    EnvVar,
     SmtpConfig,
     TwilioConfig,
     WebhookConfig,
@@ -31,7 +30,6 @@ __all__ = [
     "ChannelSender",
     "ConsoleSender",
     "DeliveryConfig",
-    "EnvVar",
     "Outbox",
     "OutboxMessage",
     "OutboxSender",

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 
+from otpserver.environ import EnvReader, EnvVar
 from otpserver.errors import ConfigError
 
 EmailProvider = Literal["console", "smtp", "none"]
@@ -27,15 +28,6 @@ _EMAIL_PROVIDERS: tuple[EmailProvider, ...] = ("console", "smtp", "none")
 _SMS_PROVIDERS: tuple[SmsProvider, ...] = ("console", "twilio", "webhook", "none")
 _SMTP_SECURITIES: tuple[SmtpSecurity, ...] = ("starttls", "tls", "none")
 _Choice = TypeVar("_Choice", bound=str)
-
-
-@dataclass(frozen=True, slots=True)
-class EnvVar:
-    """One documented environment variable: name, default ("" when none), one-line comment."""
-
-    name: str
-    default: str
-    comment: str
 
 
 DELIVERY_ENV_VARS: tuple[EnvVar, ...] = (
@@ -104,7 +96,6 @@ DELIVERY_ENV_VARS: tuple[EnvVar, ...] = (
     ),
 )
 
-_DEFAULTS: Mapping[str, str] = {var.name: var.default for var in DELIVERY_ENV_VARS}
 
 LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*")
 """BCP 47 in the shape templates need: a primary language subtag, then any subtags."""
@@ -117,7 +108,6 @@ HOST_NAME = re.compile(
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 _TWILIO_ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
 _TWILIO_SERVICE_SID = re.compile(r"MG[0-9a-fA-F]{32}")
-_DECIMAL = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,9})?")
 _NAMED_ADDRESS = re.compile(r"(?P<name>[^<>]*?)\s*<(?P<address>[^<>]+)>")
 _MIN_WEBHOOK_SECRET_CHARS = 32
 
@@ -184,7 +174,7 @@ class DeliveryConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> DeliveryConfig:
         """Read and check every delivery variable; raise `ConfigError` naming the first bad one."""
-        env = _Env(environ)
+        env = EnvReader(environ, DELIVERY_ENV_VARS)
         email_provider = env.choice("OTP_EMAIL_PROVIDER", _EMAIL_PROVIDERS)
         sms_provider = env.choice("OTP_SMS_PROVIDER", _SMS_PROVIDERS)
         smtp = _smtp(env, required=email_provider == "smtp")
@@ -211,7 +201,7 @@ class DeliveryConfig:
         )
 
 
-def _smtp(env: _Env, *, required: bool) -> SmtpConfig | None:
+def _smtp(env: EnvReader, *, required: bool) -> SmtpConfig | None:
     """The SMTP settings; all set values are checked even when smtp is not chosen."""
     host = env.optional("OTP_SMTP_HOST")
     port = env.integer("OTP_SMTP_PORT", 1, 65535)
@@ -262,7 +252,7 @@ def _parse_sender(value: str) -> tuple[str, str]:
     return name, checked.normalized
 
 
-def _twilio(env: _Env, *, required: bool) -> TwilioConfig | None:
+def _twilio(env: EnvReader, *, required: bool) -> TwilioConfig | None:
     """The Twilio settings; all set values are checked even when twilio is not chosen."""
     account_sid = env.optional("OTP_TWILIO_ACCOUNT_SID")
     auth_token = env.optional("OTP_TWILIO_AUTH_TOKEN")
@@ -287,7 +277,7 @@ def _twilio(env: _Env, *, required: bool) -> TwilioConfig | None:
     )
 
 
-def _webhook(env: _Env, *, required: bool) -> WebhookConfig | None:
+def _webhook(env: EnvReader, *, required: bool) -> WebhookConfig | None:
     """The SMS webhook settings; all set values are checked even when webhook is not chosen."""
     url = env.optional("OTP_SMS_WEBHOOK_URL")
     if url is not None:
@@ -350,45 +340,3 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-class _Env:
-    """Typed reads of one environment mapping; empty values count as unset."""
-
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self._environ = environ
-
-    def optional(self, name: str) -> str | None:
-        """The stripped value, else the default, else None."""
-        value = self._environ.get(name, "").strip() or _DEFAULTS[name]
-        return value or None
-
-    def required(self, name: str) -> str:
-        """The value or its default; only called for variables that have a default."""
-        value = self.optional(name)
-        if value is None:
-            raise ConfigError(f"{name} must not be empty")
-        return value
-
-    def choice(self, name: str, allowed: tuple[_Choice, ...]) -> _Choice:
-        """One of `allowed`, compared case-insensitively."""
-        value = self.required(name).lower()
-        for option in allowed:
-            if option == value:
-                return option
-        raise ConfigError(f"{name} must be one of: {', '.join(allowed)}")
-
-    def integer(self, name: str, minimum: int, maximum: int) -> int:
-        """An ASCII decimal integer in [minimum, maximum]."""
-        value = self.required(name)
-        # int() would also take "+5", "1_0" and non-ASCII digits; only plain digits are meant.
-        if not value.isascii() or not value.isdigit() or not minimum <= int(value) <= maximum:
-            raise ConfigError(f"{name} must be an integer between {minimum} and {maximum}")
-        return int(value)
-
-    def seconds(self, name: str, *, maximum: float) -> float:
-        """A positive decimal number of seconds, at most `maximum`."""
-        value = self.required(name)
-        if not _DECIMAL.fullmatch(value) or not 0 < float(value) <= maximum:
-            raise ConfigError(f"{name} must be a number of seconds above 0 and at most {maximum:g}")
-        return float(value)
