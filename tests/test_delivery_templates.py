@@ -98,7 +98,7 @@ def test_every_shipped_sms_renders(templates: Templates, language: str) -> None:
 def test_minutes_round_up(templates: Templates, ttl_seconds: int, minutes: str) -> None:
     """The lifetime shown is whole minutes, rounded up, and never zero."""
     text = templates.email(outgoing(ttl_seconds=ttl_seconds)).text
-    assert f"expires in {minutes} minutes" in text
+    assert f"expires in {minutes} min." in text
 
 
 @pytest.mark.parametrize(
