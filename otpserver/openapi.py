@@ -63,6 +63,10 @@ _RETRY_AFTER = {
     "description": "Seconds until the request may succeed.",
     "schema": {"type": "integer", "minimum": 0},
 }
+_RATE_LIMIT = {
+    "description": 'IETF RateLimit fields on RATE:LIMITED, e.g. `"otp";r=0;t=30`.',
+    "schema": {"type": "string"},
+}
 _SET_COOKIE = {
     "description": "The OTP cookie (`__Host-otp` in production, `otp` in development): "
     "HttpOnly, SameSite=Strict, Path=/; Secure in production.",
@@ -85,7 +89,10 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
 
-def _error_responses(classes: tuple[type[errors.OtpError], ...]) -> dict[str, Any]:
+def _error_responses(
+    classes: tuple[type[errors.OtpError], ...], *, reissues_cookie: tuple[int, ...] = ()
+) -> dict[str, Any]:
+    """Error responses by status; `reissues_cookie` lists statuses that may re-set the cookie."""
     by_status: dict[int, list[type[errors.OtpError]]] = {}
     for cls in classes:
         by_status.setdefault(cls.status, []).append(cls)
@@ -101,7 +108,9 @@ def _error_responses(classes: tuple[type[errors.OtpError], ...]) -> dict[str, An
         headers: dict[str, Any] = {}
         if status == 429 or errors.VerificationNotAllowed in by_status[status]:
             headers["Retry-After"] = _RETRY_AFTER
-        if errors.OtpIncorrect in by_status[status]:
+        if errors.RateLimited in by_status[status]:
+            headers["RateLimit"] = _RATE_LIMIT
+        if errors.OtpIncorrect in by_status[status] or status in reissues_cookie:
             headers["Set-Cookie"] = _SET_COOKIE
         if headers:
             response["headers"] = headers
@@ -175,7 +184,9 @@ def build_openapi(credential_body: type[CredentialBody]) -> dict[str, Any]:
                             "headers": {"Set-Cookie": _SET_COOKIE},
                             "content": _json(_ref(Verified)),
                         },
-                        **_error_responses(ROUTE_ERRORS["verify"]),
+                        # A verify refused after its cookie ID was claimed (a limit, or the
+                        # store failing mid-way) hands the unchanged entries back re-sealed.
+                        **_error_responses(ROUTE_ERRORS["verify"], reissues_cookie=(429, 503)),
                     },
                 }
             },
