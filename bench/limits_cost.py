@@ -13,7 +13,6 @@ import dataclasses
 import statistics
 import sys
 import time
-from collections.abc import Sequence
 
 import httpx
 
@@ -22,9 +21,9 @@ from otpserver.app import OtpApp, create_app
 from otpserver.config import Settings
 from otpserver.hooks import Credential, Hooks
 from otpserver.limiter import Limiter
-from otpserver.limits import Counter, Decision, LimitOverrides
+from otpserver.limits import LimitOverrides
 from tests.support.api import Browser
-from tests.support.fakes import RecordingSender
+from tests.support.fakes import AllowAll, RecordingSender
 from tests.support.redis_server import RedisServer
 
 ROUNDS = 7
@@ -34,19 +33,6 @@ OPEN = LimitOverrides(
     numbers={"address_requests": 10**9, "address_verifies": 10**9},
     channel_sends_per_hour={"email": 10**9, "*": 10**9},
 )
-
-
-class AllowAll:
-    """The server without limits: every decision allowed, no I/O."""
-
-    async def hit(self, counters: Sequence[Counter], now_ms: int) -> Decision:
-        return Decision(allowed=True)
-
-    async def reset(self, keys: Sequence[bytes]) -> None:
-        return None
-
-    async def aclose(self) -> None:
-        return None
 
 
 def build(store_url: str, limited: bool, sender: RecordingSender) -> OtpApp:

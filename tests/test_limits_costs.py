@@ -15,23 +15,10 @@ from otpserver.hooks import CounterStore, Hooks
 from otpserver.limits import Counter, Decision
 from tests.conftest import AppFactory
 from tests.support.api import Browser, wrong
-from tests.support.fakes import RecordingSender
+from tests.support.fakes import AllowAll, RecordingSender
 from tests.support.peers import Peers
 
 ROUTES = ("create", "switch", "resend", "verify-wrong", "verify-right")
-
-
-class AllowAll:
-    """A counter store that allows everything without any I/O: the server without limits."""
-
-    async def hit(self, counters: Sequence[Counter], now_ms: int) -> Decision:
-        return Decision(allowed=True)
-
-    async def reset(self, keys: Sequence[bytes]) -> None:
-        return None
-
-    async def aclose(self) -> None:
-        return None
 
 
 class Counting:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from otpserver.hooks import DeliveryError, OutgoingCode
+from otpserver.limits import Counter, Decision
 
 START = 1_800_000_000.0
 """A fixed instant (2027-01-15) so tests never depend on the wall clock."""
@@ -39,3 +41,16 @@ class RecordingSender:
     @property
     def last_code(self) -> str:
         return self.sent[-1].code
+
+
+class AllowAll:
+    """A counter store that allows everything without any I/O: the server without limits."""
+
+    async def hit(self, counters: Sequence[Counter], now_ms: int) -> Decision:
+        return Decision(allowed=True)
+
+    async def reset(self, keys: Sequence[bytes]) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
