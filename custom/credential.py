@@ -43,12 +43,24 @@ MAX_PHONE_INPUT_LENGTH = 32
 
 
 def normalize_email(value: str) -> str:
-    """Validate syntax (no DNS lookups) and lower-case the whole address."""
+    """Validate syntax (no DNS lookups) and lower-case the whole address.
+
+    Lower-casing can change an address (`İ` becomes two characters, so a valid address can
+    grow past the length limits), so the lower-cased form must validate again, as itself:
+    what the server keeps and sends to is always an address the validator accepts.
+    """
     try:
-        result = validate_email(value, check_deliverability=False)
+        lowered = validate_email(value, check_deliverability=False).normalized.lower()
+        if lowered.isascii():
+            # ASCII lower-casing keeps the length and swaps letters for letters, which are
+            # valid wherever the capitals were, so the second pass could only agree: skip it.
+            return lowered
+        again = validate_email(lowered, check_deliverability=False).normalized.lower()
     except EmailNotValidError as error:
         raise ValueError(str(error)) from None
-    return result.normalized.lower()
+    if again != lowered:
+        raise ValueError("the address changes when it is normalized again")
+    return lowered
 
 
 def normalize_phone(value: str) -> str:
@@ -64,11 +76,29 @@ def normalize_phone(value: str) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+# `format` and `pattern` below only document the rules in openapi.json; the validators enforce
+# them (and more: a phone number must also be a real number per libphonenumber).
 Email = Annotated[
-    str, Field(min_length=3, max_length=MAX_EMAIL_LENGTH), AfterValidator(normalize_email)
+    str,
+    Field(
+        min_length=3,
+        max_length=MAX_EMAIL_LENGTH,
+        description="An email address; internationalized ones are allowed, quoted local parts, "
+        "IP literals and special-use domains (.test, .local, ...) are not. Lower-cased.",
+        json_schema_extra={"format": "email"},
+    ),
+    AfterValidator(normalize_email),
 ]
 Phone = Annotated[
-    str, Field(min_length=2, max_length=MAX_PHONE_INPUT_LENGTH), AfterValidator(normalize_phone)
+    str,
+    Field(
+        min_length=2,
+        max_length=MAX_PHONE_INPUT_LENGTH,
+        description="An international number: + and the country code (spaces allowed), valid "
+        "per libphonenumber. Normalized to E.164.",
+        json_schema_extra={"format": "phone", "pattern": r"^\+"},
+    ),
+    AfterValidator(normalize_phone),
 ]
 Locale = Annotated[str, Field(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,2}$", max_length=35)]
 
@@ -76,7 +106,18 @@ Locale = Annotated[str, Field(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,2}$"
 class CreateRequest(CredentialBody):
     """`{"email": "ada@example.com"}` or `{"phone": "+14155550100"}`, with an optional `locale`."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        frozen=True,
+        # Documents `exactly_one_credential` in openapi.json: one of the two, as a string.
+        json_schema_extra={
+            "oneOf": [
+                {"required": [name], "properties": {name: {"type": "string"}}}
+                for name in ("email", "phone")
+            ]
+        },
+    )
 
     email: Email | None = None
     phone: Phone | None = None
@@ -91,7 +132,8 @@ class CreateRequest(CredentialBody):
     def credential(self) -> Credential:
         if self.email is not None:
             return Credential(channel="email", address=self.email)
-        assert self.phone is not None  # noqa: S101 -- the validator above guarantees one of them
+        # The validator above guarantees one of them; with -O the next line simply returns it.
+        assert self.phone is not None  # noqa: S101  # nosec B101
         return Credential(channel="phone", address=self.phone)
 
     def requested_locale(self) -> str | None:

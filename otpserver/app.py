@@ -25,7 +25,7 @@ from otpserver.endpoints import OtpEndpoints, render_error
 from otpserver.errors import ConfigError, OtpError, ServerError
 from otpserver.hooks import Hooks
 from otpserver.keys import KeyRing
-from otpserver.limiter import Limiter
+from otpserver.limiter import ChargingIdStore, Limiter
 from otpserver.middleware import EdgeMiddleware, EdgePolicy
 from otpserver.policy import OtpPolicy
 
@@ -139,6 +139,7 @@ def create_app(
             counters=counters,
             secret=derive_key(master_key, b"otpserver/limit-key/v1"),
             proxies=settings.trusted_proxies,
+            claims=ids if isinstance(ids, ChargingIdStore) and ids.charges_with(counters) else None,
         ),
     )
 
@@ -221,7 +222,7 @@ async def _not_found(scope: Scope, receive: object, send: Callable[..., object])
 
 
 async def _render_otp_error(request: Request, error: Exception) -> Response:
-    assert isinstance(error, OtpError)  # noqa: S101 -- registered for OtpError only
+    assert isinstance(error, OtpError)  # noqa: S101 -- registered for OtpError only  # nosec B101
     return render_error(error)
 
 

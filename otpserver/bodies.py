@@ -12,6 +12,8 @@ from otpserver.errors import BodyInvalid, OtpInvalidFormat, UnsupportedMediaType
 
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
+MAX_FORM_FIELDS = 8
+"""A form with more fields than this is refused (`BODY:INVALID`) before any is looked at."""
 
 
 def media_type(request: Request) -> str:
@@ -36,7 +38,9 @@ async def read_code(request: Request) -> str:
     body = await request.body()
     if kind == FORM:
         try:
-            fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=8)
+            fields = parse_qs(
+                body.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS
+            )
         except (UnicodeDecodeError, ValueError):
             raise BodyInvalid() from None
         values = fields.get("otp", [])

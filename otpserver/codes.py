@@ -11,7 +11,8 @@ from otpserver.errors import OtpInvalidFormat
 DIGEST_BYTES = 16
 """128-bit truncated HMAC-SHA256: far beyond any online guessing, and small in the cookie."""
 
-_ASCII_WHITESPACE = " \t\r\n\x0b\x0c"
+ASCII_WHITESPACE = " \t\r\n\x0b\x0c"
+"""What `parse_code` forgives around a code (and what openapi.json's pattern allows)."""
 
 
 def random_code(length: int, alphabet: str) -> str:
@@ -29,7 +30,7 @@ def parse_code(raw: str, length: int, alphabet: str) -> str:
     Only surrounding ASCII whitespace is forgiven. `str.isdigit` is deliberately not used:
     it accepts Unicode digits such as '٣', which must be refused, not normalised.
     """
-    code = raw.strip(_ASCII_WHITESPACE)
+    code = raw.strip(ASCII_WHITESPACE)
     if len(code) != length or not code.isascii() or any(c not in alphabet for c in code):
         raise OtpInvalidFormat()
     return code

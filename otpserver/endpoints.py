@@ -3,17 +3,16 @@
 Ordering is the security argument here, so each handler reads top to bottom as:
 validate → open the cookie → refuse what needs no state change → charge the abuse limits →
 claim the cookie's single-use ID (exactly one concurrent request wins) → act → seal the new
-state. A refused charge sends nothing and spends nothing. Verify is the one exception: it
-claims the ID first and charges after, because the limit it charges is the credential's
-failure count, and only a guess that will really be compared may count as one (N parallel
-replays of one cookie are one guess, not N failures); a refusal there hands the unchanged
-entries back under the new ID, so it costs the client nothing either.
+state. A refused charge sends nothing and spends nothing. Verify and resend claim the ID
+first and charge after, because only a request that will really act may count: N parallel
+replays of one cookie are one guess (one failure) or one send, not N; a refusal there hands
+the unchanged entries back under the new ID, so it costs the client nothing either.
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -29,7 +28,6 @@ from otpserver.errors import (
     CredentialInvalid,
     InvalidCookie,
     OtpError,
-    RateLimited,
     SendFailed,
     ServerError,
     StoreUnavailable,
@@ -53,8 +51,9 @@ log = logging.getLogger("otpserver.endpoints")
 
 
 def new_list_id() -> bytes:
-    """A fresh random single-use ID."""
-    return secrets.token_bytes(LIST_ID_BYTES)
+    """A fresh random single-use ID from the OS CSPRNG."""
+    # What `secrets.token_bytes` returns, without its three layers of Python calls.
+    return os.urandom(LIST_ID_BYTES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,13 +88,21 @@ class OtpEndpoints:
         now = int(self.clock())
         tokens = await self._open(request, now, required=False)
 
+        # Each charge below also files the new ID, rotated from the cookie's (one round trip
+        # on Redis); a refused charge changes nothing.
         if tokens is not None:
             index = flow.find_live(tokens, credential, now)
             if index is not None:
-                await self.limiter.charge_switch(request.scope, credential, now)
                 current = TokenList(new_list_id(), index, tokens.entries)
-                if await self.ids.rotate(
-                    tokens.list_id, current.list_id, flow.lifetime(current, now)
+                if await self.limiter.charge_and_file(
+                    "switch",
+                    self.ids,
+                    tokens.list_id,
+                    current.list_id,
+                    flow.lifetime(current, now),
+                    request.scope,
+                    credential,
+                    now,
                 ):
                     return await self._state_response(current, now, sent=False)
                 # Replayed or superseded: start afresh and keep nothing from it.
@@ -103,8 +110,25 @@ class OtpEndpoints:
 
         kept = flow.live_entries(tokens, now)
         flow.check_room(kept, self.policy)
-        # Every create charged here sends: a lost claim below only starts a fresh list.
-        await self.limiter.charge_send(request.scope, credential, now)
+        list_id = new_list_id()
+        # Every create charged here sends: a lost claim only starts a fresh list.
+        filed = await self.limiter.charge_and_file(
+            "send",
+            self.ids,
+            None if tokens is None else tokens.list_id,
+            list_id,
+            flow.lifetime_with_new(kept, now, self.policy),
+            request.scope,
+            credential,
+            now,
+        )
+        if tokens is not None and not filed:
+            # Replayed or superseded: start afresh and keep nothing from it.
+            tokens, kept = None, ()
+            filed = await self.ids.add(list_id, flow.lifetime_with_new(kept, now, self.policy))
+        if not filed:
+            # A 128-bit random collision: not a client error, and never silently shared.
+            raise ServerError()
         code = self._new_code(credential)
         entry = flow.new_entry(
             credential,
@@ -113,14 +137,7 @@ class OtpEndpoints:
             self.policy,
             body.requested_locale(),
         )
-        updated = TokenList(new_list_id(), len(kept), (*kept, entry))
-        if tokens is not None and not await self.ids.rotate(
-            tokens.list_id, updated.list_id, flow.lifetime(updated, now)
-        ):
-            tokens = None
-            updated = TokenList(updated.list_id, 0, (entry,))
-        if tokens is None:
-            await self._add(updated, now)
+        updated = TokenList(list_id, len(kept), (*kept, entry))
         await self._deliver(request, entry, code, previous=tokens, updated=updated, now=now)
         return await self._state_response(updated, now, sent=True)
 
@@ -128,13 +145,11 @@ class OtpEndpoints:
         """Send a fresh code for the current credential; the old code stops working."""
         now = int(self.clock())
         tokens = await self._open(request, now, required=True)
-        assert tokens is not None  # noqa: S101 -- required=True raises instead of returning None
+        # required=True raises instead of returning None; the assert only narrows the type.
+        assert tokens is not None  # noqa: S101  # nosec B101
         entry = tokens.current_entry
         flow.check_resend(entry, now)
         self.limiter.check_destination(entry.credential)
-        # Charged before the claim: a resend that then loses a race with its own cookie
-        # over-counts by one, which errs on the safe side.
-        await self.limiter.charge_send(request.scope, entry.credential, now)
         code = self._new_code(entry.credential)
         fresh = flow.resent(
             entry,
@@ -143,7 +158,24 @@ class OtpEndpoints:
             self.policy,
         )
         updated = flow.replace_current(tokens, fresh, new_list_id())
-        await self._claim(tokens, updated, now)
+        # Claimed before charged, as verify does: of N parallel resends with one cookie only
+        # the one that wins the claim spends a send, so the limits count exactly what is
+        # sent (on one Redis, claim and charge are one script). A refusal hands the
+        # unchanged entries back under the new ID.
+        refusal = await self.limiter.claim_and_charge(
+            "send",
+            self.ids,
+            tokens.list_id,
+            updated.list_id,
+            flow.lifetime(updated, now),
+            request.scope,
+            entry.credential,
+            now,
+        )
+        if refusal is not None:
+            unchanged = TokenList(updated.list_id, tokens.current, tokens.entries)
+            refusal.headers["Set-Cookie"] = await self._cookie_header(unchanged, now)
+            raise refusal
         await self._deliver(
             request, fresh, code, previous=tokens, updated=updated, now=now, is_resend=True
         )
@@ -154,24 +186,33 @@ class OtpEndpoints:
         code = parse_code(await read_code(request), self.policy.length, self.policy.alphabet)
         now = int(self.clock())
         tokens = await self._open(request, now, required=True)
-        assert tokens is not None  # noqa: S101 -- required=True raises instead of returning None
+        # required=True raises instead of returning None; the assert only narrows the type.
+        assert tokens is not None  # noqa: S101  # nosec B101
         entry = tokens.current_entry
         flow.check_verifiable(entry, now)
 
         # Consume before comparing: of any number of concurrent requests carrying this
         # cookie, exactly one gets past this line, so each cookie buys at most one guess.
+        # The claimed request then charges the failure before comparing (a success takes it
+        # back below), so concurrent wrong guesses can never overshoot the credential's
+        # lockout; on one Redis, claim and charge are a single script (one round trip).
         failed_state = flow.replace_current(
             tokens, flow.failed(entry, now, self.policy), new_list_id()
         )
-        await self._claim(tokens, failed_state, now)
-        try:
-            # Charges the failure before comparing (a success takes it back below), so
-            # concurrent wrong guesses can never overshoot the credential's lockout.
-            await self.limiter.charge_verify(request.scope, entry.credential, now)
-        except (RateLimited, StoreUnavailable) as refusal:
+        refusal = await self.limiter.claim_and_charge(
+            "verify",
+            self.ids,
+            tokens.list_id,
+            failed_state.list_id,
+            flow.lifetime(failed_state, now),
+            request.scope,
+            entry.credential,
+            now,
+        )
+        if refusal is not None:
             unchanged = TokenList(failed_state.list_id, tokens.current, tokens.entries)
             refusal.headers["Set-Cookie"] = await self._cookie_header(unchanged, now)
-            raise
+            raise refusal
 
         expected = code_digest(self.digest_key, entry.credential.address, entry.issued_at, code)
         if not digests_match(entry.digest, expected):
@@ -207,18 +248,6 @@ class OtpEndpoints:
             if required:
                 raise
             return None
-
-    async def _claim(self, previous: TokenList, updated: TokenList, now: int) -> None:
-        """Consume `previous`'s ID and file `updated`'s, or refuse a replayed cookie."""
-        if not await self.ids.rotate(
-            previous.list_id, updated.list_id, flow.lifetime(updated, now)
-        ):
-            raise InvalidCookie()
-
-    async def _add(self, updated: TokenList, now: int) -> None:
-        if not await self.ids.add(updated.list_id, flow.lifetime(updated, now)):
-            # A 128-bit random collision: not a client error, and never silently shared.
-            raise ServerError()
 
     async def _deliver(
         self,

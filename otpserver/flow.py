@@ -158,6 +158,11 @@ def lifetime(tokens: TokenList, now: int) -> int:
     return max(1, max(e.expires_at for e in tokens.entries) - now)
 
 
+def lifetime_with_new(kept: tuple[Entry, ...], now: int, policy: OtpPolicy) -> int:
+    """`lifetime` of `kept` plus an entry issued at `now`, known before that entry's code is."""
+    return max(1, max((e.expires_at for e in kept), default=0) - now, policy.ttl_seconds)
+
+
 def public_state(tokens: TokenList, now: int, *, sent: bool) -> dict[str, object]:
     """The current entry as the API shows it: never the code, never another credential."""
     entry = tokens.current_entry

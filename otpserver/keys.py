@@ -25,6 +25,11 @@ CLOCK_SKEW_SECONDS = 60
 KEY_CACHE_SECONDS = 30.0
 """How long a fetched key is trusted before the store is asked again, so a key deleted
 from the store (revoked) stops working on every instance within this time."""
+CURRENT_KEY_CACHE_SECONDS = 1.0
+"""The same for the key that seals now (and the next one, for clock skew). If the store
+loses it (a Redis restart without persistence, or a deletion), the next instance to ask
+makes a new one; until the others ask again they would seal with a key no other instance
+can open. Asking about once a second per instance bounds that split to about a second."""
 
 
 @dataclass(slots=True)
@@ -57,7 +62,7 @@ class KeyRing:
         if (
             cached is not None
             and cached.kek is not None
-            and now - cached.fetched_at < KEY_CACHE_SECONDS
+            and now - cached.fetched_at < CURRENT_KEY_CACHE_SECONDS
         ):
             return key_id, cached.kek
         candidate = wrap_key(self._master_key, os.urandom(KEY_BYTES))
@@ -76,7 +81,8 @@ class KeyRing:
         if key_id > self.epoch(now) + 1 or now >= self.retire_at(key_id):
             return None
         cached = self._cache.get(key_id)
-        if cached is not None and now - cached.fetched_at < KEY_CACHE_SECONDS:
+        trusted_for = CURRENT_KEY_CACHE_SECONDS if key_id >= self.epoch(now) else KEY_CACHE_SECONDS
+        if cached is not None and now - cached.fetched_at < trusted_for:
             return cached.kek
         wrapped = await self._store.get(key_id)
         kek = None if wrapped is None else unwrap_key(self._master_key, wrapped)

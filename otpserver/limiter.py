@@ -9,22 +9,80 @@ learns when to come back and nothing about which rule or whose activity refused 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
 
 from starlette.types import Scope
 
 from otpserver import limits
 from otpserver.clientaddr import TrustedProxies, client_address, limit_bucket
-from otpserver.errors import CredentialInvalid, RateLimited, StoreUnavailable
-from otpserver.hooks import CounterStore, Credential
-from otpserver.limits import Counter, LimitPolicy
+from otpserver.errors import (
+    CredentialInvalid,
+    InvalidCookie,
+    OtpError,
+    RateLimited,
+    StoreUnavailable,
+)
+from otpserver.hooks import CounterStore, Credential, IdStore
+from otpserver.limits import Counter, Decision, LimitPolicy
 
 log = logging.getLogger("otpserver.limiter")
 
 CounterPlan = Callable[[LimitPolicy, bytes, Credential, str], tuple[Counter, ...]]
+Action = Literal["send", "switch", "verify"]
+
+PLANS: dict[Action, CounterPlan] = {
+    "send": limits.send_counters,
+    "switch": limits.switch_counters,
+    "verify": limits.verify_counters,
+}
+"""What each action charges: a code sent (create, resend), a pending credential made
+current again, a code compared."""
 
 DESTINATION_REFUSED = "Codes cannot be sent to phone numbers in this country or number range."
+
+_CANONICAL_IPV4 = re.compile(
+    r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
+    r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+)
+"""Dotted quads exactly as `str(IPv4Address)` writes them (no leading zeros), which is how
+servers report socket peers."""
+
+
+@runtime_checkable
+class ChargingIdStore(Protocol):
+    """An ID store that can also charge limit counters kept in the same backend, in the same
+    atomic step as a rotation (one round trip instead of two)."""
+
+    def charges_with(self, counters: object) -> bool:
+        """Whether `counters` keeps its counts where this store keeps its IDs."""
+        ...
+
+    async def rotate_and_hit(
+        self,
+        old_id: bytes,
+        new_id: bytes,
+        ttl_seconds: float,
+        counters: Sequence[Counter],
+        now_ms: int,
+    ) -> Decision | None:
+        """`IdStore.rotate`, then only if it succeeded `CounterStore.hit`, atomically; None
+        when the rotation failed (and nothing was charged)."""
+        ...
+
+    async def hit_and_file(
+        self,
+        counters: Sequence[Counter],
+        now_ms: int,
+        old_id: bytes | None,
+        new_id: bytes,
+        ttl_seconds: float,
+    ) -> tuple[Decision, bool]:
+        """`CounterStore.hit`, then only if allowed `IdStore.rotate` (or `add` when `old_id`
+        is None), atomically; the flag says whether `new_id` was filed."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +93,9 @@ class Limiter:
     counters: CounterStore
     secret: bytes
     proxies: TrustedProxies
+    claims: ChargingIdStore | None = None
+    """The ID store, when it keeps its IDs beside `counters`: a request then charges its
+    limits and changes its cookie's ID in one atomic step (one round trip on Redis)."""
 
     def check_destination(self, credential: Credential) -> None:
         """Refuse a phone number the SMS allow- or deny-list excludes (a 400, not a 429)."""
@@ -46,13 +107,71 @@ class Limiter:
         """Before a code is made and sent: lockout, credential, address, channel, prefix."""
         await self._charge("send", limits.send_counters, scope, credential, now)
 
-    async def charge_switch(self, scope: Scope, credential: Credential, now: int) -> None:
-        """Before a pending credential is made current again (nothing is sent)."""
-        await self._charge("switch", limits.switch_counters, scope, credential, now)
+    async def charge_and_file(
+        self,
+        action: Action,
+        ids: IdStore,
+        old_id: bytes | None,
+        new_id: bytes,
+        ttl_seconds: float,
+        scope: Scope,
+        credential: Credential,
+        now: int,
+    ) -> bool:
+        """Charge first, then file `new_id`: rotated from `old_id`, or added if that is None.
 
-    async def charge_verify(self, scope: Scope, credential: Credential, now: int) -> None:
-        """Before a code is compared: the lockout check and the failure, charged together."""
-        await self._charge("verify", limits.verify_counters, scope, credential, now)
+        A refusal raises `RATE:LIMITED` before any ID changes, so it costs the client
+        nothing. False when the rotation lost (a replayed or superseded cookie) or the ID
+        could not be added; the charge stands either way.
+        """
+        counters = PLANS[action](self.policy, self.secret, credential, self.address_bucket(scope))
+        if self.claims is not None:
+            decision, filed = await self.claims.hit_and_file(
+                counters, now * 1000, old_id, new_id, ttl_seconds
+            )
+            if not decision.allowed:
+                raise self._refusal(action, counters, decision)
+            return filed
+        decision = await self.counters.hit(counters, now * 1000)
+        if not decision.allowed:
+            raise self._refusal(action, counters, decision)
+        if old_id is None:
+            return await ids.add(new_id, ttl_seconds)
+        return await ids.rotate(old_id, new_id, ttl_seconds)
+
+    async def claim_and_charge(
+        self,
+        action: Action,
+        ids: IdStore,
+        old_id: bytes,
+        new_id: bytes,
+        ttl_seconds: float,
+        scope: Scope,
+        credential: Credential,
+        now: int,
+    ) -> OtpError | None:
+        """Claim a cookie (rotate `old_id` to `new_id`) first, then charge `action`.
+
+        Raises `InvalidCookie` when the claim is lost (a replayed or superseded cookie), and
+        nothing is charged. Once claimed, returns the refusal (`RATE:LIMITED`, or
+        `STORE:UNAVAILABLE` from the charge alone) instead of raising it, because the caller
+        must hand the cookie back under `new_id`; None when the request may go ahead.
+        """
+        counters = PLANS[action](self.policy, self.secret, credential, self.address_bucket(scope))
+        if self.claims is not None:
+            decision = await self.claims.rotate_and_hit(
+                old_id, new_id, ttl_seconds, counters, now * 1000
+            )
+            if decision is None:
+                raise InvalidCookie()
+        else:
+            if not await ids.rotate(old_id, new_id, ttl_seconds):
+                raise InvalidCookie()
+            try:
+                decision = await self.counters.hit(counters, now * 1000)
+            except StoreUnavailable as error:
+                return error
+        return None if decision.allowed else self._refusal(action, counters, decision)
 
     async def forget_failures(self, credential: Credential) -> None:
         """After a correct code: the consecutive-failure count starts again from zero."""
@@ -69,12 +188,15 @@ class Limiter:
     ) -> None:
         counters = plan(self.policy, self.secret, credential, self.address_bucket(scope))
         decision = await self.counters.hit(counters, now * 1000)
-        if decision.allowed:
-            return
+        if not decision.allowed:
+            raise self._refusal(action, counters, decision)
+
+    @staticmethod
+    def _refusal(action: str, counters: Sequence[Counter], decision: Decision) -> RateLimited:
         kinds = ",".join(counters[i].kind for i in decision.refused)
         log.info("rate limited: %s refused by %s", action, kinds)
         retry_after = limits.retry_after_seconds(decision)
-        raise RateLimited(
+        return RateLimited(
             extra={"retryAfter": retry_after},
             headers={"Retry-After": str(retry_after), "RateLimit": f'"otp";r=0;t={retry_after}'},
         )
@@ -83,4 +205,13 @@ class Limiter:
         """The per-address bucket of this request (trusted-proxy rules applied)."""
         client = scope.get("client")
         peer = str(client[0]) if client else None
+        if (
+            peer is not None
+            and not self.proxies.networks
+            and not self.proxies.unix_socket
+            and _CANONICAL_IPV4.fullmatch(peer)
+        ):
+            # Without trusted proxies the bucket is the peer's own address, and a canonical
+            # dotted quad is already what parsing and printing it would give.
+            return peer
         return limit_bucket(client_address(peer, scope.get("headers", ()), self.proxies))

@@ -14,8 +14,12 @@ from typing import Any
 from pydantic import BaseModel
 
 from otpserver import errors
+from otpserver.bodies import MAX_FORM_FIELDS
+from otpserver.codes import ASCII_WHITESPACE
+from otpserver.cookies import MAX_VALUE_CHARS
 from otpserver.hooks import CredentialBody
 from otpserver.models import ErrorBody, Health, TokenState, Verified
+from otpserver.policy import OtpPolicy
 
 OPENAPI_PATH = Path(__file__).parent.parent / "openapi.json"
 
@@ -72,13 +76,47 @@ _SET_COOKIE = {
     "HttpOnly, SameSite=Strict, Path=/; Secure in production.",
     "schema": {"type": "string"},
 }
-_COOKIE_PARAMETER = {
-    "name": "__Host-otp",
-    "in": "cookie",
-    "required": False,
-    "description": "The sealed list of pending codes (named `otp` in development).",
-    "schema": {"type": "string"},
-}
+
+
+def _cookie_parameter(*, required: bool) -> dict[str, Any]:
+    """The OTP cookie as a request parameter: resend and verify cannot work without it;
+    create reads it if it is usable and otherwise ignores it, whatever its value."""
+    description = "The sealed list of pending codes (named `otp` in development)."
+    if not required:
+        return {
+            "name": "__Host-otp",
+            "in": "cookie",
+            "required": False,
+            "description": f"{description} Any unusable value is ignored: a new list starts.",
+            "schema": {},
+        }
+    return {
+        "name": "__Host-otp",
+        "in": "cookie",
+        "required": True,
+        "description": description,
+        # Cookies are only ever written as unpadded base64url (see otpserver.cookies).
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$", "maxLength": MAX_VALUE_CHARS},
+    }
+
+
+def _regex_class(characters: str) -> str:
+    """The inside of a regex character class, valid in ECMA-262 and Python alike: letters
+    and digits as themselves, anything else as `\\xHH` (alphabets are printable ASCII)."""
+    return "".join(c if c.isalnum() else f"\\x{ord(c):02x}" for c in characters)
+
+
+def _code_schema(policy: OtpPolicy | None) -> dict[str, Any]:
+    """The `otp` field: with a policy, exactly the texts `codes.parse_code` accepts."""
+    schema: dict[str, Any] = {"type": "string", "description": "The code the user received."}
+    if policy is not None:
+        space = f"[{_regex_class(ASCII_WHITESPACE)}]*"
+        schema["pattern"] = f"^{space}[{_regex_class(policy.alphabet)}]{{{policy.length}}}{space}$"
+        schema["description"] += (
+            f" {policy.length} characters of `{policy.alphabet}` (with the shipped policy); "
+            "surrounding ASCII whitespace is ignored."
+        )
+    return schema
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:
@@ -118,8 +156,10 @@ def _error_responses(
     return responses
 
 
-def build_openapi(credential_body: type[CredentialBody]) -> dict[str, Any]:
-    """The OpenAPI 3.1 document for the API, with the fork's credential schema."""
+def build_openapi(
+    credential_body: type[CredentialBody], policy: OtpPolicy | None = None
+) -> dict[str, Any]:
+    """The OpenAPI 3.1 document for the API, with the fork's credential schema and code policy."""
     models: list[type[BaseModel]] = [credential_body, TokenState, Verified, Health, ErrorBody]
     schemas = {
         model.__name__: model.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -130,10 +170,17 @@ def build_openapi(credential_body: type[CredentialBody]) -> dict[str, Any]:
         "headers": {"Set-Cookie": _SET_COOKIE},
         "content": _json(_ref(TokenState)),
     }
-    otp_form = {
+    otp_json = {
         "type": "object",
-        "properties": {"otp": {"type": "string", "description": "The code the user received."}},
+        "properties": {"otp": _code_schema(policy)},
         "required": ["otp"],
+        "description": "Other members are ignored.",
+    }
+    otp_form = {
+        **otp_json,
+        "additionalProperties": {"type": "string"},
+        "maxProperties": MAX_FORM_FIELDS,
+        "description": f"Other fields are ignored; at most {MAX_FORM_FIELDS} fields in all.",
     }
     return {
         "openapi": "3.1.0",
@@ -149,7 +196,7 @@ def build_openapi(credential_body: type[CredentialBody]) -> dict[str, Any]:
                 "post": {
                     "operationId": "create",
                     "summary": "Send a code to a credential, or make a pending one current.",
-                    "parameters": [_COOKIE_PARAMETER],
+                    "parameters": [_cookie_parameter(required=False)],
                     "requestBody": {
                         "required": True,
                         "content": _json(_ref(credential_body)),
@@ -161,7 +208,7 @@ def build_openapi(credential_body: type[CredentialBody]) -> dict[str, Any]:
                 "post": {
                     "operationId": "resend",
                     "summary": "Send a new code for the current credential; the old one dies.",
-                    "parameters": [_COOKIE_PARAMETER],
+                    "parameters": [_cookie_parameter(required=True)],
                     "responses": {"200": state_ok, **_error_responses(ROUTE_ERRORS["resend"])},
                 }
             },
@@ -169,12 +216,12 @@ def build_openapi(credential_body: type[CredentialBody]) -> dict[str, Any]:
                 "post": {
                     "operationId": "verify",
                     "summary": "Check a code; on success the final hook answers.",
-                    "parameters": [_COOKIE_PARAMETER],
+                    "parameters": [_cookie_parameter(required=True)],
                     "requestBody": {
                         "required": True,
                         "content": {
                             "application/x-www-form-urlencoded": {"schema": otp_form},
-                            "application/json": {"schema": otp_form},
+                            "application/json": {"schema": otp_json},
                         },
                     },
                     "responses": {
@@ -202,15 +249,16 @@ def build_openapi(credential_body: type[CredentialBody]) -> dict[str, Any]:
     }
 
 
-def render(credential_body: type[CredentialBody]) -> str:
+def render(credential_body: type[CredentialBody], policy: OtpPolicy | None = None) -> str:
     """The document as committed: sorted keys, two-space indent, trailing newline."""
-    return json.dumps(build_openapi(credential_body), indent=2, sort_keys=True) + "\n"
+    return json.dumps(build_openapi(credential_body, policy), indent=2, sort_keys=True) + "\n"
 
 
 def main(argv: list[str]) -> int:
     from custom.credential import CreateRequest
+    from custom.otp import POLICY
 
-    text = render(CreateRequest)
+    text = render(CreateRequest, POLICY)
     if "--write" in argv:
         OPENAPI_PATH.write_text(text)
     else:

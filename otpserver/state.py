@@ -26,6 +26,10 @@ _MAX_INFLATED_BYTES = 16 * 1024
 """Refuses decompression bombs: a legitimate payload is a few hundred bytes."""
 _MAX_ENTRIES = 16
 _MAX_TEXT = 512
+_DEFLATE_FROM_BYTES = 96
+"""Smaller payloads are stored raw without trying deflate: one pending code with a typical
+address packs to about 80 bytes, mostly random ID and digest, which deflate cannot shrink,
+and setting up a compressor costs more than the rest of the encoding."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +66,8 @@ class TokenList:
 
 
 def encode(tokens: TokenList) -> bytes:
-    """Serialize and compress; the smaller of raw and deflated wins, flagged in byte 0."""
+    """Serialize and compress; the smaller of raw and deflated wins, flagged in byte 0
+    (payloads under `_DEFLATE_FROM_BYTES` are not worth trying and stay raw)."""
     packed: bytes = msgpack.packb(
         [
             PAYLOAD_VERSION,
@@ -87,6 +92,8 @@ def encode(tokens: TokenList) -> bytes:
         ],
         use_bin_type=True,
     )
+    if len(packed) < _DEFLATE_FROM_BYTES:
+        return bytes([_RAW]) + packed
     compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
     deflated = compressor.compress(packed) + compressor.flush()
     if len(deflated) < len(packed):

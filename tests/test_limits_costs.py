@@ -1,4 +1,5 @@
-"""What the limits cost per request: one store call per decision, one Redis round trip each."""
+"""What the limits cost per request: one store call per decision, and on Redis no round trip
+of their own: each charge rides in the script that changes the cookie's ID."""
 
 from __future__ import annotations
 
@@ -84,7 +85,9 @@ async def test_each_decision_is_one_store_call(
 async def test_limits_add_one_redis_round_trip_per_request(
     make_app: AppFactory, peers: Peers, sender: RecordingSender, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Redis commands sent with limits minus without: 1 per route, 2 for a correct code."""
+    """Redis commands sent with limits minus without: none, as each charge shares its
+    request's ID script, except the failure count's reset after a correct code; so one round
+    trip per request, two for a correct code."""
     # Counted at the client, because Redis's own statistics also count what scripts run.
     sent = 0
     execute: Callable[..., Awaitable[Any]] = RedisClient.execute_command
@@ -109,6 +112,7 @@ async def test_limits_add_one_redis_round_trip_per_request(
         await warm.verify(sender.last_code)
         totals[name] = await per_route(peers.browser(app, "198.51.100.8"), sender, measure)
     added = {route: totals["limits"][route] - totals["none"][route] for route in ROUTES}
-    assert added == {"create": 1, "switch": 1, "resend": 1, "verify-wrong": 1, "verify-right": 2}
+    assert added == {"create": 0, "switch": 0, "resend": 0, "verify-wrong": 0, "verify-right": 1}
+    assert max(totals["limits"].values()) == 2
     # The core's own trips, for the record: one per request.
     assert set(totals["none"].values()) == {1}

@@ -93,7 +93,7 @@ async def test_final_hook_runs_once_under_fifty_parallel_correct_verifies(
 async def test_parallel_resends_send_once(
     client: httpx.AsyncClient, sender: RecordingSender, clock: FakeClock
 ) -> None:
-    """Twenty concurrent resends with one cookie send exactly one new code."""
+    """Twenty concurrent resends with one cookie send exactly one new code and spend one send."""
     browser = Browser(client)
     await browser.create()
     clock.advance(30)
@@ -101,3 +101,7 @@ async def test_parallel_resends_send_once(
     responses = await asyncio.gather(*(Browser(client).resend(cookie=cookie) for _ in range(20)))
     assert [r.status_code for r in responses].count(200) == 1
     assert len(sender.sent) == 2
+    # The losers are replays, refused before any limit is charged: none is RATE:LIMITED,
+    # although the credential's allowance (5 sends) is smaller than the burst.
+    losers = [r.json()["error"] for r in responses if r.status_code != 200]
+    assert losers == ["OTP:INVALID_COOKIE"] * 19

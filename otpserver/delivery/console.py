@@ -24,5 +24,8 @@ class ConsoleSender:
     async def send(self, message: OutgoingCode) -> None:
         """Print the one line; this never fails in a way worth a `DeliveryError`."""
         stream = self._stream or sys.stderr
-        print(f"otp dev-sender: to={message.credential.address} code={message.code}", file=stream)
+        # One write for the whole line: stderr is unbuffered, `print` would write the text and
+        # the newline separately, and several workers share one stderr, so their lines could
+        # interleave mid-line.
+        stream.write(f"otp dev-sender: to={message.credential.address} code={message.code}\n")
         stream.flush()

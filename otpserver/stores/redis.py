@@ -44,46 +44,78 @@ return ARGV[1]
 """
 
 
-# `otpserver.limits.decide` then `charged`, in one step no other client can interleave with.
-# ARGV[1] is the caller's clock in ms (so every instance and the tests share one notion of
-# "now"); then limit, window, lock and cost per key. The TTL is the window's remaining length,
-# so keys expire by themselves; `r` decides, the TTL only gives memory back.
-_HIT = """
-local now = tonumber(ARGV[1])
-local counts, resets, refused = {}, {}, {}
-local retry = 0
-for i, key in ipairs(KEYS) do
-  local a = 2 + (i - 1) * 4
-  local limit = tonumber(ARGV[a])
-  local stored = redis.call('HMGET', key, 'c', 'r')
-  local count, reset = tonumber(stored[1]) or 0, tonumber(stored[2]) or 0
-  if reset <= now then
-    count, reset = 0, now + tonumber(ARGV[a + 1])
-  end
-  counts[i], resets[i] = count, reset
-  if count >= limit then
-    refused[#refused + 1] = i - 1
-    retry = math.max(retry, reset - now)
-  end
-end
-if #refused > 0 then
-  return {0, retry, unpack(refused)}
-end
-for i, key in ipairs(KEYS) do
-  local a = 2 + (i - 1) * 4
-  local cost = tonumber(ARGV[a + 3])
-  if cost > 0 then
-    local count, reset = counts[i] + cost, resets[i]
-    local lock = tonumber(ARGV[a + 2])
-    if lock > 0 and count >= tonumber(ARGV[a]) then
-      reset = now + lock
+# `otpserver.limits.decide` then `charged`, in one step no other client can interleave with,
+# as a Lua function over the keys after the first `k0` and the arguments from `ARGV[a0]`:
+# the caller's clock in ms (so every instance and the tests share one notion of "now"), then
+# limit, window, lock and cost per key. The TTL is the window's remaining length, so keys
+# expire by themselves; `r` decides, the TTL only gives memory back.
+_HIT_FUNCTION = """
+local function hit(k0, a0)
+  local now = tonumber(ARGV[a0])
+  local counts, resets, refused = {}, {}, {}
+  local retry = 0
+  for i = k0 + 1, #KEYS do
+    local a = a0 + 1 + (i - k0 - 1) * 4
+    local limit = tonumber(ARGV[a])
+    local stored = redis.call('HMGET', KEYS[i], 'c', 'r')
+    local count, reset = tonumber(stored[1]) or 0, tonumber(stored[2]) or 0
+    if reset <= now then
+      count, reset = 0, now + tonumber(ARGV[a + 1])
     end
-    redis.call('HSET', key, 'c', count, 'r', string.format('%d', reset))
-    redis.call('PEXPIRE', key, reset - now)
+    counts[i], resets[i] = count, reset
+    if count >= limit then
+      refused[#refused + 1] = i - k0 - 1
+      retry = math.max(retry, reset - now)
+    end
   end
+  if #refused > 0 then
+    return {0, retry, unpack(refused)}
+  end
+  for i = k0 + 1, #KEYS do
+    local a = a0 + 1 + (i - k0 - 1) * 4
+    local cost = tonumber(ARGV[a + 3])
+    if cost > 0 then
+      local count, reset = counts[i] + cost, resets[i]
+      local lock = tonumber(ARGV[a + 2])
+      if lock > 0 and count >= tonumber(ARGV[a]) then
+        reset = now + lock
+      end
+      redis.call('HSET', KEYS[i], 'c', count, 'r', string.format('%d', reset))
+      redis.call('PEXPIRE', KEYS[i], reset - now)
+    end
+  end
+  return {1, 0}
 end
+"""
+
+_HIT = _HIT_FUNCTION + "return hit(0, 1)"
+
+# `_ROTATE`, and only if it filed the new ID, `_HIT` on the remaining keys: a verification
+# claims its cookie and charges its limits in one round trip, still claim first, so a lost
+# claim charges nothing. -1 says the claim was lost.
+_ROTATE_AND_HIT = (
+    _HIT_FUNCTION
+    + """
+if redis.call('DEL', KEYS[1]) ~= 1 then return {-1} end
+if not redis.call('SET', KEYS[2], '1', 'PX', ARGV[1], 'NX') then return {-1} end
+return hit(2, 2)
+"""
+)
+
+# `_HIT` on the keys after the first two, and only if it allowed: file the new ID KEYS[2],
+# consuming KEYS[1] first when ARGV[2] is 1 (a refused charge spends and files nothing). A
+# create or a switch charges its limits and files its new ID in one round trip. The second
+# element of an allowed result says whether the new ID was filed.
+_HIT_AND_FILE = (
+    _HIT_FUNCTION
+    + """
+local decision = hit(2, 3)
+if decision[1] ~= 1 then return decision end
+if ARGV[2] == '1' and redis.call('DEL', KEYS[1]) ~= 1 then return {1, 0} end
+if redis.call('SET', KEYS[2], '1', 'PX', ARGV[1], 'NX') then return {1, 1} end
 return {1, 0}
 """
+)
 
 
 MAX_CONNECTIONS = 128
@@ -113,6 +145,27 @@ def redis_client(url: str, timeout_seconds: float) -> Redis:
         decode_responses=False,
     )
     return Redis.from_pool(pool)
+
+
+def _server(client: Redis) -> tuple[object, ...]:
+    """Which server and database a client talks to (two clients alike share their keys)."""
+    kwargs = client.connection_pool.connection_kwargs
+    fields = ("host", "port", "path", "db", "username")
+    return (client.connection_pool.connection_class, *(kwargs.get(f) for f in fields))
+
+
+def _counter_args(counters: Sequence[Counter], now_ms: int) -> tuple[list[Any], list[Any]]:
+    """The keys and arguments `_HIT_FUNCTION` reads for `counters`."""
+    keys: list[Any] = [COUNTER_PREFIX + c.key for c in counters]
+    args: list[Any] = [now_ms]
+    for c in counters:
+        args.extend((c.limit, c.window_ms, c.lock_ms, c.cost))
+    return keys, args
+
+
+def _decision(result: Sequence[Any]) -> Decision:
+    allowed, retry_after_ms, *refused = (int(n) for n in result)
+    return Decision(allowed=allowed == 1, retry_after_ms=retry_after_ms, refused=tuple(refused))
 
 
 def _as_bytes(value: bytes | str) -> bytes:
@@ -148,6 +201,8 @@ class RedisIdStore(_RedisBackend):
     def __init__(self, client: Redis, timeout_seconds: float = 1.0) -> None:
         super().__init__(client, timeout_seconds)
         self._rotate = client.register_script(_ROTATE)
+        self._rotate_and_hit = client.register_script(_ROTATE_AND_HIT)
+        self._hit_and_file = client.register_script(_HIT_AND_FILE)
 
     async def add(self, list_id: bytes, ttl_seconds: float) -> bool:
         created = await self._call(
@@ -163,6 +218,46 @@ class RedisIdStore(_RedisBackend):
         keys: list[Any] = [ID_PREFIX + old_id, ID_PREFIX + new_id]
         result = await self._call(self._rotate(keys=keys, args=[_milliseconds(ttl_seconds)]))
         return bool(result == 1)
+
+    def charges_with(self, counters: object) -> bool:
+        """Whether `counters` keeps its counts in this very Redis (so one script sees both)."""
+        return isinstance(counters, RedisCounterStore) and _server(counters.client) == _server(
+            self._client
+        )
+
+    async def rotate_and_hit(
+        self,
+        old_id: bytes,
+        new_id: bytes,
+        ttl_seconds: float,
+        counters: Sequence[Counter],
+        now_ms: int,
+    ) -> Decision | None:
+        """`rotate`, then only if it succeeded `RedisCounterStore.hit`, in one atomic script."""
+        counter_keys, counter_args = _counter_args(counters, now_ms)
+        keys: list[Any] = [ID_PREFIX + old_id, ID_PREFIX + new_id, *counter_keys]
+        args: list[Any] = [_milliseconds(ttl_seconds), *counter_args]
+        result = await self._call(self._rotate_and_hit(keys=keys, args=args))
+        return None if int(result[0]) == -1 else _decision(result)
+
+    async def hit_and_file(
+        self,
+        counters: Sequence[Counter],
+        now_ms: int,
+        old_id: bytes | None,
+        new_id: bytes,
+        ttl_seconds: float,
+    ) -> tuple[Decision, bool]:
+        """`RedisCounterStore.hit`, then only if allowed `rotate` (or `add` without an old
+        ID), in one atomic script; the flag says whether the new ID was filed."""
+        counter_keys, counter_args = _counter_args(counters, now_ms)
+        old_key = ID_PREFIX + (new_id if old_id is None else old_id)
+        keys: list[Any] = [old_key, ID_PREFIX + new_id, *counter_keys]
+        args: list[Any] = [_milliseconds(ttl_seconds), 0 if old_id is None else 1, *counter_args]
+        result = await self._call(self._hit_and_file(keys=keys, args=args))
+        if int(result[0]) != 1:
+            return _decision(result), False
+        return Decision(allowed=True), int(result[1]) == 1
 
 
 class RedisKeyStore(_RedisBackend):
@@ -198,14 +293,14 @@ class RedisCounterStore(_RedisBackend):
         super().__init__(client, timeout_seconds)
         self._hit = client.register_script(_HIT)
 
+    @property
+    def client(self) -> Redis:
+        """The connection this store uses (an ID store on the same server may share scripts)."""
+        return self._client
+
     async def hit(self, counters: Sequence[Counter], now_ms: int) -> Decision:
-        keys: list[Any] = [COUNTER_PREFIX + c.key for c in counters]
-        args: list[Any] = [now_ms]
-        for c in counters:
-            args.extend((c.limit, c.window_ms, c.lock_ms, c.cost))
-        result = await self._call(self._hit(keys=keys, args=args))
-        allowed, retry_after_ms, *refused = (int(n) for n in result)
-        return Decision(allowed=allowed == 1, retry_after_ms=retry_after_ms, refused=tuple(refused))
+        keys, args = _counter_args(counters, now_ms)
+        return _decision(await self._call(self._hit(keys=keys, args=args)))
 
     async def reset(self, keys: Sequence[bytes]) -> None:
         if keys:

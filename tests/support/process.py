@@ -34,6 +34,11 @@ class ServerProcess:
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        self.launch()
+        self.wait_until_serving()
+
+    def launch(self) -> None:
+        """Start the process without waiting for it (to start several at the same moment)."""
         with self._log.open("wb") as log:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "otpserver"],
@@ -42,6 +47,10 @@ class ServerProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+
+    def wait_until_serving(self) -> None:
+        """Return once `/health` answers; fail with the process's output if it never does."""
+        assert self._process is not None
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
@@ -52,6 +61,11 @@ class ServerProcess:
             except httpx.TransportError:
                 time.sleep(0.1)
         raise RuntimeError(f"server did not start:\n{self.output()}")
+
+    @property
+    def log_path(self) -> Path:
+        """The file the process's stdout and stderr go to."""
+        return self._log
 
     def output(self) -> str:
         return self._log.read_text(errors="replace") if self._log.exists() else ""

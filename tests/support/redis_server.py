@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -81,7 +82,20 @@ class RedisServer:
             self._process.wait(timeout=10)
             self._process = None
 
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections stay open and nothing answers, like a
+        store that hangs rather than fails."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Unfreeze a paused server; it then runs whatever reached it meanwhile."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGCONT)
+
     def close(self) -> None:
+        if self._process is not None:
+            self.resume()
         self.stop()
         shutil.rmtree(self._dir, ignore_errors=True)
 

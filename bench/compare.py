@@ -1,0 +1,118 @@
+"""`python -m bench.compare`: before/after, two or more source trees served side by side.
+
+Each tree is served by its own `python -m otpserver` (so each runs the server stack its own
+code chooses), all on the same settings and CPUs, and the rounds interleave the trees so
+the machine's drift hits them alike. For example, against the last commit:
+
+    git archive HEAD | (mkdir -p /tmp/before && tar -x -C /tmp/before)
+    python -m bench.compare before=/tmp/before after=. --store redis --workers 2
+
+Results go to `bench/results/compare-<time>.json|.md`; the Markdown is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from bench import harness, procs, report, wrk
+from bench.harness import Options, Setup
+from tests.support.redis_server import RedisServer
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.compare", description=__doc__)
+    parser.add_argument(
+        "trees", nargs="+", help="name=path of a source tree, the first is 'before'"
+    )
+    parser.add_argument("--store", choices=("memory", "redis"), default="memory")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--scenarios", default="create,verify_wrong,flow")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--out", type=Path, default=procs.ROOT / "bench" / "results")
+    return parser.parse_args(argv)
+
+
+def table(result: dict[str, Any], scenarios: list[str]) -> str:
+    lines = [
+        "| tree | scenario | req/s median (min-max) | vs first | p50 ms | p99 ms "
+        "| server CPU ms/req | Redis CPU ms/req |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for scenario in scenarios:
+        for entry in result["setups"]:
+            row = entry["summary"][scenario]
+            redis_cpu = row.get("redis_cpu_ms_per_request")
+            lines.append(
+                f"| {entry['setup']['name']} | {report.NAMES[scenario]} "
+                f"| {row['rps']:,.0f} ({row['rps_min']:,.0f}-{row['rps_max']:,.0f}) "
+                f"| {row.get('ratio', 1):.0%} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} "
+                f"| {row['server_cpu_ms_per_request']:.3f} "
+                f"| {'—' if redis_cpu is None else f'{redis_cpu:.3f}'} |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    if not wrk.available():
+        print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
+        return 2
+    scenarios = [s for s in args.scenarios.split(",") if s]
+    setups = []
+    for tree in args.trees:
+        name, _, path = tree.partition("=")
+        setups.append(Setup(name, args.store, args.workers, root=Path(path or name).resolve()))
+    options = Options(seconds=args.seconds, rounds=args.rounds, connections=args.connections)
+    started = time.strftime("%Y-%m-%dT%H-%M-%SZ", time.gmtime())
+    server = RedisServer() if args.store == "redis" else None
+    store_url, redis_pid = "memory://", None
+    if server is not None:
+        server.start()
+        store_url = server.url
+        client = redis.Redis.from_url(server.url)
+        redis_pid = int(client.info("server")["process_id"])
+        client.close()
+    try:
+        result = harness.run_comparison(
+            setups,
+            options,
+            tuple(scenarios),
+            store_url,
+            args.out / f"compare-{started}-logs",
+            redis_pid,
+        )
+    finally:
+        if server is not None:
+            server.close()
+    result["machine"] = harness_machine()
+    result["options"] = vars(args) | {"out": str(args.out)}
+    text = (
+        f"# Comparison {started}\n\n{args.store}, {args.workers} worker(s); "
+        f"{args.rounds} rounds of {args.seconds:g} s, {args.connections} connections\n\n"
+        + table(result, scenarios)
+        + "\n"
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"compare-{started}.json").write_text(json.dumps(result, indent=1) + "\n")
+    (args.out / f"compare-{started}.md").write_text(text)
+    print(text)
+    return 0
+
+
+def harness_machine() -> dict[str, str]:
+    from bench.__main__ import machine
+
+    return machine()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,482 @@
+"""The measured runs: servers for one setup, scenarios in interleaved rounds, medians and ratios.
+
+A setup is a store, a worker count and a server stack. For each, the OTP server and the
+bare ceiling are started side by side with identical settings and CPU pinning, and every
+round runs the ceiling and each scenario once, one after the other, so slow drift of a noisy
+machine hits them alike; a scenario's ratio is taken within its round, then the median of
+rounds is reported.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import procs, wrk
+from bench.procs import Process
+from tests.support.redis_server import free_port
+
+MASTER_KEY = base64.urlsafe_b64encode(bytes(range(32))).rstrip(b"=").decode()
+"""Fixed, so every worker seals alike (the development default would be too, per process)."""
+CODE = "424242"
+WRONG_CODE = "000000"
+COOKIE_NAME = "otp"
+FLOW_PREFIX, FLOW_IDENTITIES = "a", 1000
+WRONG_PREFIX, WRONG_IDENTITIES = "w", 2500
+"""Wrong guesses are spread over this many credentials: each takes at most 100 before its
+lockout (NIST caps `OTP_LIMIT_MAX_FAILURES` there), so these allow 250 000 per server."""
+UNLIMITED = "1000000000"
+LIMITS_ENV = {
+    "OTP_LIMIT_ADDRESS_REQUESTS": UNLIMITED,
+    "OTP_LIMIT_ADDRESS_VERIFIES": UNLIMITED,
+    "OTP_LIMIT_CREDENTIAL_SENDS": UNLIMITED,
+    "OTP_LIMIT_CHANNEL_SENDS_PER_HOUR": f"email={UNLIMITED},*={UNLIMITED}",
+    "OTP_LIMIT_MAX_FAILURES": "100",
+}
+SCENARIOS = ("ceiling", "create", "verify_wrong", "flow")
+EXPECTED = {"ceiling": {200}, "create": {200}, "verify_wrong": {403}, "flow": {200}}
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """How long and how hard each run drives the server."""
+
+    seconds: float = 4.0
+    rounds: int = 5
+    connections: int = 16
+    warmup_seconds: float = 1.0
+    pool_factor: float = 1.0
+    """Cookies for the wrong-code scenario are made for this many times a run's length; the
+    harness lengthens it whenever a run used most of its pool."""
+
+
+@dataclass(frozen=True, slots=True)
+class Setup:
+    """What is served: store, workers and stack; optional pre-filled live sessions."""
+
+    name: str
+    store: str
+    workers: int
+    stack: str = "default"
+    live_sessions: int = 0
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    root: Path = procs.ROOT
+    """The source tree served (another checkout, for before/after comparisons)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Pinning:
+    """Which CPUs the servers and the load generator (with Redis) may use; None = all."""
+
+    server: set[int] | None
+    client: set[int] | None
+
+    @classmethod
+    def for_workers(cls, workers: int) -> Pinning:
+        cpus = sorted(os.sched_getaffinity(0))
+        if workers == 1 and len(cpus) >= 2:
+            # One worker gets a core to itself; wrk and Redis share the other.
+            return cls(server={cpus[1]}, client={cpus[0]})
+        return cls(server=None, client=None)
+
+
+@dataclass(slots=True)
+class Run:
+    """One scenario run, with the server's CPU time and the load generator's."""
+
+    scenario: str
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    server_cpu_ms_per_request: float
+    client_cpu_share: float
+    requests: int
+    unexpected: int
+    statuses: dict[int, int]
+    redis_cpu_ms_per_request: float | None = None
+    flows_per_second: float | None = None
+    ratio: float | None = None
+
+
+def identities(prefix: str, count: int) -> str:
+    return ",".join(f"{prefix}{i}@example.com={CODE}" for i in range(1, count + 1))
+
+
+def server_env(setup: Setup, port: int, store_url: str) -> dict[str, str]:
+    """The environment of both servers of a setup: the same `OTP_*` settings."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OTP_", "BENCH_"))}
+    return {
+        **clean,
+        "PYTHONPATH": str(setup.root),
+        "OTP_ENV": "development",
+        "OTP_HOST": "127.0.0.1",
+        "OTP_PORT": str(port),
+        "OTP_WORKERS": str(setup.workers),
+        "OTP_STORE_URL": store_url,
+        "OTP_MASTER_KEY": MASTER_KEY,
+        "OTP_TEST_CREDENTIALS": identities(FLOW_PREFIX, FLOW_IDENTITIES)
+        + ","
+        + identities(WRONG_PREFIX, WRONG_IDENTITIES),
+        **LIMITS_ENV,
+        **setup.extra_env,
+    }
+
+
+class Servers:
+    """The OTP server and the ceiling of one setup, started and stopped together."""
+
+    def __init__(
+        self,
+        setup: Setup,
+        store_url: str,
+        pinning: Pinning,
+        log_dir: Path,
+        *,
+        with_ceiling: bool = True,
+    ) -> None:
+        self.setup = setup
+        self.with_ceiling = with_ceiling
+        self.pinning = pinning
+        self.report_path = log_dir / f"{slug(setup.name)}-prefill.json"
+        otp_port, bare_port = free_port(), free_port()
+        self.otp_url = f"http://127.0.0.1:{otp_port}"
+        self.bare_url = f"http://127.0.0.1:{bare_port}"
+        otp_env = server_env(setup, otp_port, store_url)
+        if setup.stack == "default" and not setup.live_sessions:
+            otp_argv = procs.python_argv("-m", "otpserver")
+        else:
+            otp_argv = procs.python_argv("-m", "bench.serve", "otp", "--stack", setup.stack)
+        if setup.live_sessions:
+            otp_env["BENCH_LIVE_SESSIONS"] = str(setup.live_sessions)
+            otp_env["BENCH_REPORT"] = str(self.report_path)
+        self.otp = Process(
+            f"{slug(setup.name)}-otp",
+            otp_argv,
+            otp_env,
+            pinning.server,
+            log_dir=log_dir,
+            cwd=setup.root,
+        )
+        self.bare = Process(
+            f"{slug(setup.name)}-bare",
+            procs.python_argv("-m", "bench.serve", "bare", "--stack", setup.stack),
+            server_env(setup, bare_port, store_url),
+            pinning.server,
+            log_dir=log_dir,
+        )
+
+    def start(self) -> None:
+        self.otp.start()
+        if self.with_ceiling:
+            self.bare.start()
+        procs.wait_until_serving(self.otp, f"{self.otp_url}/health", timeout_seconds=180)
+        if self.with_ceiling:
+            procs.wait_until_serving(self.bare, f"{self.bare_url}/health")
+
+    def stop(self) -> None:
+        self.otp.stop()
+        self.bare.stop()
+
+    def prefill_report(self) -> dict[str, Any] | None:
+        if not self.report_path.exists():
+            return None
+        data: dict[str, Any] = json.loads(self.report_path.read_text())
+        return data
+
+
+def setup_data(setup: Setup) -> dict[str, Any]:
+    return asdict(setup) | {"extra_env": dict(setup.extra_env), "root": str(setup.root)}
+
+
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
+
+
+class Driver:
+    """Runs scenarios against one setup's servers and accounts CPU per request."""
+
+    def __init__(
+        self, servers: Servers, options: Options, redis_pid: int | None, scratch: Path
+    ) -> None:
+        self.servers = servers
+        self.options = options
+        self.redis_pid = redis_pid
+        self.scratch = scratch
+        self.pool_offset = 0
+        self.pool_seconds = options.seconds * options.pool_factor
+        self.pool_size = 0
+
+    def _load(self, url: str, lua: str, args: list[str], seconds: float) -> wrk.LoadResult:
+        return wrk.run(
+            url,
+            lua,
+            args,
+            seconds=seconds,
+            connections=self.options.connections,
+            cpus=self.servers.pinning.client,
+        )
+
+    def fill_pool(self, seconds: float) -> Path:
+        """Pending cookies for the wrong-code scenario, each for one of the wrong identities."""
+        path = self.scratch / f"pool-{time.monotonic_ns()}.txt"
+        result = self._load(
+            self.servers.otp_url,
+            "pool",
+            [WRONG_PREFIX, str(WRONG_IDENTITIES), str(path), str(self.pool_offset)],
+            seconds,
+        )
+        self.pool_offset = (self.pool_offset + result.requests) % WRONG_IDENTITIES
+        self.pool_size = len(path.read_text().split()) if path.exists() else 0
+        return path
+
+    def measure(self, scenario: str, seconds: float, pool_seconds: float | None = None) -> Run:
+        """One run of `scenario`; the wrong-code one first fills its cookie pool (unmeasured)."""
+        server = self.servers.bare if scenario == "ceiling" else self.servers.otp
+        url = self.servers.bare_url if scenario == "ceiling" else self.servers.otp_url
+        if scenario in ("ceiling", "create"):
+            lua, args = "create", [FLOW_PREFIX, str(FLOW_IDENTITIES)]
+        elif scenario == "flow":
+            lua, args = "flow", [FLOW_PREFIX, str(FLOW_IDENTITIES), COOKIE_NAME, CODE]
+        else:
+            pool = self.fill_pool(pool_seconds or self.pool_seconds)
+            lua, args = "verify_wrong", [str(pool), COOKIE_NAME, WRONG_CODE]
+        cpu_before = procs.cpu_seconds(server.pid)
+        redis_before = procs.cpu_seconds(self.redis_pid) if self.redis_pid else 0.0
+        result = self._load(url, lua, args, seconds)
+        cpu = procs.cpu_seconds(server.pid) - cpu_before
+        redis_cpu = procs.cpu_seconds(self.redis_pid) - redis_before if self.redis_pid else None
+        if pool_seconds is not None:
+            pass  # a warm-up: its pool was sized for it, nothing to learn
+        elif result.extra.get("pool_exhausted"):
+            # Next time, fill for longer; this run is reported with its unexpected 400s.
+            self.pool_seconds *= 2
+        elif result.extra.get("pool_used", 0) > 0.7 * self.pool_size:
+            self.pool_seconds *= 1.5
+        requests = max(1, result.requests)
+        verified = result.extra.get("verified")
+        return Run(
+            scenario=scenario,
+            rps=result.rps,
+            p50_ms=result.p50_ms,
+            p99_ms=result.p99_ms,
+            server_cpu_ms_per_request=cpu * 1000 / requests,
+            client_cpu_share=result.client_cpu_seconds / result.seconds if result.seconds else 0,
+            requests=result.requests,
+            unexpected=result.unexpected(EXPECTED[scenario]),
+            statuses=result.statuses,
+            redis_cpu_ms_per_request=None if redis_cpu is None else redis_cpu * 1000 / requests,
+            flows_per_second=None if verified is None else verified / result.seconds,
+        )
+
+    def warm_up(self, scenarios: tuple[str, ...]) -> None:
+        """Unmeasured runs: imports, caches, connection pools and the JIT of wrk's Lua."""
+        seconds = self.options.warmup_seconds
+        if seconds <= 0:
+            return
+        for scenario in scenarios:
+            self.measure(scenario, seconds, pool_seconds=seconds)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def summarize(runs: dict[str, list[Run]]) -> dict[str, dict[str, Any]]:
+    """Median of each figure over the rounds; ratios were taken within each round."""
+    summary: dict[str, dict[str, Any]] = {}
+    for scenario, scenario_runs in runs.items():
+        if not scenario_runs:
+            continue
+        row: dict[str, Any] = {
+            "rps": median([r.rps for r in scenario_runs]),
+            "rps_min": min(r.rps for r in scenario_runs),
+            "rps_max": max(r.rps for r in scenario_runs),
+            "p50_ms": median([r.p50_ms for r in scenario_runs]),
+            "p99_ms": median([r.p99_ms for r in scenario_runs]),
+            "server_cpu_ms_per_request": median(
+                [r.server_cpu_ms_per_request for r in scenario_runs]
+            ),
+            "client_cpu_share": median([r.client_cpu_share for r in scenario_runs]),
+            "unexpected": sum(r.unexpected for r in scenario_runs),
+            "requests": sum(r.requests for r in scenario_runs),
+            "rounds": len(scenario_runs),
+        }
+        ratios = [r.ratio for r in scenario_runs if r.ratio is not None]
+        if ratios:
+            row["ratio"] = median(ratios)
+        redis = [r.redis_cpu_ms_per_request for r in scenario_runs]
+        if all(x is not None for x in redis):
+            row["redis_cpu_ms_per_request"] = median([x for x in redis if x is not None])
+        flows = [r.flows_per_second for r in scenario_runs]
+        if all(x is not None for x in flows):
+            row["flows_per_second"] = median([x for x in flows if x is not None])
+        summary[scenario] = row
+    return summary
+
+
+@contextmanager
+def scratch_dir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="otp-bench-") as name:
+        yield Path(name)
+
+
+def run_setup(
+    setup: Setup,
+    options: Options,
+    scenarios: tuple[str, ...],
+    store_url: str,
+    log_dir: Path,
+    redis_pid: int | None = None,
+    on_round: Any = None,
+) -> dict[str, Any]:
+    """Start the setup's servers, warm up, run the rounds; the results as plain data."""
+    pinning = Pinning.for_workers(setup.workers)
+    if redis_pid is not None:
+        procs.pin_all_threads(redis_pid, pinning.client or set(os.sched_getaffinity(0)))
+    servers = Servers(setup, store_url, pinning, log_dir)
+    runs: dict[str, list[Run]] = {s: [] for s in scenarios}
+    started = time.time()
+    servers.start()
+    try:
+        with scratch_dir() as scratch:
+            driver = Driver(servers, options, redis_pid, scratch)
+            driver.warm_up(scenarios)
+            for round_number in range(options.rounds):
+                ceiling: Run | None = None
+                for scenario in scenarios:
+                    run = driver.measure(scenario, options.seconds)
+                    if scenario == "ceiling":
+                        ceiling = run
+                    elif ceiling is not None and ceiling.rps:
+                        run.ratio = run.rps / ceiling.rps
+                    runs[scenario].append(run)
+                if on_round is not None:
+                    on_round(setup, round_number, runs)
+            rss = procs.rss_bytes(servers.otp.pid)
+    finally:
+        servers.stop()
+    return {
+        "setup": setup_data(setup),
+        "pinning": {
+            "server": sorted(pinning.server) if pinning.server else "all",
+            "client": sorted(pinning.client) if pinning.client else "all",
+        },
+        "started_at": started,
+        "seconds": time.time() - started,
+        "otp_rss_bytes": rss,
+        "prefill": servers.prefill_report(),
+        "runs": {s: [asdict(r) for r in rs] for s, rs in runs.items()},
+        "summary": summarize(runs),
+    }
+
+
+def run_scaling(
+    levels: tuple[int, ...],
+    options: Options,
+    scenarios: tuple[str, ...],
+    log_dir: Path,
+    extra_env: Mapping[str, str],
+) -> dict[str, Any]:
+    """One memory-store server per level of pre-filled live sessions, all up at once, rounds
+    interleaved across levels; each level's ratio is to the empty store in the same round."""
+    pinning = Pinning.for_workers(1)
+    setups = [
+        Setup(f"scaling {n} live", "memory", 1, live_sessions=n, extra_env=extra_env)
+        for n in levels
+    ]
+    all_servers = [Servers(s, "memory://", pinning, log_dir, with_ceiling=False) for s in setups]
+    runs: dict[int, dict[str, list[Run]]] = {n: {s: [] for s in scenarios} for n in levels}
+    started = time.time()
+    try:
+        for servers in all_servers:
+            servers.start()
+        with scratch_dir() as scratch:
+            drivers = [Driver(s, options, None, scratch) for s in all_servers]
+            for driver in drivers:
+                driver.warm_up(scenarios)
+            for _ in range(options.rounds):
+                for scenario in scenarios:
+                    baseline: Run | None = None
+                    for level, driver in zip(levels, drivers, strict=True):
+                        run = driver.measure(scenario, options.seconds)
+                        if baseline is None:
+                            baseline = run
+                        run.ratio = run.rps / baseline.rps if baseline.rps else None
+                        runs[level][scenario].append(run)
+        rss = [procs.rss_bytes(s.otp.pid) for s in all_servers]
+    finally:
+        for servers in all_servers:
+            servers.stop()
+    return {
+        "started_at": started,
+        "seconds": time.time() - started,
+        "levels": [
+            {
+                "live_sessions": level,
+                "prefill": servers.prefill_report(),
+                "otp_rss_bytes_after": rss_after,
+                "runs": {s: [asdict(r) for r in rs] for s, rs in runs[level].items()},
+                "summary": summarize(runs[level]),
+            }
+            for level, servers, rss_after in zip(levels, all_servers, rss, strict=True)
+        ],
+    }
+
+
+def run_comparison(
+    setups: list[Setup],
+    options: Options,
+    scenarios: tuple[str, ...],
+    store_url: str,
+    log_dir: Path,
+    redis_pid: int | None = None,
+    flush: Any = None,
+) -> dict[str, Any]:
+    """Before/after: the setups' OTP servers (e.g. two source trees) up at once, rounds
+    interleaved; each setup's ratio is to the first one in the same round."""
+    pinning = Pinning.for_workers(setups[0].workers)
+    if redis_pid is not None:
+        procs.pin_all_threads(redis_pid, pinning.client or set(os.sched_getaffinity(0)))
+    all_servers = [Servers(s, store_url, pinning, log_dir, with_ceiling=False) for s in setups]
+    runs: list[dict[str, list[Run]]] = [{s: [] for s in scenarios} for _ in setups]
+    started = time.time()
+    try:
+        for servers in all_servers:
+            servers.start()
+        with scratch_dir() as scratch:
+            drivers = [Driver(s, options, redis_pid, scratch) for s in all_servers]
+            for driver in drivers:
+                driver.warm_up(scenarios)
+            for _ in range(options.rounds):
+                for scenario in scenarios:
+                    baseline: Run | None = None
+                    for index, driver in enumerate(drivers):
+                        run = driver.measure(scenario, options.seconds)
+                        if baseline is None:
+                            baseline = run
+                        run.ratio = run.rps / baseline.rps if baseline.rps else None
+                        runs[index][scenario].append(run)
+    finally:
+        for servers in all_servers:
+            servers.stop()
+    return {
+        "started_at": started,
+        "seconds": time.time() - started,
+        "setups": [
+            {
+                "setup": setup_data(setup),
+                "runs": {s: [asdict(r) for r in rs] for s, rs in setup_runs.items()},
+                "summary": summarize(setup_runs),
+            }
+            for setup, setup_runs in zip(setups, runs, strict=True)
+        ],
+    }

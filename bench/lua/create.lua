@@ -1,0 +1,16 @@
+-- create: ask for a code for the next test identity, without a cookie (a fresh visitor).
+-- Arguments: identity prefix, identity count. Also drives the ceiling with the same request.
+
+function init(args)
+  prefix, identities, index = args[1], tonumber(args[2]), 0
+end
+
+function request()
+  index = index % identities + 1
+  return wrk.format("POST", "/api/otp/create", { ["Content-Type"] = "application/json" },
+    '{"email":"' .. identity(prefix, index) .. '"}')
+end
+
+function response(status, headers, body)
+  count_status(status)
+end
