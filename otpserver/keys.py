@@ -26,10 +26,11 @@ KEY_CACHE_SECONDS = 30.0
 """How long a fetched key is trusted before the store is asked again, so a key deleted
 from the store (revoked) stops working on every instance within this time."""
 CURRENT_KEY_CACHE_SECONDS = 1.0
-"""The same for the key that seals now (and the next one, for clock skew). If the store
+"""How long the key that seals is trusted before sealing asks the store again. If the store
 loses it (a Redis restart without persistence, or a deletion), the next instance to ask
-makes a new one; until the others ask again they would seal with a key no other instance
-can open. Asking about once a second per instance bounds that split to about a second."""
+makes a new one, and until the others ask again they would seal with a key no other
+instance can open. Asking about once a second while sealing bounds that split to about a
+second; opening reads the same cache entry, so it follows."""
 
 
 @dataclass(slots=True)
@@ -81,8 +82,7 @@ class KeyRing:
         if key_id > self.epoch(now) + 1 or now >= self.retire_at(key_id):
             return None
         cached = self._cache.get(key_id)
-        trusted_for = CURRENT_KEY_CACHE_SECONDS if key_id >= self.epoch(now) else KEY_CACHE_SECONDS
-        if cached is not None and now - cached.fetched_at < trusted_for:
+        if cached is not None and now - cached.fetched_at < KEY_CACHE_SECONDS:
             return cached.kek
         wrapped = await self._store.get(key_id)
         kek = None if wrapped is None else unwrap_key(self._master_key, wrapped)

@@ -238,3 +238,33 @@ async def test_two_servers_starting_together_on_an_empty_redis_agree_on_one_kek(
     secrets = [*seen.secrets(), MASTER_KEY_TEXT, *redis_key_material(redis_url, MASTER_KEY)]
     for server in servers:
         assert_no_leaks(server.output(), secrets)
+
+
+async def test_instances_agree_again_within_a_second_after_the_store_loses_its_keys(
+    instances: Instances,
+) -> None:
+    """After the store loses every key (a restart without persistence), an instance that had
+    the old key cached and one that makes the new key seal with the same key a second later."""
+    a, b = instances.clients
+    instances.clock.advance(ROTATION_SECONDS / 2)  # both clocks well inside one period
+    before = Browser(a)
+    await before.create("before@example.com")  # A now holds the period's key in its cache
+    instances.store.flushdb()
+    instances.clock.advance(2)
+    on_b, on_a = Browser(b), Browser(a)
+    await on_b.create("on-b@example.com")  # B finds no key and makes a new one
+    code_b = instances.sender.last_code
+    await on_a.create("on-a@example.com")
+    code_a = instances.sender.last_code
+    assert key_id_of(on_a.cookie) == key_id_of(on_b.cookie)
+    assert (
+        await Browser(b).post("/api/otp/verify", cookie=on_a.cookie, data={"otp": code_a})
+    ).status_code == 200
+    assert (
+        await Browser(a).post("/api/otp/verify", cookie=on_b.cookie, data={"otp": code_b})
+    ).status_code == 200
+    # The cookie from before the loss lost its ID with the store: refused, never a 500.
+    response = await Browser(b).post(
+        "/api/otp/verify", cookie=before.cookie, data={"otp": "000000"}
+    )
+    assert response.json()["error"] == "OTP:INVALID_COOKIE"

@@ -1,0 +1,218 @@
+"""Log hygiene: every path that logs, in-process and in a real process, logs no secret.
+
+SECURITY.md L.44. The other adversarial modules (properties, races, outages, key events,
+fuzzing) each sweep what their servers logged; this one drives every path that writes a log
+line on purpose (refusals, limits, delivery failures, crashes, outages, removed keys) and
+sweeps the captured records at DEBUG and a real server's whole output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+
+import httpx
+import pytest
+import redis
+from starlette.requests import Request
+from starlette.responses import Response
+
+from custom import HOOKS
+from otpserver.app import OtpApp
+from otpserver.delivery import ConsoleSender
+from otpserver.hooks import Credential, OutgoingCode, VerifiedCredential
+from otpserver.keys import KEY_CACHE_SECONDS
+from otpserver.limits import LimitOverrides
+from otpserver.stores.redis import KEY_PREFIX
+from tests.conftest import MASTER_KEY, MASTER_KEY_TEXT, AppFactory
+from tests.support.api import Browser, wrong
+from tests.support.fakes import FakeClock, RecordingSender
+from tests.support.hygiene import (
+    assert_no_leaks,
+    captured_records,
+    encodings,
+    leaks,
+    redis_key_material,
+)
+from tests.support.process import ServerProcess
+from tests.support.redis_server import RedisServer
+from tests.support.remote import CodeTail, RemoteBrowser, Seen
+
+WEBHOOK_TOKEN = "tok-6Hq2vZ9rLw4pX8sN1cB7mK3d"
+WEBHOOK_SECRET = "whsec-4f8a1c9e2b7d6a3f0e5c8b1a9d2e7f4c"
+
+
+def test_the_sweep_finds_what_it_looks_for() -> None:
+    """A code outside the dev-sender line, a cookie or a key is found; look-alikes are not."""
+    assert leaks("otp dev-sender: to=ada@example.com code=123456", ["123456"]) == []
+    assert leaks("INFO: verify 123456 refused", ["123456"])
+    assert leaks("INFO: 127.0.0.1:51234560 - POST", ["123456"]) == []
+    assert leaks("WARNING x: cookie=AbC-dEf_123", ["AbC-dEf_123"])
+    assert leaks(f"ERROR kek {bytes(range(32)).hex()}", encodings(bytes(range(32))))
+
+
+class _Writes(io.StringIO):
+    """A stream that remembers each write call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.calls.append(text)
+        return super().write(text)
+
+
+async def test_the_dev_sender_writes_each_line_at_once() -> None:
+    """The dev-sender line reaches the stream in one write, so workers sharing an unbuffered
+    stderr cannot splice another line into it (a code would then sit outside its line)."""
+    stream = _Writes()
+    message = OutgoingCode(Credential("email", "ada@example.com"), "123456", 300, "example.com")
+    await ConsoleSender(stream).send(message)
+    assert stream.calls == ["otp dev-sender: to=ada@example.com code=123456\n"]
+
+
+async def test_every_logging_path_of_the_app_logs_no_secret(
+    make_app: AppFactory,
+    client_for: Callable[[OtpApp], httpx.AsyncClient],
+    sender: RecordingSender,
+    clock: FakeClock,
+) -> None:
+    """Refusals, limits, a failed delivery, a crash in the final hook, a removed KEK and a
+    store outage, all at DEBUG: no record carries a code, cookie, KEK or master key."""
+    store = RedisServer()
+    store.start()
+    crash = {"on": False}
+
+    async def final(verified: VerifiedCredential, request: Request) -> Response:
+        if crash["on"]:
+            raise RuntimeError("the fork's final hook failed")
+        return await HOOKS.final(verified, request)
+
+    secrets: list[str] = [MASTER_KEY_TEXT]
+    try:
+        with captured_records() as records:
+            app = make_app(
+                store_url=store.url,
+                store_timeout_seconds=0.3,
+                hooks=dataclasses.replace(HOOKS, final=final),
+                limit_overrides=LimitOverrides(numbers={"address_verifies": 6}),
+            )
+            client = client_for(app)
+            browser = Browser(client)
+            await browser.create("ada@example.com")
+            await browser.verify(wrong(sender.last_code))
+            await browser.verify("12345\x00")
+            await browser.post("/api/otp/verify", cookie="tampered", data={"otp": "123456"})
+            await client.post("/api/otp/verify", content=b"x" * 10_000)
+            await client.post(
+                "/api/otp/create", content=b"{}", headers={"content-type": "text/plain"}
+            )
+            sender.fail_with = "provider said no"
+            clock.advance(30)
+            await browser.resend()
+            sender.fail_with = None
+            clock.advance(5)
+            crash["on"] = True
+            assert (await browser.verify(sender.last_code)).status_code == 500
+            crash["on"] = False
+            others = [Browser(client) for _ in range(8)]
+            for i, other in enumerate(others):
+                await other.create(f"user{i}@example.com")
+                await other.verify(wrong(sender.last_code))  # the last ones are rate limited
+            removed = Browser(client)
+            await removed.create("removed@example.com")
+            secrets += redis_key_material(store.url, MASTER_KEY)
+            plain = redis.Redis.from_url(store.url)
+            plain.delete(*plain.keys(KEY_PREFIX + b"*"))
+            plain.close()
+            clock.advance(KEY_CACHE_SECONDS + 1)
+            assert (await removed.verify(sender.last_code)).status_code == 400
+            store.stop()
+            outage = Browser(client)
+            assert (await outage.create("outage@example.com")).status_code == 503
+            store.start()
+            recovered = Browser(client)
+            await recovered.create("recovered@example.com")
+            assert (await recovered.verify(sender.last_code)).status_code == 200
+            secrets += redis_key_material(store.url, MASTER_KEY)
+    finally:
+        store.close()
+
+    kinds = records.text
+    for expected in ("rate limited", "delivery failed", "unhandled error", "Traceback"):
+        assert expected in kinds, f"the run never logged {expected!r}"
+    cookies = [c for b in (browser, *others, removed, recovered) for c in b.history]
+    assert_no_leaks(records.text, [*secrets, *cookies, *(m.code for m in sender.sent)])
+
+
+class _Webhook(BaseHTTPRequestHandler):
+    """An SMS gateway on loopback that accepts every message and counts them."""
+
+    received: ClassVar[list[bytes]] = []
+
+    def do_POST(self) -> None:
+        self.received.append(self.rfile.read(int(self.headers.get("content-length", "0"))))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet: the test reads the server's output, not the gateway's."""
+
+
+@pytest.fixture
+def sms_gateway() -> Iterator[str]:
+    """The URL of a loopback SMS webhook that carries a token in its query, as many do."""
+    _Webhook.received = []
+    gateway = ThreadingHTTPServer(("127.0.0.1", 0), _Webhook)
+    thread = threading.Thread(target=gateway.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{gateway.server_address[1]}/sms?token={WEBHOOK_TOKEN}"
+    gateway.shutdown()
+    gateway.server_close()
+
+
+@pytest.mark.e2e
+async def test_a_real_server_logs_no_secret(redis_url: str, sms_gateway: str) -> None:
+    """A real server (Redis, console email, SMS by webhook) through successes and refusals
+    prints codes only on the development sender's line, and nothing else secret."""
+    server = ServerProcess(
+        {
+            "OTP_STORE_URL": redis_url,
+            "OTP_MASTER_KEY": MASTER_KEY_TEXT,
+            "OTP_SMS_PROVIDER": "webhook",
+            "OTP_SMS_WEBHOOK_URL": sms_gateway,
+            "OTP_SMS_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "OTP_RESEND_COOLDOWN_SECONDS": "0",
+        }
+    )
+    seen = Seen()
+    server.start()
+    try:
+        codes = CodeTail(server.log_path)
+        email = RemoteBrowser(server.url, "127.0.0.1", seen)
+        await email.create("ada@example.com")
+        await email.verify("000000")
+        await email.resend()
+        code = codes.code_for("ada@example.com")
+        assert code is not None
+        assert (await email.verify(code)).status_code == 200
+        phone = RemoteBrowser(server.url, "127.0.0.1", seen)
+        assert (await phone.create("+14155550100")).status_code == 200
+        await phone.verify("000000")
+        await phone.post("/api/otp/verify", cookie="tampered", data={"otp": "123456"})
+        await phone.post("/api/otp/verify", content=b"x" * 10_000)
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            outbox = (await client.get("/dev/outbox")).json()["messages"]
+            await client.get("/nothing-here")
+        seen.codes += [m["code"] for m in outbox]
+    finally:
+        server.stop()
+    output = server.output()
+    assert len(_Webhook.received) == 1
+    secrets = [*seen.secrets(), MASTER_KEY_TEXT, WEBHOOK_TOKEN, WEBHOOK_SECRET]
+    assert_no_leaks(output, [*secrets, *redis_key_material(redis_url, MASTER_KEY)])
