@@ -33,6 +33,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--store", choices=("memory", "redis"), default="memory")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--live-sessions", type=int, default=0, help="pre-filled IDs (memory store; bench.serve)"
+    )
     parser.add_argument("--scenarios", default="create,verify_wrong,flow")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=4.0)
@@ -43,9 +46,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def table(result: dict[str, Any], scenarios: list[str]) -> str:
     lines = [
-        "| tree | scenario | req/s median (min-max) | vs first | p50 ms | p99 ms "
+        "| tree | scenario | req/s median (min-max) | vs first | p50 ms | p99 ms | max ms "
         "| server CPU ms/req | Redis CPU ms/req |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for scenario in scenarios:
         for entry in result["setups"]:
@@ -55,6 +58,7 @@ def table(result: dict[str, Any], scenarios: list[str]) -> str:
                 f"| {entry['setup']['name']} | {report.NAMES[scenario]} "
                 f"| {row['rps']:,.0f} ({row['rps_min']:,.0f}-{row['rps_max']:,.0f}) "
                 f"| {row.get('ratio', 1):.0%} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} "
+                f"| {row['max_ms']:.0f} "
                 f"| {row['server_cpu_ms_per_request']:.3f} "
                 f"| {'—' if redis_cpu is None else f'{redis_cpu:.3f}'} |"
             )
@@ -70,7 +74,16 @@ def main(argv: list[str] | None = None) -> int:
     setups = []
     for tree in args.trees:
         name, _, path = tree.partition("=")
-        setups.append(Setup(name, args.store, args.workers, root=Path(path or name).resolve()))
+        setups.append(
+            Setup(
+                name,
+                args.store,
+                args.workers,
+                live_sessions=args.live_sessions,
+                extra_env={"OTP_TTL_SECONDS": "600"} if args.live_sessions else {},
+                root=Path(path or name).resolve(),
+            )
+        )
     options = Options(seconds=args.seconds, rounds=args.rounds, connections=args.connections)
     started = time.strftime("%Y-%m-%dT%H-%M-%SZ", time.gmtime())
     server = RedisServer() if args.store == "redis" else None
@@ -95,17 +108,31 @@ def main(argv: list[str] | None = None) -> int:
             server.close()
     result["machine"] = harness_machine()
     result["options"] = vars(args) | {"out": str(args.out)}
+    prefills = [
+        f"{e['setup']['name']}: {e['prefill']['live_sessions']:,} live IDs, "
+        f"{per_session(e['prefill']):.0f} B each (RSS)"
+        for e in result["setups"]
+        if e.get("prefill") and e["prefill"]["live_sessions"]
+    ]
     text = (
         f"# Comparison {started}\n\n{args.store}, {args.workers} worker(s); "
         f"{args.rounds} rounds of {args.seconds:g} s, {args.connections} connections\n\n"
         + table(result, scenarios)
         + "\n"
+        + "".join(f"\n{line}" for line in prefills)
+        + ("\n" if prefills else "")
     )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"compare-{started}.json").write_text(json.dumps(result, indent=1) + "\n")
     (args.out / f"compare-{started}.md").write_text(text)
     print(text)
     return 0
+
+
+def per_session(prefill: dict[str, Any]) -> float:
+    """Resident bytes per pre-filled live ID."""
+    grown = float(prefill["rss_after"] - prefill["rss_before"])
+    return grown / float(prefill["live_sessions"])
 
 
 def harness_machine() -> dict[str, str]:

@@ -97,6 +97,7 @@ class Run:
     rps: float
     p50_ms: float
     p99_ms: float
+    max_ms: float
     server_cpu_ms_per_request: float
     client_cpu_share: float
     requests: int
@@ -105,6 +106,7 @@ class Run:
     redis_cpu_ms_per_request: float | None = None
     flows_per_second: float | None = None
     ratio: float | None = None
+    background_cpu_share: float = 0.0
 
 
 def identities(prefix: str, count: int) -> str:
@@ -247,27 +249,30 @@ class Driver:
         elif scenario == "flow":
             lua, args = "flow", [FLOW_PREFIX, str(FLOW_IDENTITIES), COOKIE_NAME, CODE]
         else:
-            pool = self.fill_pool(pool_seconds or self.pool_seconds)
+            fill_seconds = pool_seconds or self.pool_seconds
+            pool = self.fill_pool(fill_seconds)
             lua, args = "verify_wrong", [str(pool), COOKIE_NAME, WRONG_CODE]
         cpu_before = procs.cpu_seconds(server.pid)
         redis_before = procs.cpu_seconds(self.redis_pid) if self.redis_pid else 0.0
+        busy_before = procs.machine_busy_seconds()
         result = self._load(url, lua, args, seconds)
+        busy = procs.machine_busy_seconds() - busy_before
         cpu = procs.cpu_seconds(server.pid) - cpu_before
         redis_cpu = procs.cpu_seconds(self.redis_pid) - redis_before if self.redis_pid else None
-        if pool_seconds is not None:
-            pass  # a warm-up: its pool was sized for it, nothing to learn
-        elif result.extra.get("pool_exhausted"):
-            # Next time, fill for longer; this run is reported with its unexpected 400s.
-            self.pool_seconds *= 2
-        elif result.extra.get("pool_used", 0) > 0.7 * self.pool_size:
-            self.pool_seconds *= 1.5
+        if scenario == "verify_wrong":
+            self._size_next_pool(result, fill_seconds, seconds)
         requests = max(1, result.requests)
+        # CPU the machine spent on anything but this run: other workloads sharing it.
+        ours = cpu + result.client_cpu_seconds + (redis_cpu or 0.0)
+        capacity = procs.cpu_count() * result.seconds
+        background = max(0.0, busy - ours) / capacity if capacity else 0.0
         verified = result.extra.get("verified")
         return Run(
             scenario=scenario,
             rps=result.rps,
             p50_ms=result.p50_ms,
             p99_ms=result.p99_ms,
+            max_ms=result.max_ms,
             server_cpu_ms_per_request=cpu * 1000 / requests,
             client_cpu_share=result.client_cpu_seconds / result.seconds if result.seconds else 0,
             requests=result.requests,
@@ -275,7 +280,21 @@ class Driver:
             statuses=result.statuses,
             redis_cpu_ms_per_request=None if redis_cpu is None else redis_cpu * 1000 / requests,
             flows_per_second=None if verified is None else verified / result.seconds,
+            background_cpu_share=background,
         )
+
+    def _size_next_pool(self, result: wrk.LoadResult, fill_seconds: float, seconds: float) -> None:
+        """Fill long enough that the next run uses at most ~70 % of its pool: the rate it
+        consumed cookies at, over the rate the fill made them (each cookie serves two)."""
+        used = result.extra.get("pool_used", 0) + result.extra.get("pool_exhausted", 0)
+        if not self.pool_size or not result.seconds:
+            self.pool_seconds *= 2
+            return
+        consumed_per_second = used / result.seconds
+        made_per_second = self.pool_size / fill_seconds
+        needed = seconds * consumed_per_second / made_per_second / 0.7
+        floor = self.options.seconds * self.options.pool_factor * 0.5
+        self.pool_seconds = min(max(needed, floor), 4 * self.options.seconds)
 
     def warm_up(self, scenarios: tuple[str, ...]) -> None:
         """Unmeasured runs: imports, caches, connection pools and the JIT of wrk's Lua."""
@@ -302,10 +321,12 @@ def summarize(runs: dict[str, list[Run]]) -> dict[str, dict[str, Any]]:
             "rps_max": max(r.rps for r in scenario_runs),
             "p50_ms": median([r.p50_ms for r in scenario_runs]),
             "p99_ms": median([r.p99_ms for r in scenario_runs]),
+            "max_ms": max(r.max_ms for r in scenario_runs),
             "server_cpu_ms_per_request": median(
                 [r.server_cpu_ms_per_request for r in scenario_runs]
             ),
             "client_cpu_share": median([r.client_cpu_share for r in scenario_runs]),
+            "background_cpu_share": median([r.background_cpu_share for r in scenario_runs]),
             "unexpected": sum(r.unexpected for r in scenario_runs),
             "requests": sum(r.requests for r in scenario_runs),
             "rounds": len(scenario_runs),
@@ -474,9 +495,10 @@ def run_comparison(
         "setups": [
             {
                 "setup": setup_data(setup),
+                "prefill": servers.prefill_report(),
                 "runs": {s: [asdict(r) for r in rs] for s, rs in setup_runs.items()},
                 "summary": summarize(setup_runs),
             }
-            for setup, setup_runs in zip(setups, runs, strict=True)
+            for setup, setup_runs, servers in zip(setups, runs, all_servers, strict=True)
         ],
     }

@@ -27,6 +27,13 @@ def cpu_count() -> int:
     return len(os.sched_getaffinity(0))
 
 
+def machine_busy_seconds() -> float:
+    """CPU time the whole machine has spent on anything but idling, since boot."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    # user nice system idle iowait irq softirq steal ...: idle and iowait are not busy.
+    return (sum(fields[:8]) - fields[3] - fields[4]) / CLOCK_TICKS
+
+
 def descendants(pid: int) -> list[int]:
     """`pid` and every process below it, parents first."""
     found, queue = [], [pid]

@@ -1,0 +1,54 @@
+"""The benchmark harness still works end to end: a one-second smoke run, no timing checked."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def wrk_installed() -> None:
+    """The load generator is an OS package; skipped locally when absent, a failure in CI."""
+    if shutil.which("wrk") is None:
+        message = "wrk not installed: apt-get install wrk"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.mark.usefixtures("wrk_installed")
+def test_the_harness_drives_every_scenario_and_reports_it(tmp_path: Path) -> None:
+    """`python -m bench --smoke` runs each scenario against real processes and writes results
+    in which every response had the status its scenario expects."""
+    command = ["-m", "bench", "--smoke", "--phases", "main,trips,sizes", "--out", str(tmp_path)]
+    result = subprocess.run(
+        [sys.executable, *command],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    data = json.loads((tmp_path / "latest.json").read_text())
+    summary = data["main"][0]["summary"]
+    assert set(summary) == {"ceiling", "create", "verify_wrong", "flow"}
+    for scenario, row in summary.items():
+        assert row["requests"] > 0, scenario
+        assert row["unexpected"] == 0, (scenario, data["main"][0]["runs"][scenario])
+    assert summary["flow"]["flows_per_second"] > 0
+    trips = data["round_trips"]
+    assert set(trips) == {"create", "resend", "verify_wrong", "verify_correct"}
+    assert all(0 < kind["round_trips_per_request"] <= 2 for kind in trips.values()), trips
+    assert data["sizes"]["cookies"]["typical"][0]["credentials"] == 1
+    assert "| memory, 1 worker | create |" in (tmp_path / "latest.md").read_text()
