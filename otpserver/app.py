@@ -6,7 +6,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Route
-from starlette.types import ASGIApp, Scope
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from otpserver.config import MASTER_KEY_BYTES, Settings
 from otpserver.cookies import CookieCodec
@@ -48,15 +48,48 @@ class ExactRoute(Route):
         return (Match.NONE, {}) if match is Match.PARTIAL else (match, child)
 
 
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class ApiDispatch:
+    """The OTP API's POST routes, called straight from the edge middleware.
+
+    Each request would otherwise pass four Starlette layers (error middleware, exception
+    middleware, router, route wrapper) that add nothing here: the edge middleware already
+    turns any escaped error into a JSON answer and logs it. Skipping them takes about a
+    tenth off a create's CPU time. Everything else (other methods, other paths, a mounted
+    `root_path`) goes on to Starlette unchanged.
+    """
+
+    def __init__(self, app: ASGIApp, routes: Mapping[str, Handler]) -> None:
+        self.app = app
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        handler = None
+        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
+            handler = self.routes.get(scope["path"])
+        if handler is None:
+            await self.app(scope, receive, send)
+            return
+        try:
+            response = await handler(Request(scope, receive))
+        except OtpError as error:
+            response = render_error(error)
+        await response(scope, receive, send)
+
+
 class OtpApp(Starlette):
     """Starlette with the edge middleware outside even its own error pages."""
 
-    def __init__(self, edge: EdgePolicy, **kwargs: Any) -> None:
+    def __init__(self, edge: EdgePolicy, api_routes: Mapping[str, Handler], **kwargs: Any) -> None:
         self.edge = edge
+        self.api_routes = api_routes
         super().__init__(**kwargs)
 
     def build_middleware_stack(self) -> ASGIApp:
-        return EdgeMiddleware(super().build_middleware_stack(), self.edge)
+        stack = ApiDispatch(super().build_middleware_stack(), self.api_routes)
+        return EdgeMiddleware(stack, self.edge)
 
 
 def derive_key(master_key: bytes, purpose: bytes) -> bytes:
@@ -143,10 +176,14 @@ def create_app(
         ),
     )
 
+    api_routes: dict[str, Handler] = {
+        "/api/otp/create": endpoints.create,
+        "/api/otp/resend": endpoints.resend,
+        "/api/otp/verify": endpoints.verify,
+    }
+    # Also routed by Starlette, which serves them under a `root_path` mount.
     routes: list[BaseRoute] = [
-        ExactRoute("/api/otp/create", endpoints.create, methods=["POST"]),
-        ExactRoute("/api/otp/resend", endpoints.resend, methods=["POST"]),
-        ExactRoute("/api/otp/verify", endpoints.verify, methods=["POST"]),
+        *(ExactRoute(path, handler, methods=["POST"]) for path, handler in api_routes.items()),
         ExactRoute("/health", health, methods=["GET"]),
     ]
     if settings.is_development:
@@ -172,6 +209,7 @@ def create_app(
             cors_origins=frozenset(settings.cors_origins),
             https_only=not settings.is_development,
         ),
+        api_routes=api_routes,
         routes=routes,
         lifespan=lifespan,
         exception_handlers={OtpError: _render_otp_error, Exception: _render_server_error},

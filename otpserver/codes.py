@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 
 from otpserver.errors import OtpInvalidFormat
+from otpserver.mac import hmac_sha256
 
 DIGEST_BYTES = 16
 """128-bit truncated HMAC-SHA256: far beyond any online guessing, and small in the cookie."""
@@ -46,7 +46,7 @@ def code_digest(key: bytes, credential: str, issued_at: int, code: str) -> bytes
     message = b"\x00".join(
         (credential.encode("utf-8"), str(issued_at).encode("ascii"), code.encode("ascii"))
     )
-    return hmac.new(key, message, hashlib.sha256).digest()[:DIGEST_BYTES]
+    return hmac_sha256(key, message)[:DIGEST_BYTES]
 
 
 def digests_match(expected: bytes, actual: bytes) -> bool:

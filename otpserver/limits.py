@@ -15,8 +15,6 @@ window with the lock's length, and nothing gets through until that ends.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import hmac
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +25,7 @@ import phonenumbers
 
 from otpserver.errors import ConfigError
 from otpserver.hooks import Credential
+from otpserver.mac import hmac_sha256
 
 MAX_FAILURES_CEILING = 100
 """NIST SP 800-63B rev 4 §3.2.2: at most 100 consecutive failures before a lockout."""
@@ -285,8 +284,8 @@ def retry_after_seconds(decision: Decision) -> int:
 
 def counter_key(secret: bytes, kind: str, value: str) -> bytes:
     """`kind:` and 128 bits of HMAC-SHA256: stores and logs never see a credential or address."""
-    digest = hmac.new(secret, f"{kind}\0{value}".encode(), hashlib.sha256).hexdigest()
-    return f"{kind}:{digest[:32]}".encode()
+    digest = hmac_sha256(secret, f"{kind}\0{value}".encode())
+    return f"{kind}:{digest[:16].hex()}".encode()
 
 
 def credential_value(credential: Credential) -> str:
