@@ -8,7 +8,8 @@ one-second buckets, and each call retires at most a few due buckets.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Generic, TypeVar
 
 from otpserver.errors import StoreUnavailable
 from otpserver.limits import Counter, Decision, Window, charged, decide, live
@@ -18,6 +19,42 @@ Clock = Callable[[], float]
 _SECONDS_SWEPT_PER_CALL = 4
 """Bounded work per request. Wall time advances one bucket per second, so any traffic of
 more than one request every few seconds keeps the cursor current."""
+
+
+BucketT = TypeVar("BucketT")
+
+
+class _ExpiryWheel(Generic[BucketT]):
+    """Buckets of whatever expires in each second, handed back oldest first, a bounded
+    number of seconds per call, so expiry never scans a table on a request."""
+
+    __slots__ = ("buckets", "cursor")
+
+    def __init__(self, cursor: int | None = None) -> None:
+        self.buckets: dict[int, BucketT] = {}
+        self.cursor = cursor
+        """The next second to retire; None until the first call names one."""
+
+    def due(self, second: int, max_seconds: int) -> Iterator[BucketT]:
+        """Remove and yield the buckets of up to `max_seconds` seconds, up to `second`."""
+        if self.cursor is None:
+            self.cursor = second
+        if self.cursor < second - max_seconds:
+            # After an idle spell, jump straight to the oldest bucket: no bucket is ever
+            # filed below the cursor, so every second in between is empty. This costs one
+            # pass over the buckets (at most one per second of the longest lifetime).
+            self.cursor = min(min(self.buckets, default=second), second)
+        steps = 0
+        while self.cursor <= second and steps < max_seconds:
+            bucket = self.buckets.pop(self.cursor, None)
+            self.cursor += 1
+            steps += 1
+            if bucket is not None:
+                yield bucket
+
+    def backlog(self, second: int) -> int:
+        """Seconds to sweep to retire everything due by `second` (for a full store)."""
+        return len(self.buckets) + max(0, second - (self.cursor or second)) + 1
 
 
 class _Bucket(bytearray):
@@ -48,8 +85,7 @@ class MemoryIdStore:
         self._clock = clock
         # ID as int -> its bucket's expiry second.
         self._expiry: dict[int, int] = {}
-        self._buckets: dict[int, _Bucket] = {}
-        self._cursor = int(clock())
+        self._wheel: _ExpiryWheel[_Bucket] = _ExpiryWheel(int(clock()))
 
     def __len__(self) -> int:
         return len(self._expiry)
@@ -73,7 +109,7 @@ class MemoryIdStore:
 
     async def aclose(self) -> None:
         self._expiry.clear()
-        self._buckets.clear()
+        self._wheel.buckets.clear()
 
     def _add(self, list_id: bytes, now: float, ttl_seconds: float) -> bool:
         key = int.from_bytes(list_id, "big")
@@ -83,14 +119,15 @@ class MemoryIdStore:
         if len(self._expiry) >= self._max_ids:
             # Full: reclaim everything already due (at most one bucket per second of the
             # longest lifetime) before refusing.
-            self._sweep(now, len(self._buckets) + int(now) - self._cursor + 1)
+            self._sweep(now, self._wheel.backlog(int(now)))
             if len(self._expiry) >= self._max_ids:
                 raise StoreUnavailable()
         # Round up: an ID must never expire before the cookie that carries it.
         second = int(now + ttl_seconds) + 1
-        bucket = self._buckets.get(second)
+        buckets = self._wheel.buckets
+        bucket = buckets.get(second)
         if bucket is None:
-            bucket = self._buckets[second] = _Bucket(second)
+            bucket = buckets[second] = _Bucket(second)
         bucket.append(len(list_id))
         bucket += list_id
         self._expiry[key] = bucket.second
@@ -101,19 +138,8 @@ class MemoryIdStore:
         return second is not None and second > now
 
     def _sweep(self, now: float, max_seconds: int) -> None:
-        due = int(now)
-        if self._cursor < due - max_seconds:
-            # After an idle spell, jump straight to the oldest bucket: no bucket is ever
-            # filed below the cursor, so every second in between is empty. This costs one
-            # pass over the buckets (at most one per second of the longest lifetime).
-            self._cursor = min(min(self._buckets, default=due), due)
-        steps = 0
-        while self._cursor <= due and steps < max_seconds:
-            bucket = self._buckets.pop(self._cursor, None)
-            if bucket is not None:
-                self._retire(bucket)
-            self._cursor += 1
-            steps += 1
+        for bucket in self._wheel.due(int(now), max_seconds):
+            self._retire(bucket)
 
     def _retire(self, bucket: _Bucket) -> None:
         """Drop the IDs still filed for `bucket`'s second; the rest were consumed or filed
@@ -172,9 +198,8 @@ class MemoryCounterStore:
     def __init__(self, max_counters: int = 1_000_000) -> None:
         self._max_counters = max_counters
         self._windows: dict[bytes, Window] = {}
-        self._buckets: dict[int, set[bytes]] = {}
+        self._wheel: _ExpiryWheel[set[bytes]] = _ExpiryWheel()
         self._latest_ms = 0
-        self._cursor: int | None = None
 
     def __len__(self) -> int:
         return len(self._windows)
@@ -191,7 +216,7 @@ class MemoryCounterStore:
         )
         if new_keys and len(self._windows) + new_keys > self._max_counters:
             # Full: reclaim everything already due before refusing.
-            self._sweep(now_ms // 1000, len(self._buckets) + 1)
+            self._sweep(now_ms // 1000, self._wheel.backlog(now_ms // 1000))
             if len(self._windows) + new_keys > self._max_counters:
                 raise StoreUnavailable()
         for counter, stored in zip(counters, windows, strict=True):
@@ -205,32 +230,24 @@ class MemoryCounterStore:
 
     async def aclose(self) -> None:
         self._windows.clear()
-        self._buckets.clear()
+        self._wheel.buckets.clear()
 
     def _file(self, key: bytes, old: Window | None, new: Window | None) -> None:
         """Replace `key`'s window, moving it to the bucket of the second it expires in."""
         if old is not None and (new is None or new.resets_at_ms != old.resets_at_ms):
-            bucket = self._buckets.get(_bucket_second(old))
+            bucket = self._wheel.buckets.get(_bucket_second(old))
             if bucket is not None:
                 bucket.discard(key)
         if new is None:
             self._windows.pop(key, None)
             return
         self._windows[key] = new
-        self._buckets.setdefault(_bucket_second(new), set()).add(key)
+        self._wheel.buckets.setdefault(_bucket_second(new), set()).add(key)
 
     def _sweep(self, due: int, max_seconds: int) -> None:
-        if self._cursor is None:
-            self._cursor = due
-        if self._cursor < due - max_seconds:
-            # After an idle spell, jump to the oldest bucket: none is filed below the cursor.
-            self._cursor = min(min(self._buckets, default=due), due)
-        steps = 0
-        while self._cursor <= due and steps < max_seconds:
-            for key in self._buckets.pop(self._cursor, ()):
+        for bucket in self._wheel.due(due, max_seconds):
+            for key in bucket:
                 self._windows.pop(key, None)
-            self._cursor += 1
-            steps += 1
 
 
 def _bucket_second(window: Window) -> int:
