@@ -43,7 +43,7 @@ from otpserver.hooks import (
     Sender,
     VerifiedCredential,
 )
-from otpserver.limiter import Limiter
+from otpserver.limiter import Action, Limiter
 from otpserver.policy import OtpPolicy
 from otpserver.state import LIST_ID_BYTES, Entry, TokenList
 
@@ -162,20 +162,7 @@ class OtpEndpoints:
         # the one that wins the claim spends a send, so the limits count exactly what is
         # sent (on one Redis, claim and charge are one script). A refusal hands the
         # unchanged entries back under the new ID.
-        refusal = await self.limiter.claim_and_charge(
-            "send",
-            self.ids,
-            tokens.list_id,
-            updated.list_id,
-            flow.lifetime(updated, now),
-            request.scope,
-            entry.credential,
-            now,
-        )
-        if refusal is not None:
-            unchanged = TokenList(updated.list_id, tokens.current, tokens.entries)
-            refusal.headers["Set-Cookie"] = await self._cookie_header(unchanged, now)
-            raise refusal
+        await self._claim("send", request, tokens, updated, now)
         await self._deliver(
             request, fresh, code, previous=tokens, updated=updated, now=now, is_resend=True
         )
@@ -199,20 +186,7 @@ class OtpEndpoints:
         failed_state = flow.replace_current(
             tokens, flow.failed(entry, now, self.policy), new_list_id()
         )
-        refusal = await self.limiter.claim_and_charge(
-            "verify",
-            self.ids,
-            tokens.list_id,
-            failed_state.list_id,
-            flow.lifetime(failed_state, now),
-            request.scope,
-            entry.credential,
-            now,
-        )
-        if refusal is not None:
-            unchanged = TokenList(failed_state.list_id, tokens.current, tokens.entries)
-            refusal.headers["Set-Cookie"] = await self._cookie_header(unchanged, now)
-            raise refusal
+        await self._claim("verify", request, tokens, failed_state, now)
 
         expected = code_digest(self.digest_key, entry.credential.address, entry.issued_at, code)
         if not digests_match(entry.digest, expected):
@@ -230,6 +204,29 @@ class OtpEndpoints:
         response = await self.final(VerifiedCredential(entry.credential, float(now)), request)
         response.headers.append("Set-Cookie", cookie)
         return response
+
+    async def _claim(
+        self, action: Action, request: Request, tokens: TokenList, updated: TokenList, now: int
+    ) -> None:
+        """Claim `tokens`' ID for `updated`, then charge `action` for its current credential.
+
+        A refused charge comes after the claim, so the old cookie is spent: the refusal
+        carries the unchanged entries under the new ID, and costs the client nothing.
+        """
+        refusal = await self.limiter.claim_and_charge(
+            action,
+            self.ids,
+            tokens.list_id,
+            updated.list_id,
+            flow.lifetime(updated, now),
+            request.scope,
+            tokens.current_entry.credential,
+            now,
+        )
+        if refusal is not None:
+            unchanged = TokenList(updated.list_id, tokens.current, tokens.entries)
+            refusal.headers["Set-Cookie"] = await self._cookie_header(unchanged, now)
+            raise refusal
 
     def _new_code(self, credential: Credential) -> str:
         fixed = self.test_codes.get(credential.address)
