@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import uvicorn
-
 from otpserver.__main__ import serve as serve_default
 from otpserver.config import Settings
 
@@ -27,22 +25,10 @@ class Stack:
 
 
 def uvicorn_stack(http: str, loop: str, *, access_log: bool) -> Serve:
-    """uvicorn with an explicit HTTP parser and event loop."""
+    """The default's uvicorn settings with an explicit HTTP parser and event loop."""
 
     def serve(factory: str, settings: Settings) -> None:
-        uvicorn.run(
-            factory,
-            factory=True,
-            host=settings.host,
-            port=settings.port,
-            workers=settings.workers,
-            http=http,
-            loop=loop,
-            proxy_headers=False,
-            server_header=False,
-            access_log=access_log,
-            log_level="info",
-        )
+        serve_default(factory, settings, http=http, loop=loop, access_log=access_log)
 
     return serve
 

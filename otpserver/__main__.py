@@ -43,7 +43,14 @@ def main() -> int:
     return 0
 
 
-def serve(factory: str, settings: Settings) -> None:
+def serve(
+    factory: str,
+    settings: Settings,
+    *,
+    http: str = "auto",
+    loop: str = "auto",
+    access_log: bool = False,
+) -> None:
     """Serve the ASGI application factory `factory` (`module:function`) until stopped.
 
     The one place the server stack and its settings are chosen; the benchmark serves its
@@ -52,6 +59,7 @@ def serve(factory: str, settings: Settings) -> None:
     stack measured on one core (docs/BENCHMARKS.md). No access log: production runs behind
     the TLS-terminating proxy that keeps one, and writing a line per request here costs
     about as much CPU as serving a bare request (a 100-microsecond toll on every call).
+    The keyword options exist for the benchmark's comparison of uvicorn's alternatives.
     """
     uvicorn.run(
         factory,
@@ -59,9 +67,11 @@ def serve(factory: str, settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
+        http=http,
+        loop=loop,
         proxy_headers=False,
         server_header=False,
-        access_log=False,
+        access_log=access_log,
         log_level="info",
     )
 

@@ -30,6 +30,20 @@ function identity(prefix, index)
   return prefix .. index .. "@example.com"
 end
 
+-- A create for a test identity, as a fresh visitor sends it (no cookie).
+function create_request(prefix, index)
+  return wrk.format("POST", "/api/otp/create", { ["Content-Type"] = "application/json" },
+    '{"email":"' .. identity(prefix, index) .. '"}')
+end
+
+-- A verify of `code` with a pending cookie, sent as the sign-in page's form does.
+function verify_request(cookie_name, cookie, code)
+  return wrk.format("POST", "/api/otp/verify", {
+    ["Content-Type"] = "application/x-www-form-urlencoded",
+    ["Cookie"] = cookie_name .. "=" .. cookie,
+  }, "otp=" .. code)
+end
+
 local function json_counts(counts)
   local parts = {}
   for key, value in pairs(counts) do

@@ -7,8 +7,7 @@ end
 
 function request()
   index = index % identities + 1
-  return wrk.format("POST", "/api/otp/create", { ["Content-Type"] = "application/json" },
-    '{"email":"' .. identity(prefix, index) .. '"}')
+  return create_request(prefix, index)
 end
 
 function response(status, headers, body)

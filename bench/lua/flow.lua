@@ -11,14 +11,10 @@ end
 function request()
   local cookie = table.remove(pending)
   if cookie ~= nil then
-    return wrk.format("POST", "/api/otp/verify", {
-      ["Content-Type"] = "application/x-www-form-urlencoded",
-      ["Cookie"] = cookie_name .. "=" .. cookie,
-    }, "otp=" .. code)
+    return verify_request(cookie_name, cookie, code)
   end
   index = index % identities + 1
-  return wrk.format("POST", "/api/otp/create", { ["Content-Type"] = "application/json" },
-    '{"email":"' .. identity(prefix, index) .. '"}')
+  return create_request(prefix, index)
 end
 
 function response(status, headers, body)

@@ -24,10 +24,7 @@ function request()
     bump("pool_exhausted")
     cookie = "exhausted"
   end
-  return wrk.format("POST", "/api/otp/verify", {
-    ["Content-Type"] = "application/x-www-form-urlencoded",
-    ["Cookie"] = cookie_name .. "=" .. cookie,
-  }, "otp=" .. wrong_code)
+  return verify_request(cookie_name, cookie, wrong_code)
 end
 
 function response(status, headers, body)
