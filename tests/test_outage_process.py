@@ -226,29 +226,42 @@ async def traffic(outage: Outage) -> AsyncIterator[Traffic]:
         await running.__aexit__()
 
 
+async def ride_out(
+    outage: Outage,
+    traffic: Traffic,
+    interrupt: Callable[[], None],
+    restore: Callable[[], None],
+    label: str,
+) -> None:
+    """Interrupt the store under traffic, then restore it, and check both halves: while
+    down, every answer fails closed and nothing is sent; once back (after the latency
+    bound), no 5xx, fresh sessions work, and no earlier cookie gains anything."""
+    interrupt()
+    down = time.monotonic()
+    await traffic.quiet_since(down)
+    sends = traffic.sends()
+    await traffic.until(ROUND)
+    assert traffic.sends() == sends
+    restoring = time.monotonic()
+    restore()
+    restored = time.monotonic()
+    await traffic.until(ROUND)
+    await traffic.quiet_since(restored + LATENCY_BOUND_SECONDS)
+    await traffic.until(ROUND)
+    await traffic.stop()
+
+    assert_failed_closed(Traffic.between(traffic.outcomes, down, restoring))
+    after = [o for o in traffic.outcomes if o.started > restored + LATENCY_BOUND_SECONDS]
+    assert all(o.status < 500 for o in after), after
+    await assert_fresh_sessions_work(outage, traffic, label)
+    await assert_no_replay_gains(traffic)
+
+
 async def test_a_killed_store_fails_closed_and_the_service_recovers(
     outage: Outage, traffic: Traffic
 ) -> None:
     """Redis killed mid-traffic: quick 503s, no success, no send; restarted: service resumes."""
-    outage.redis.stop()
-    stopped = time.monotonic()
-    await traffic.quiet_since(stopped)
-    sends = traffic.sends()
-    await traffic.until(ROUND)
-    assert traffic.sends() == sends
-    restarting = time.monotonic()
-    outage.redis.start()
-    restarted = time.monotonic()
-    await traffic.until(ROUND)
-    await traffic.quiet_since(restarted + LATENCY_BOUND_SECONDS)
-    await traffic.until(ROUND)
-    await traffic.stop()
-
-    assert_failed_closed(Traffic.between(traffic.outcomes, stopped, restarting))
-    after = [o for o in traffic.outcomes if o.started > restarted + LATENCY_BOUND_SECONDS]
-    assert all(o.status < 500 for o in after), after
-    await assert_fresh_sessions_work(outage, traffic, "killed")
-    await assert_no_replay_gains(traffic)
+    await ride_out(outage, traffic, outage.redis.stop, outage.redis.start, "killed")
 
 
 async def test_a_frozen_store_answers_503_within_the_timeout_and_recovers(
@@ -256,25 +269,7 @@ async def test_a_frozen_store_answers_503_within_the_timeout_and_recovers(
 ) -> None:
     """Redis frozen mid-traffic (no answer at all): 503 within the store timeout, no success,
     no send; thawed, with its queued commands: service resumes, no earlier cookie gains."""
-    outage.redis.pause()
-    frozen = time.monotonic()
-    await traffic.quiet_since(frozen)
-    sends = traffic.sends()
-    await traffic.until(ROUND)
-    assert traffic.sends() == sends
-    thawing = time.monotonic()
-    outage.redis.resume()
-    thawed = time.monotonic()
-    await traffic.until(ROUND)
-    await traffic.quiet_since(thawed + LATENCY_BOUND_SECONDS)
-    await traffic.until(ROUND)
-    await traffic.stop()
-
-    assert_failed_closed(Traffic.between(traffic.outcomes, frozen, thawing))
-    after = [o for o in traffic.outcomes if o.started > thawed + LATENCY_BOUND_SECONDS]
-    assert all(o.status < 500 for o in after), after
-    await assert_fresh_sessions_work(outage, traffic, "thawed")
-    await assert_no_replay_gains(traffic)
+    await ride_out(outage, traffic, outage.redis.pause, outage.redis.resume, "thawed")
 
 
 def test_the_outage_server_logged_no_secret(outage: Outage) -> None:
