@@ -11,13 +11,13 @@ Every failure raises `InvalidCookie`: callers cannot, and must not, tell the cau
 
 from __future__ import annotations
 
-import os
 import struct
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
+from otpserver.entropy import random_bytes
 from otpserver.errors import InvalidCookie
 
 ENVELOPE_VERSION = 1
@@ -72,8 +72,10 @@ def seal(
     them, so every blob gets its own random key and nonce and GCM's nonce-reuse failure
     mode cannot arise.
     """
-    dek = os.urandom(KEY_BYTES) if dek is None else dek
-    nonce = os.urandom(NONCE_BYTES) if nonce is None else nonce
+    if dek is None or nonce is None:
+        fresh = random_bytes(KEY_BYTES + NONCE_BYTES)
+        dek = fresh[:KEY_BYTES] if dek is None else dek
+        nonce = fresh[KEY_BYTES:] if nonce is None else nonce
     header = _HEADER.pack(ENVELOPE_VERSION, key_id) + wrap_key(kek, dek)
     return header + nonce + gcm_encrypt(dek, nonce, payload, purpose + b"\x00" + header)
 
