@@ -6,36 +6,30 @@ import json
 from typing import Any
 from urllib.parse import parse_qs
 
-from starlette.requests import Request
-
 from otpserver.errors import BodyInvalid, OtpInvalidFormat, UnsupportedMediaType
+from otpserver.exchange import ApiRequest
 
-JSON = "application/json"
-FORM = "application/x-www-form-urlencoded"
+JSON = b"application/json"
+FORM = b"application/x-www-form-urlencoded"
 MAX_FORM_FIELDS = 8
 """A form with more fields than this is refused (`BODY:INVALID`) before any is looked at."""
 
 
-def media_type(request: Request) -> str:
-    """The content type without parameters, lower-cased ('' when absent)."""
-    return request.headers.get("content-type", "").partition(";")[0].strip().lower()
-
-
-async def read_json_object(request: Request) -> dict[str, Any]:
+def read_json_object(request: ApiRequest) -> dict[str, Any]:
     """The body as a JSON object; only `application/json` is accepted (415 otherwise).
 
     Requiring JSON also means a cross-origin page cannot send this request without a CORS
     preflight, which the server refuses for origins it does not know.
     """
-    if media_type(request) != JSON:
+    if request.media_type() != JSON:
         raise UnsupportedMediaType("This route accepts application/json only.")
-    return _json_object(await request.body())
+    return _json_object(request.body)
 
 
-async def read_code(request: Request) -> str:
+def read_code(request: ApiRequest) -> str:
     """The `otp` field of a form or JSON body, as text (format checks come later)."""
-    kind = media_type(request)
-    body = await request.body()
+    kind = request.media_type()
+    body = request.body
     if kind == FORM:
         try:
             fields = parse_qs(

@@ -16,8 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from pydantic import ValidationError
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from otpserver import flow
 from otpserver.bodies import read_code, read_json_object
@@ -27,11 +26,11 @@ from otpserver.entropy import random_bytes
 from otpserver.errors import (
     CredentialInvalid,
     InvalidCookie,
-    OtpError,
     SendFailed,
     ServerError,
     StoreUnavailable,
 )
+from otpserver.exchange import ApiRequest, ApiResponse, json_response
 from otpserver.hooks import (
     CodeGenerator,
     Credential,
@@ -74,9 +73,9 @@ class OtpEndpoints:
     public_host: str | None = None
     """The site name for messages; None (development only) means the request's Host."""
 
-    async def create(self, request: Request) -> Response:
+    async def create(self, request: ApiRequest) -> ApiResponse:
         """Send a code to a credential, or make an already pending one current again."""
-        data = await read_json_object(request)
+        data = read_json_object(request)
         try:
             body = self.credential_body.model_validate(data)
         except ValidationError as error:
@@ -140,7 +139,7 @@ class OtpEndpoints:
         await self._deliver(request, entry, code, previous=tokens, updated=updated, now=now)
         return await self._state_response(updated, now, sent=True)
 
-    async def resend(self, request: Request) -> Response:
+    async def resend(self, request: ApiRequest) -> ApiResponse:
         """Send a fresh code for the current credential; the old code stops working."""
         now = int(self.clock())
         tokens = await self._open(request, now, required=True)
@@ -167,9 +166,9 @@ class OtpEndpoints:
         )
         return await self._state_response(updated, now, sent=True)
 
-    async def verify(self, request: Request) -> Response:
+    async def verify(self, request: ApiRequest) -> Response:
         """Check a code; on success run the final hook exactly once."""
-        code = parse_code(await read_code(request), self.policy.length, self.policy.alphabet)
+        code = parse_code(read_code(request), self.policy.length, self.policy.alphabet)
         now = int(self.clock())
         tokens = await self._open(request, now, required=True)
         # required=True raises instead of returning None; the assert only narrows the type.
@@ -200,12 +199,14 @@ class OtpEndpoints:
             if remaining is None
             else await self._cookie_header(remaining, now)
         )
-        response = await self.final(VerifiedCredential(entry.credential, float(now)), request)
+        response = await self.final(
+            VerifiedCredential(entry.credential, float(now)), request.starlette()
+        )
         response.headers.append("Set-Cookie", cookie)
         return response
 
     async def _claim(
-        self, action: Action, request: Request, tokens: TokenList, updated: TokenList, now: int
+        self, action: Action, request: ApiRequest, tokens: TokenList, updated: TokenList, now: int
     ) -> None:
         """Claim `tokens`' ID for `updated`, then charge `action` for its current credential.
 
@@ -231,7 +232,7 @@ class OtpEndpoints:
         fixed = self.test_codes.get(credential.address)
         return fixed if fixed is not None else self.generate_code(self.policy)
 
-    async def _open(self, request: Request, now: int, *, required: bool) -> TokenList | None:
+    async def _open(self, request: ApiRequest, now: int, *, required: bool) -> TokenList | None:
         """The request's token list; None (or `InvalidCookie` if required) when unusable."""
         value = read_cookie(request.scope["headers"], self.codec.name)
         if value is None:
@@ -247,7 +248,7 @@ class OtpEndpoints:
 
     async def _deliver(
         self,
-        request: Request,
+        request: ApiRequest,
         entry: Entry,
         code: str,
         *,
@@ -263,9 +264,9 @@ class OtpEndpoints:
             credential=entry.credential,
             code=code,
             ttl_seconds=entry.expires_at - now,
-            origin_host=self.public_host or request_host(request),
+            origin_host=self.public_host or request_host(request.header(b"host") or ""),
             locale=entry.locale,
-            accept_language=request.headers.get("accept-language"),
+            accept_language=request.header(b"accept-language"),
             is_resend=is_resend,
         )
         try:
@@ -287,15 +288,15 @@ class OtpEndpoints:
     async def _cookie_header(self, tokens: TokenList, now: int) -> str:
         return self.codec.set_header(await self.codec.seal(tokens, now), flow.lifetime(tokens, now))
 
-    async def _state_response(self, tokens: TokenList, now: int, *, sent: bool) -> Response:
-        response = JSONResponse(flow.public_state(tokens, now, sent=sent))
-        response.headers.append("Set-Cookie", await self._cookie_header(tokens, now))
+    async def _state_response(self, tokens: TokenList, now: int, *, sent: bool) -> ApiResponse:
+        response = json_response(flow.public_state(tokens, now, sent=sent))
+        response.add_header("Set-Cookie", await self._cookie_header(tokens, now))
         return response
 
 
-def request_host(request: Request) -> str:
+def request_host(host_header: str) -> str:
     """The host name the client used, for the SMS autofill line; 'localhost' if unusable."""
-    host = request.headers.get("host", "").rpartition(":")[0] or request.headers.get("host", "")
+    host = host_header.rpartition(":")[0] or host_header
     if host.startswith("["):
         return "localhost"
     host = host.lower()
@@ -307,8 +308,3 @@ def request_host(request: Request) -> str:
     ):
         return "localhost"
     return host
-
-
-def render_error(error: OtpError) -> Response:
-    """The one way every client-visible error becomes a response."""
-    return JSONResponse(error.body(), status_code=error.status, headers=error.headers)

@@ -1,19 +1,22 @@
-"""The outermost layer: security headers, body size limit, and the cross-origin policy.
+"""The outermost layer: security headers, body size limit, the cross-origin policy, and
+the OTP API's own routes.
 
 It is plain ASGI, wrapped around everything else (error pages included), so that no
 response can leave without the security headers and no body can be read past the limit.
+The API's POST routes are served right here (see `otpserver.exchange` for why); every
+other request goes on to Starlette.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from otpserver.errors import BodyTooLarge, OriginNotAllowed, OtpError, ServerError
+from otpserver.exchange import ApiHandler, ApiRequest, ApiResponse, error_response, read_body
 
 log = logging.getLogger("otpserver.middleware")
 
@@ -41,13 +44,19 @@ class EdgePolicy:
 
 
 class EdgeMiddleware:
-    """Applies the rules every request and response share, before any route runs."""
+    """Applies the rules every request and response share, before any route runs, and
+    serves the API routes in `api_routes` (POST only; other methods go on to a 404)."""
 
-    def __init__(self, app: ASGIApp, policy: EdgePolicy) -> None:
+    def __init__(
+        self, app: ASGIApp, policy: EdgePolicy, api_routes: Mapping[str, ApiHandler]
+    ) -> None:
         self.app = app
+        self.api_routes = api_routes
         self.max_body_bytes = policy.max_body_bytes
         self.cors_origins = policy.cors_origins
         self.extra_headers = _SECURITY_HEADERS + ((_HSTS,) if policy.https_only else ())
+        # What an API answer gets: it never sets any of these itself.
+        self.api_headers = (*self.extra_headers, _API_CSP)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -55,6 +64,7 @@ class EdgeMiddleware:
             return
         headers = _header_map(scope["headers"])
         cors_origin: bytes | None = None
+        handler: ApiHandler | None = None
         started = False
 
         async def send_with_headers(message: Message) -> None:
@@ -65,28 +75,56 @@ class EdgeMiddleware:
             await send(message)
 
         try:
-            if scope["path"].startswith(API_PREFIX):
+            path = route_path(scope)
+            if path.startswith(API_PREFIX):
                 cors_origin = self._check_origin(scope, headers)
-                if scope["method"] == "OPTIONS":
+                method = scope["method"]
+                if method == "OPTIONS":
                     await self._preflight(cors_origin, send_with_headers)
                     return
+                if method == "POST":
+                    handler = self.api_routes.get(path)
             declared = headers.get(b"content-length")
             if declared is not None and (
                 not declared.isdigit() or int(declared) > self.max_body_bytes
             ):
                 # Refused before a single body byte is read.
-                await _send_error(BodyTooLarge(), send_with_headers)
+                await self._send_api(error_response(BodyTooLarge()), cors_origin, send)
                 return
-            await self.app(scope, self._limited(receive), send_with_headers)
+            if handler is None:
+                await self.app(scope, self._limited(receive), send_with_headers)
+                return
+            body = await read_body(receive, self.max_body_bytes)
+            if body is None:
+                return  # The client left before its body arrived: nothing ran, nothing to say.
+            try:
+                answer = await handler(ApiRequest(scope, headers, body))
+            except OtpError as error:
+                answer = error_response(error)
+            if isinstance(answer, ApiResponse):
+                started = True
+                await self._send_api(answer, cors_origin, send)
+            else:
+                # A hook's own Starlette response (the final hook's, after a correct code).
+                await answer(scope, receive, send_with_headers)
         except OtpError as error:
             if not started:
-                await _send_error(error, send_with_headers)
+                await self._send_api(error_response(error), cors_origin, send)
         except Exception:
             # Starlette has already answered 500 when it could; the traceback goes to the log
             # (it holds no request data: bodies and cookies are never formatted into errors).
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             if not started:
-                await _send_error(ServerError(), send_with_headers)
+                await self._send_api(error_response(ServerError()), cors_origin, send)
+
+    async def _send_api(self, answer: ApiResponse, cors_origin: bytes | None, send: Send) -> None:
+        """Send an answer built here, with every edge header added in one pass."""
+        headers = answer.headers
+        headers.extend(self.api_headers)
+        if cors_origin is not None:
+            headers.extend(_cors_headers(cors_origin))
+        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+        await send({"type": "http.response.body", "body": answer.body})
 
     def _check_origin(self, scope: Scope, headers: dict[bytes, bytes]) -> bytes | None:
         """Refuse cross-site requests; return the origin to echo for allowed CORS callers."""
@@ -129,14 +167,7 @@ class EdgeMiddleware:
         if b"content-security-policy" not in present:
             result.append(_API_CSP)
         if cors_origin is not None:
-            result.extend(
-                (
-                    (b"access-control-allow-origin", cors_origin),
-                    (b"access-control-allow-credentials", b"true"),
-                    (b"access-control-expose-headers", b"retry-after, ratelimit, date"),
-                    (b"vary", b"Origin"),
-                )
-            )
+            result.extend(_cors_headers(cors_origin))
         return result
 
     def _limited(self, receive: Receive) -> Receive:
@@ -155,16 +186,24 @@ class EdgeMiddleware:
         return limited_receive
 
 
+def route_path(scope: Scope) -> str:
+    """The path below the app's mount point (`root_path`), which is what routes match."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root) and path[len(root) : len(root) + 1] == "/":
+        return path[len(root) :]
+    return path
+
+
+def _cors_headers(origin: bytes) -> tuple[tuple[bytes, bytes], ...]:
+    return (
+        (b"access-control-allow-origin", origin),
+        (b"access-control-allow-credentials", b"true"),
+        (b"access-control-expose-headers", b"retry-after, ratelimit, date"),
+        (b"vary", b"Origin"),
+    )
+
+
 def _header_map(raw: Iterable[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
     # Later duplicates win; the cookie header is read separately with duplicate detection.
     return dict(raw)
-
-
-async def _send_error(error: OtpError, send: Send) -> None:
-    body = json.dumps(error.body()).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    headers.extend(
-        (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in error.headers.items()
-    )
-    await send({"type": "http.response.start", "status": error.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

@@ -9,6 +9,7 @@ import httpx
 import pytest
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Message
 
 from custom import HOOKS
 from otpserver.app import OtpApp
@@ -182,3 +183,86 @@ async def test_allow_listed_origins_get_cors_with_credentials(
     )
     assert refused.status_code == 403
     assert "access-control-allow-origin" not in refused.headers
+
+
+async def test_the_api_works_under_a_mount_point_with_the_same_origin_rules(
+    app: OtpApp, sender: RecordingSender
+) -> None:
+    """Served below a `root_path` (a proxy prefix), the routes answer and still refuse
+    cross-site callers: the edge matches the path below the mount point."""
+    transport = httpx.ASGITransport(app=app, root_path="/auth")
+    async with httpx.AsyncClient(transport=transport, base_url="https://otp.example.com") as client:
+        browser = Browser(client)
+        created = await browser.post("/auth/api/otp/create", json={"email": "ada@example.com"})
+        assert created.status_code == 200
+        assert_security_headers(created)
+        verified = await browser.post("/auth/api/otp/verify", data={"otp": sender.last_code})
+        assert verified.status_code == 200
+        assert verified.json()["verified"] is True
+        refused = await client.post(
+            "/auth/api/otp/create",
+            json={"email": "ada@example.com"},
+            headers={"sec-fetch-site": "cross-site"},
+        )
+        assert refused.status_code == 403
+        assert refused.json()["error"] == "ORIGIN:NOT_ALLOWED"
+        wrong_method = await client.get("/auth/api/otp/create")
+        assert wrong_method.status_code == 404
+    assert len(sender.sent) == 1
+
+
+async def test_the_final_hook_gets_a_readable_starlette_request(
+    make_app: AppFactory, client_for: Callable[[OtpApp], httpx.AsyncClient], sender: RecordingSender
+) -> None:
+    """Hooks written against Starlette can read the request's headers and its body again."""
+    seen: dict[str, object] = {}
+
+    async def final(verified: VerifiedCredential, request: Request) -> Response:
+        seen["body"] = await request.body()
+        seen["agent"] = request.headers.get("user-agent")
+        seen["client"] = request.client.host if request.client else None
+        return Response(status_code=204, headers={"x-signed-in": "yes"})
+
+    app = make_app(hooks=dataclasses.replace(HOOKS, final=final))
+    browser = Browser(client_for(app))
+    await browser.create()
+    response = await browser.verify(sender.last_code, headers={"user-agent": "probe/1"})
+    assert response.status_code == 204
+    assert response.headers["x-signed-in"] == "yes"
+    assert_security_headers(response)
+    assert seen == {
+        "body": f"otp={sender.last_code}".encode(),
+        "agent": "probe/1",
+        "client": "127.0.0.1",
+    }
+
+
+async def test_a_client_that_leaves_before_its_body_gets_nothing_and_changes_nothing(
+    app: OtpApp, sender: RecordingSender
+) -> None:
+    """A disconnect while the body is awaited ends the request quietly: no answer, no send."""
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "https",
+        "path": "/api/otp/create",
+        "raw_path": b"/api/otp/create",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"otp.example.com"), (b"content-type", b"application/json")],
+        "client": ("192.0.2.7", 40000),
+        "server": ("otp.example.com", 443),
+    }
+    await app(scope, receive, send)
+    assert sent == []
+    assert sender.sent == []
