@@ -12,6 +12,7 @@ the unchanged entries back under the new ID, so it costs the client nothing eith
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -22,7 +23,6 @@ from otpserver import flow
 from otpserver.bodies import read_code, read_json_object
 from otpserver.codes import code_digest, digests_match, parse_code
 from otpserver.cookies import CookieCodec, read_cookie
-from otpserver.entropy import random_bytes
 from otpserver.errors import (
     CredentialInvalid,
     InvalidCookie,
@@ -51,7 +51,7 @@ log = logging.getLogger("otpserver.endpoints")
 
 def new_list_id() -> bytes:
     """A fresh random single-use ID from the OS CSPRNG."""
-    return random_bytes(LIST_ID_BYTES)
+    return os.urandom(LIST_ID_BYTES)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,13 +11,13 @@ Every failure raises `InvalidCookie`: callers cannot, and must not, tell the cau
 
 from __future__ import annotations
 
+import os
 import struct
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
-from otpserver.entropy import random_bytes
 from otpserver.errors import InvalidCookie
 
 ENVELOPE_VERSION = 1
@@ -73,7 +73,7 @@ def seal(
     mode cannot arise.
     """
     if dek is None or nonce is None:
-        fresh = random_bytes(KEY_BYTES + NONCE_BYTES)
+        fresh = os.urandom(KEY_BYTES + NONCE_BYTES)  # one system call for both
         dek = fresh[:KEY_BYTES] if dek is None else dek
         nonce = fresh[KEY_BYTES:] if nonce is None else nonce
     header = _HEADER.pack(ENVELOPE_VERSION, key_id) + wrap_key(kek, dek)

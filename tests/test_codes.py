@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from otpserver.codes import code_digest, digests_match, parse_code, random_code
+from otpserver.codes import code_digest, digests_match, parse_code, random_below, random_code
 from otpserver.errors import OtpInvalidFormat
 
 ROOT = Path(__file__).parent.parent
@@ -97,3 +97,23 @@ def test_digest_binds_credential_issue_time_and_key() -> None:
         code_digest(b"k" * 32, "ada@example.com", 100, "123457"),
     ):
         assert not digests_match(base, other)
+
+
+@pytest.mark.parametrize("bound", [2, 7, 10, 129, 256])
+def test_random_below_is_uniform(bound: int) -> None:
+    """Chi-square over `bound` values, including 129, which rejects almost half the bytes."""
+    draws = 400 * bound
+    counts = Counter(random_below(bound, draws))
+    assert set(counts) <= set(range(bound))
+    expected = draws / bound
+    chi_square = sum((counts[value] - expected) ** 2 / expected for value in range(bound))
+    # Wilson-Hilferty approximation of the 0.9999 quantile for bound - 1 degrees of freedom.
+    dof = bound - 1
+    limit = dof * (1 - 2 / (9 * dof) + 3.719 * (2 / (9 * dof)) ** 0.5) ** 3
+    assert chi_square < limit
+
+
+@pytest.mark.parametrize("bound", [0, 1, 257])
+def test_random_below_refuses_bounds_it_cannot_serve(bound: int) -> None:
+    with pytest.raises(ValueError, match="bound"):
+        random_below(bound, 1)
