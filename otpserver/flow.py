@@ -7,8 +7,6 @@ wrap these steps with the store (single-use IDs), the envelope and the sender.
 
 from __future__ import annotations
 
-import dataclasses
-
 from otpserver.errors import (
     OtpExpired,
     OtpIncorrect,
@@ -92,8 +90,7 @@ def check_resend(entry: Entry, now: int) -> None:
 
 def resent(entry: Entry, digest: bytes, now: int, policy: OtpPolicy) -> Entry:
     """The entry after a resend: a new code and lifetime; attempts are not reset."""
-    return dataclasses.replace(
-        entry,
+    return entry._replace(
         digest=digest,
         issued_at=now,
         expires_at=now + policy.ttl_seconds,
@@ -120,8 +117,7 @@ def failed(entry: Entry, now: int, policy: OtpPolicy) -> Entry:
     """The entry after a wrong code: one attempt fewer, and perhaps a temporary block."""
     attempts_left = entry.attempts_left - 1
     block = policy.block_after(policy.max_attempts - attempts_left) if attempts_left else 0
-    return dataclasses.replace(
-        entry,
+    return entry._replace(
         attempts_left=attempts_left,
         blocked_until=now + block if block else entry.blocked_until,
     )

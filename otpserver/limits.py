@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 import phonenumbers
 
@@ -208,8 +208,7 @@ def phone_prefix(address: str, digits: int) -> str | None:
 # --- counters ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Counter:
+class Counter(NamedTuple):
     """One allowance a request draws on: a store key, its limit and this request's cost.
 
     `cost` is 1 to charge, or 0 to only check (a lockout consulted by a send). `kind`
@@ -224,16 +223,14 @@ class Counter:
     cost: int = 1
 
 
-@dataclass(frozen=True, slots=True)
-class Window:
+class Window(NamedTuple):
     """A counter's stored state: hits so far and the instant (ms) the count starts over."""
 
-    count: int
+    hits: int
     resets_at_ms: int
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """The outcome of one charge: allowed, or refused until `retry_after_ms` from now.
 
     `refused` holds the indexes of the counters that said no, for logs only.
@@ -255,7 +252,7 @@ def decide(counters: Sequence[Counter], windows: Sequence[Window | None], now_ms
     until = now_ms
     for index, (counter, stored) in enumerate(zip(counters, windows, strict=True)):
         window = live(stored, now_ms)
-        count = window.count if window else 0
+        count = window.hits if window else 0
         if count >= counter.limit:
             refused.append(index)
             until = max(until, window.resets_at_ms if window else now_ms + counter.window_ms)
@@ -267,7 +264,7 @@ def decide(counters: Sequence[Counter], windows: Sequence[Window | None], now_ms
 def charged(counter: Counter, stored: Window | None, now_ms: int) -> Window:
     """The window after `counter` is charged at `now_ms` (call only when `decide` allowed)."""
     window = live(stored, now_ms)
-    count = (window.count if window else 0) + counter.cost
+    count = (window.hits if window else 0) + counter.cost
     resets_at_ms = window.resets_at_ms if window else now_ms + counter.window_ms
     if counter.lock_ms and count >= counter.limit:
         resets_at_ms = now_ms + counter.lock_ms

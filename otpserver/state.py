@@ -8,8 +8,7 @@ raises `InvalidCookie`, the one opaque cookie error.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 
@@ -32,8 +31,7 @@ address packs to about 80 bytes, mostly random ID and digest, which deflate cann
 and setting up a compressor costs more than the rest of the encoding."""
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
     """One pending credential: the digest of its current code and its counters.
 
     Instants are whole Unix seconds. `resend_at` is when a resend becomes allowed;
@@ -51,8 +49,7 @@ class Entry:
     locale: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class TokenList:
+class TokenList(NamedTuple):
     """Everything a cookie holds: its single-use ID, the entries and which one is current."""
 
     list_id: bytes

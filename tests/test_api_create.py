@@ -132,6 +132,12 @@ async def test_invalid_credentials_are_refused(
         (b"{not json", "application/json", 400, "BODY:INVALID"),
         (b'["ada@example.com"]', "application/json", 400, "BODY:INVALID"),
         (b"\xff\xfe", "application/json", 400, "BODY:INVALID"),
+        # JSON is UTF-8 only (RFC 8259): no byte-order mark, no UTF-16, no lone surrogates.
+        (b'\xef\xbb\xbf{"email": "ada@example.com"}', "application/json", 400, "BODY:INVALID"),
+        ('{"email": "ada@example.com"}'.encode("utf-16"), "application/json", 400, "BODY:INVALID"),
+        (b'{"email": "ada\\ud800@example.com"}', "application/json", 400, "BODY:INVALID"),
+        (b"[" * 100_000, "application/json", 413, "BODY:TOO_LARGE"),
+        (b"[" * 1_000 + b"]" * 1_000, "application/json", 400, "BODY:INVALID"),
     ],
 )
 async def test_create_accepts_json_objects_only(
