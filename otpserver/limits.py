@@ -15,6 +15,7 @@ window with the lock's length, and nothing gets through until that ends.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -241,6 +242,9 @@ class Decision(NamedTuple):
     refused: tuple[int, ...] = ()
 
 
+ALLOWED = Decision(allowed=True)
+
+
 def live(window: Window | None, now_ms: int) -> Window | None:
     """`window`, unless it has run out (an expired count is no count)."""
     return window if window is not None and window.resets_at_ms > now_ms else None
@@ -258,7 +262,7 @@ def decide(counters: Sequence[Counter], windows: Sequence[Window | None], now_ms
             until = max(until, window.resets_at_ms if window else now_ms + counter.window_ms)
     if refused:
         return Decision(allowed=False, retry_after_ms=until - now_ms, refused=tuple(refused))
-    return Decision(allowed=True)
+    return ALLOWED
 
 
 def charged(counter: Counter, stored: Window | None, now_ms: int) -> Window:
@@ -285,16 +289,30 @@ def counter_key(secret: bytes, kind: str, value: str) -> bytes:
     return f"{kind}:{digest[:16].hex()}".encode()
 
 
-def credential_value(credential: Credential) -> str:
-    """One string per credential; the channel keeps an email and a phone number apart."""
-    return f"{credential.channel}\0{credential.address}"
+def credential_keys(secret: bytes, credential: Credential) -> tuple[bytes, bytes]:
+    """A credential's failures (`f:`) and sends (`s:`) keys: the two halves of one
+    HMAC-SHA256, as unrelated as two separate HMACs and half the work. The channel is part
+    of the message, which keeps an email and a phone number of the same text apart."""
+    digest = hmac_sha256(secret, f"c\0{credential.channel}\0{credential.address}".encode())
+    return b"f:" + digest[:16].hex().encode(), b"s:" + digest[16:].hex().encode()
+
+
+@functools.lru_cache(maxsize=64)
+def channel_key(secret: bytes, channel: str) -> bytes:
+    """The channel budget's key. Channels are the server's own few names, never client
+    text, so remembering their keys is bounded."""
+    return counter_key(secret, "g", channel)
 
 
 def lockout(policy: LimitPolicy, secret: bytes, credential: Credential, cost: int) -> Counter:
     """Consecutive failed verifications of a credential, locking it at `max_failures`."""
+    return _lockout(policy, credential_keys(secret, credential)[0], cost)
+
+
+def _lockout(policy: LimitPolicy, key: bytes, cost: int) -> Counter:
     return Counter(
         kind="failures",
-        key=counter_key(secret, "f", credential_value(credential)),
+        key=key,
         limit=policy.max_failures,
         window_ms=policy.failure_window_seconds * 1000,
         lock_ms=policy.lockout_seconds * 1000,
@@ -306,18 +324,19 @@ def send_counters(
     policy: LimitPolicy, secret: bytes, credential: Credential, address: str
 ) -> tuple[Counter, ...]:
     """A create or resend that sends a code: refused while the credential is locked."""
+    failures_key, sends_key = credential_keys(secret, credential)
     counters = [
-        lockout(policy, secret, credential, cost=0),
+        _lockout(policy, failures_key, cost=0),
         Counter(
             kind="credential-sends",
-            key=counter_key(secret, "s", credential_value(credential)),
+            key=sends_key,
             limit=policy.credential_sends,
             window_ms=policy.credential_window_seconds * 1000,
         ),
         _address_requests(policy, secret, address),
         Counter(
             kind="channel-budget",
-            key=counter_key(secret, "g", credential.channel),
+            key=channel_key(secret, credential.channel),
             limit=policy.channel_budget(credential.channel),
             window_ms=HOUR_SECONDS * 1000,
         ),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hmac
 from typing import Any
 
 import pytest
@@ -18,8 +19,10 @@ from otpserver.limits import (
     Window,
     charged,
     counter_key,
+    credential_keys,
     decide,
     destination_allowed,
+    lockout,
     parse_destinations,
     phone_prefix,
     retry_after_seconds,
@@ -97,12 +100,26 @@ def test_retry_after_is_rounded_up_to_whole_seconds() -> None:
 
 def test_counter_keys_hide_credentials_and_addresses() -> None:
     """Keys are a kind tag and 128 bits of HMAC: no credential text, distinct per secret."""
-    key = counter_key(SECRET, "s", "email\0ada@example.com")
-    assert key.startswith(b"s:")
+    key = counter_key(SECRET, "a", "198.51.100.7")
+    assert key.startswith(b"a:")
     assert len(key) == 2 + 32
-    assert b"ada" not in key
-    assert key != counter_key(b"\1" * 32, "s", "email\0ada@example.com")
-    assert key != counter_key(SECRET, "f", "email\0ada@example.com")
+    assert b"198" not in key
+    assert key != counter_key(b"\1" * 32, "a", "198.51.100.7")
+    assert key != counter_key(SECRET, "v", "198.51.100.7")
+
+
+def test_a_credentials_two_keys_are_the_halves_of_one_hmac() -> None:
+    """The failures and sends keys are tagged, distinct, secret-dependent, and exactly the
+    two halves of HMAC-SHA256 over the channel and address."""
+    failures, sends = credential_keys(SECRET, EMAIL)
+    digest = hmac.new(SECRET, b"c\0email\0" + EMAIL.address.encode(), "sha256").digest()
+    assert (failures, sends) == (
+        b"f:" + digest[:16].hex().encode(),
+        b"s:" + digest[16:].hex().encode(),
+    )
+    assert b"ada" not in failures + sends
+    assert credential_keys(b"\1" * 32, EMAIL) != (failures, sends)
+    assert lockout(LimitPolicy(), SECRET, EMAIL, cost=1).key == failures
 
 
 def test_a_send_touches_lockout_credential_address_and_channel() -> None:

@@ -8,7 +8,7 @@ one-second buckets, and each call retires at most a few due buckets.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 from otpserver.errors import StoreUnavailable
@@ -35,22 +35,26 @@ class _ExpiryWheel(Generic[BucketT]):
         self.cursor = cursor
         """The next second to retire; None until the first call names one."""
 
-    def due(self, second: int, max_seconds: int) -> Iterator[BucketT]:
-        """Remove and yield the buckets of up to `max_seconds` seconds, up to `second`."""
+    def due(self, second: int, max_seconds: int) -> list[BucketT]:
+        """Remove and return the buckets of up to `max_seconds` seconds, up to `second`."""
         if self.cursor is None:
             self.cursor = second
+        elif self.cursor > second:
+            return []  # Swept up to `second` already: most calls end here.
         if self.cursor < second - max_seconds:
             # After an idle spell, jump straight to the oldest bucket: no bucket is ever
             # filed below the cursor, so every second in between is empty. This costs one
             # pass over the buckets (at most one per second of the longest lifetime).
             self.cursor = min(min(self.buckets, default=second), second)
         steps = 0
+        due: list[BucketT] = []
         while self.cursor <= second and steps < max_seconds:
             bucket = self.buckets.pop(self.cursor, None)
             self.cursor += 1
             steps += 1
             if bucket is not None:
-                yield bucket
+                due.append(bucket)
+        return due
 
     def backlog(self, second: int) -> int:
         """Seconds to sweep to retire everything due by `second` (for a full store)."""
@@ -205,20 +209,27 @@ class MemoryCounterStore:
         return len(self._windows)
 
     async def hit(self, counters: Sequence[Counter], now_ms: int) -> Decision:
-        now_ms = self._latest_ms = max(now_ms, self._latest_ms)
+        if now_ms < self._latest_ms:
+            now_ms = self._latest_ms
+        self._latest_ms = now_ms
         self._sweep(now_ms // 1000, _SECONDS_SWEPT_PER_CALL)
-        windows = [self._windows.get(c.key) for c in counters]
+        get = self._windows.get
+        windows = [get(c.key) for c in counters]
         decision = decide(counters, windows, now_ms)
         if not decision.allowed:
             return decision
-        new_keys = sum(
-            1 for c, w in zip(counters, windows, strict=True) if c.cost and live(w, now_ms) is None
-        )
-        if new_keys and len(self._windows) + new_keys > self._max_counters:
-            # Full: reclaim everything already due before refusing.
-            self._sweep(now_ms // 1000, self._wheel.backlog(now_ms // 1000))
-            if len(self._windows) + new_keys > self._max_counters:
-                raise StoreUnavailable()
+        # Counting the keys this charge would add only matters near the bound.
+        if len(self._windows) + len(counters) > self._max_counters:
+            new_keys = sum(
+                1
+                for c, w in zip(counters, windows, strict=True)
+                if c.cost and live(w, now_ms) is None
+            )
+            if new_keys and len(self._windows) + new_keys > self._max_counters:
+                # Full: reclaim everything already due before refusing.
+                self._sweep(now_ms // 1000, self._wheel.backlog(now_ms // 1000))
+                if len(self._windows) + new_keys > self._max_counters:
+                    raise StoreUnavailable()
         for counter, stored in zip(counters, windows, strict=True):
             if counter.cost:
                 self._file(counter.key, stored, charged(counter, stored, now_ms))
@@ -234,7 +245,10 @@ class MemoryCounterStore:
 
     def _file(self, key: bytes, old: Window | None, new: Window | None) -> None:
         """Replace `key`'s window, moving it to the bucket of the second it expires in."""
-        if old is not None and (new is None or new.resets_at_ms != old.resets_at_ms):
+        if old is not None and new is not None and new.resets_at_ms == old.resets_at_ms:
+            self._windows[key] = new  # Same expiry: already in the right bucket.
+            return
+        if old is not None:
             bucket = self._wheel.buckets.get(_bucket_second(old))
             if bucket is not None:
                 bucket.discard(key)
