@@ -127,36 +127,48 @@ def _decode(blob: bytes) -> TokenList:
         raise InvalidCookie()
     if not isinstance(raw_entries, list) or not 0 < len(raw_entries) <= _MAX_ENTRIES:
         raise InvalidCookie()
-    entries = tuple(_entry(raw) for raw in raw_entries)
-    if not _is_int(current) or not 0 <= current < len(entries):
+    entries = tuple([_entry(raw) for raw in raw_entries])
+    if not _is_count(current) or not 0 <= current < len(entries):
         raise InvalidCookie()
     return TokenList(list_id=list_id, current=current, entries=entries)
 
 
 def _entry(raw: Any) -> Entry:
-    if not isinstance(raw, list) or len(raw) != 10:
+    if type(raw) is not list or len(raw) != 10:
         raise InvalidCookie()
     channel, address, digest, issued_at, ttl, attempts, resends, resend_in, block_in, locale = raw
-    texts_ok = all(isinstance(t, str) and 0 < len(t) <= _MAX_TEXT for t in (channel, address))
-    ints_ok = all(
-        _is_int(n) and n >= 0 for n in (issued_at, ttl, attempts, resends, resend_in, block_in)
-    )
-    locale_ok = locale is None or (isinstance(locale, str) and len(locale) <= 35)
-    if not (texts_ok and ints_ok and locale_ok and isinstance(digest, bytes) and digest):
+    # Plain checks rather than `all(...)` over generators: this runs on every verify.
+    if not (
+        _is_text(channel)
+        and _is_text(address)
+        and _is_count(issued_at)
+        and _is_count(ttl)
+        and _is_count(attempts)
+        and _is_count(resends)
+        and _is_count(resend_in)
+        and _is_count(block_in)
+        and (locale is None or (type(locale) is str and len(locale) <= 35))
+        and type(digest) is bytes
+        and digest
+    ):
         raise InvalidCookie()
     return Entry(
-        credential=Credential(channel=channel, address=address),
-        digest=digest,
-        issued_at=issued_at,
-        expires_at=issued_at + ttl,
-        attempts_left=attempts,
-        resends_left=resends,
-        resend_at=issued_at + resend_in,
-        blocked_until=issued_at + block_in if block_in else 0,
-        locale=locale,
+        Credential(channel=channel, address=address),
+        digest,
+        issued_at,
+        issued_at + ttl,
+        attempts,
+        resends,
+        issued_at + resend_in,
+        issued_at + block_in if block_in else 0,
+        locale,
     )
 
 
-def _is_int(value: Any) -> bool:
-    # bool is an int subclass; a payload with True where a counter belongs is malformed.
-    return isinstance(value, int) and not isinstance(value, bool)
+def _is_text(value: Any) -> bool:
+    return type(value) is str and 0 < len(value) <= _MAX_TEXT
+
+
+def _is_count(value: Any) -> bool:
+    # `type(...) is int`, not isinstance: True where a counter belongs is malformed.
+    return type(value) is int and value >= 0
