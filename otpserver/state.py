@@ -7,6 +7,7 @@ raises `InvalidCookie`, the one opaque cookie error.
 
 from __future__ import annotations
 
+import threading
 import zlib
 from typing import Any, NamedTuple
 
@@ -62,10 +63,21 @@ class TokenList(NamedTuple):
         return self.entries[self.current]
 
 
+_PACKERS = threading.local()
+
+
+def _packer() -> msgpack.Packer:
+    """This thread's reusable packer: `packb` builds a new one, buffer and all, per call."""
+    packer: msgpack.Packer | None = getattr(_PACKERS, "packer", None)
+    if packer is None:
+        packer = _PACKERS.packer = msgpack.Packer(use_bin_type=True)
+    return packer
+
+
 def encode(tokens: TokenList) -> bytes:
     """Serialize and compress; the smaller of raw and deflated wins, flagged in byte 0
     (payloads under `_DEFLATE_FROM_BYTES` are not worth trying and stay raw)."""
-    packed: bytes = msgpack.packb(
+    packed: bytes = _packer().pack(
         [
             PAYLOAD_VERSION,
             tokens.list_id,
@@ -87,7 +99,6 @@ def encode(tokens: TokenList) -> bytes:
                 for e in tokens.entries
             ],
         ],
-        use_bin_type=True,
     )
     if len(packed) < _DEFLATE_FROM_BYTES:
         return bytes([_RAW]) + packed
