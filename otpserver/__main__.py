@@ -15,11 +15,11 @@ from otpserver.errors import ConfigError
 
 def main() -> int:
     """Start the server, or print one line naming the bad variable and exit with 2."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    # httpx logs every request's full URL at INFO, and a provider URL may carry a token in
-    # its query (OTP_SMS_WEBHOOK_URL allows one); the senders log their own failures safely.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
+        # Imported here, inside the error handling, because importing it loads `custom/`.
+        from otpserver import asgi
+
+        asgi.configure_logging()
         settings = Settings.from_env()
         ephemeral = settings.is_development and settings.master_key is None
         if ephemeral:
@@ -29,9 +29,7 @@ def main() -> int:
                 base64.urlsafe_b64encode(os.urandom(MASTER_KEY_BYTES)).rstrip(b"=").decode()
             )
         # Build once in this process so bad hooks or settings fail before any worker starts.
-        from otpserver.asgi import build
-
-        build()
+        asgi.build()
         if ephemeral:
             logging.getLogger("otpserver").warning(
                 "development mode: generated an ephemeral OTP_MASTER_KEY; cookies die on restart"

@@ -75,3 +75,23 @@ def test_process_logs_carry_codes_only_on_the_dev_sender_line(two_workers: Serve
     for line in output.splitlines():
         if code in line:
             assert line == f"otp dev-sender: to=logs@example.com code={code}"
+
+
+def test_workers_log_like_the_parent(two_workers: ServerProcess) -> None:
+    """Each worker is a fresh interpreter; its INFO lines still reach the log, formatted.
+
+    The sixth code for one address in ten minutes is refused, and the worker that refused
+    it logs which limit said no (at INFO, which an unconfigured worker would drop).
+    """
+    statuses = [
+        httpx.post(
+            f"{two_workers.url}/api/otp/create", json={"email": "limits@example.com"}
+        ).status_code
+        for _ in range(6)
+    ]
+    assert statuses == [200] * 5 + [429]
+    deadline = time.monotonic() + 5
+    line = "INFO otpserver.limiter: rate limited: send refused by credential-sends"
+    while line not in two_workers.output() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert line in two_workers.output()
