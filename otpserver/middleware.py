@@ -111,8 +111,9 @@ class EdgeMiddleware:
             if not started:
                 await self._send_api(error_response(error), cors_origin, send)
         except Exception:
-            # Starlette has already answered 500 when it could; the traceback goes to the log
-            # (it holds no request data: bodies and cookies are never formatted into errors).
+            # An API handler's crash lands here directly; Starlette's own routes have already
+            # answered 500 when they could. The traceback goes to the log (it holds no
+            # request data: bodies and cookies are never formatted into errors).
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             if not started:
                 await self._send_api(error_response(ServerError()), cors_origin, send)
