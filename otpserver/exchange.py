@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope
 
-from otpserver.errors import BodyTooLarge, OtpError
+from otpserver.errors import OtpError
 
 JSON_CONTENT_TYPE = (b"content-type", b"application/json")
 
@@ -98,22 +98,17 @@ def error_response(error: OtpError) -> ApiResponse:
     return json_response(error.body(), error.status, error.headers)
 
 
-async def read_body(receive: Receive, limit: int) -> bytes | None:
+async def read_body(receive: Receive) -> bytes | None:
     """The whole request body, or None when the client went away before sending it.
 
-    Counts bytes as they arrive, so a chunked body (which declares no length up front)
-    is refused with `BodyTooLarge` as soon as it passes `limit`.
+    The size limit is not checked here: the edge hands in a `receive` that already
+    counts bytes as they arrive (`EdgeMiddleware._limited`), for every route alike.
     """
     chunks: list[bytes] = []
-    size = 0
     while True:
         message = await receive()
         if message["type"] != "http.request":
             return None
-        chunk: bytes = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge()
-        chunks.append(chunk)
+        chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -91,10 +91,11 @@ class EdgeMiddleware:
                 # Refused before a single body byte is read.
                 await self._send_api(error_response(BodyTooLarge()), cors_origin, send)
                 return
+            limited = self._limited(receive)
             if handler is None:
-                await self.app(scope, self._limited(receive), send_with_headers)
+                await self.app(scope, limited, send_with_headers)
                 return
-            body = await read_body(receive, self.max_body_bytes)
+            body = await read_body(limited)
             if body is None:
                 return  # The client left before its body arrived: nothing ran, nothing to say.
             try:
