@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis
+from redis.typing import EncodableT
 
 from otpserver.errors import StoreUnavailable
 from otpserver.hooks import IdStore, KeyStore
@@ -18,6 +19,7 @@ from otpserver.stores import (
     RedisKeyStore,
     redis_client,
 )
+from otpserver.stores.redis import HiredisPacking, with_hiredis_packing
 from tests.support.fakes import FakeClock
 from tests.support.redis_server import RedisServer
 
@@ -201,6 +203,38 @@ async def test_bursts_beyond_the_connection_pool_wait_instead_of_failing(redis_u
     finally:
         await ids.aclose()
     assert all(results)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("EVALSHA", "a" * 40, 3, b"otp:id:\x00\xff", b"otp:rl:k", "otp:rl:\u00e9", 600000, 0, -5),
+        ("SET", b"otp:id:x", b"1", "PX", 1500, "NX"),
+        ("CONFIG GET", "maxmemory"),
+        (b"CLIENT SETNAME", "otp"),
+        ("INCRBYFLOAT", "k", 0.5),
+        ("SET", "k", memoryview(b"view")),
+    ],
+)
+def test_hiredis_packing_writes_the_bytes_redis_py_would(command: tuple[EncodableT, ...]) -> None:
+    """The C packer is a drop-in: byte for byte what redis-py's own asyncio packer sends."""
+    from redis.asyncio.connection import Connection
+
+    plain, fast = Connection(), with_hiredis_packing(Connection)()
+    assert b"".join(fast.pack_command(*command)) == b"".join(
+        bytes(part) for part in plain.pack_command(*command)
+    )
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://127.0.0.1:6379/0", "rediss://127.0.0.1:6380/0", "unix:///run/redis.sock"]
+)
+def test_every_kind_of_redis_connection_packs_with_hiredis(url: str) -> None:
+    """TCP, TLS and Unix-socket URLs each keep their own connection class, packing in C,
+    and two clients of one kind share the class (the fused limit scripts rely on it)."""
+    pool = redis_client(url, 1.0).connection_pool
+    assert issubclass(pool.connection_class, HiredisPacking)
+    assert pool.connection_class is redis_client(url, 1.0).connection_pool.connection_class
 
 
 def test_the_redis_client_parses_replies_with_hiredis() -> None:

@@ -11,11 +11,14 @@ import asyncio
 from collections.abc import Awaitable, Sequence
 from typing import Any, TypeVar
 
+import hiredis
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.typing import EncodableT
 
 from otpserver.errors import StoreUnavailable
 from otpserver.limits import Counter, Decision
@@ -122,6 +125,42 @@ MAX_CONNECTIONS = 128
 """Connections one client (one store in one process) may hold open at once."""
 
 
+class HiredisPacking(AbstractConnection):
+    """Packs commands with hiredis's C encoder, as redis-py's synchronous client already
+    does when hiredis is installed; its asyncio connections encode argument by argument in
+    Python, which took 20-30 µs for a limit script's 28 arguments against 5 µs here. The
+    bytes on the wire are the same (`tests/test_stores.py` compares them)."""
+
+    def pack_command(self, *args: EncodableT) -> list[bytes]:
+        # A command name may carry its subcommand ("CONFIG GET"): Redis wants them apart.
+        name = args[0]
+        if isinstance(name, str):
+            args = (*name.encode().split(), *args[1:])
+        elif isinstance(name, bytes) and b" " in name:
+            args = (*name.split(), *args[1:])
+        # EncodableT admits bytearray, which neither packer accepts (redis-py's own raises
+        # DataError, hiredis TypeError); nothing here sends one.
+        return [hiredis.pack_command(args)]  # type: ignore[arg-type]
+
+
+_HIREDIS_CLASSES: dict[type[AbstractConnection], type[AbstractConnection]] = {}
+
+
+def with_hiredis_packing(connection_class: type[AbstractConnection]) -> type[AbstractConnection]:
+    """`connection_class` (plain, TLS or Unix socket, as the URL says) packing with hiredis.
+
+    Made once per class, so every client of one kind shares it: `charges_with` compares
+    connection classes to tell whether two clients talk to the same server.
+    """
+    made = _HIREDIS_CLASSES.get(connection_class)
+    if made is None:
+        name = f"Hiredis{connection_class.__name__}"
+        made = _HIREDIS_CLASSES[connection_class] = type(
+            name, (HiredisPacking, connection_class), {}
+        )
+    return made
+
+
 def redis_client(url: str, timeout_seconds: float) -> Redis:
     """A client that gives up after `timeout_seconds` instead of retrying in the background.
 
@@ -144,6 +183,8 @@ def redis_client(url: str, timeout_seconds: float) -> Redis:
         retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         decode_responses=False,
     )
+    # The URL's scheme chose the class (TCP, TLS or Unix socket); no connection exists yet.
+    pool.connection_class = with_hiredis_packing(pool.connection_class)
     return Redis.from_pool(pool)
 
 
