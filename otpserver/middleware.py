@@ -102,6 +102,7 @@ class EdgeMiddleware:
                 answer = await handler(ApiRequest(scope, headers, body))
             except OtpError as error:
                 answer = error_response(error)
+                _forget_traceback(error)
             if isinstance(answer, ApiResponse):
                 started = True
                 await self._send_api(answer, cors_origin, send)
@@ -109,6 +110,7 @@ class EdgeMiddleware:
                 # A hook's own Starlette response (the final hook's, after a correct code).
                 await answer(scope, receive, send_with_headers)
         except OtpError as error:
+            _forget_traceback(error)
             if not started:
                 await self._send_api(error_response(error), cors_origin, send)
         except Exception:
@@ -195,6 +197,18 @@ def route_path(scope: Scope) -> str:
     if root and path.startswith(root) and path[len(root) : len(root) + 1] == "/":
         return path[len(root) :]
     return path
+
+
+def _forget_traceback(error: OtpError) -> None:
+    """Drop a handled refusal's traceback now.
+
+    A refusal is an answer, not a fault, and often raised from a local variable
+    (`error = ...; raise error`): the traceback holds that frame, the frame holds the
+    error, and the error holds the traceback. Left alone, every wrong code or limited
+    request would leave such a cycle, with the request's closures and token lists in it,
+    for the cycle collector to find; cut here, reference counting frees it at once.
+    """
+    error.__traceback__ = None
 
 
 def _cors_headers(origin: bytes) -> tuple[tuple[bytes, bytes], ...]:

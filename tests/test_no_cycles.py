@@ -1,0 +1,136 @@
+"""Requests leave no reference cycles behind: every object a request makes is freed by
+reference counting when it ends, not later by the cycle collector.
+
+Garbage cycles cost twice under load: the collector runs more often, and each full pass
+walks every object the process holds. A refusal raised from a local variable is the usual
+culprit (its traceback holds the frame that holds it); these tests send each kind of
+answer the API gives and count what the collector would find afterwards.
+"""
+
+from __future__ import annotations
+
+import collections
+import gc
+from collections.abc import Iterator
+
+import pytest
+from starlette.types import Message
+
+from otpserver.app import OtpApp
+from tests.conftest import AppFactory
+from tests.support.api import PRODUCTION_COOKIE
+from tests.support.fakes import RecordingSender
+
+Answer = tuple[int, str | None]
+
+
+async def call(app: OtpApp, path: str, body: bytes, peer: str, cookie: str | None) -> Answer:
+    """One request straight into the ASGI app (no client library whose own objects could
+    be mistaken for the app's); the status and the new cookie value, if any."""
+    headers = [
+        (b"host", b"otp.example.com"),
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if cookie is not None:
+        headers.append((b"cookie", f"{PRODUCTION_COOKIE}={cookie}".encode()))
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "https",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": (peer, 40000),
+        "server": ("otp.example.com", 443),
+    }
+    delivered = False
+    status, new_cookie = 0, None
+
+    async def receive() -> Message:
+        nonlocal delivered
+        if delivered:
+            return {"type": "http.disconnect"}
+        delivered = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: Message) -> None:
+        nonlocal status, new_cookie
+        if message["type"] == "http.response.start":
+            status = message["status"]
+            for name, value in message["headers"]:
+                if name == b"set-cookie" and value.startswith(f"{PRODUCTION_COOKIE}=".encode()):
+                    new_cookie = value.split(b";", 1)[0].split(b"=", 1)[1].decode() or None
+
+    await app(scope, receive, send)
+    return status, new_cookie
+
+
+async def every_kind_of_answer(app: OtpApp, sender: RecordingSender, round: int) -> list[int]:
+    """Successes, refusals and errors of all three routes and of the edge; the statuses.
+
+    Each round comes from its own address for its own credential, so the limits of one
+    round never change the answers of the next.
+    """
+    peer, create = f"192.0.2.{round + 1}", f'{{"email": "cycles{round}@example.com"}}'.encode()
+    statuses = []
+    status, cookie = await call(app, "/api/otp/create", create, peer, None)
+    statuses.append(status)
+    for path, body, with_cookie in [
+        ("/api/otp/create", create, True),  # the pending credential made current again
+        ("/api/otp/resend", b"", True),  # too early: a refusal
+        ("/api/otp/verify", b'{"otp": "000000"}', True),  # wrong code
+        ("/api/otp/verify", b'{"otp": "000000"}', False),  # no cookie
+        ("/api/otp/verify", b'{"otp": "12"}', True),  # malformed code
+        ("/api/otp/create", b'{"email": "not an address"}', False),  # schema refusal
+        ("/api/otp/create", b"{", False),  # not JSON
+        ("/api/otp/create", b"x" * 100_000, False),  # too large
+        ("/api/otp/nope", b"{}", False),  # unknown route, through Starlette
+    ]:
+        status, new_cookie = await call(app, path, body, peer, cookie if with_cookie else None)
+        cookie = new_cookie or cookie
+        statuses.append(status)
+    status, cookie = await call(app, "/api/otp/create", create.replace(b"@", b".ok@"), peer, None)
+    correct = f'{{"otp": "{sender.last_code}"}}'.encode()
+    status, _ = await call(app, "/api/otp/verify", correct, peer, cookie)  # the final hook
+    statuses.append(status)
+    return statuses
+
+
+@pytest.fixture
+def collector_off() -> Iterator[None]:
+    """The cycle collector paused, so whatever cycles a test makes stay to be counted."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def cycles_found() -> collections.Counter[str]:
+    """What a collection now would free, by type."""
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        gc.collect()
+        return collections.Counter(type(o).__name__ for o in gc.garbage)
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+
+
+async def test_no_answer_leaves_a_reference_cycle(
+    make_app: AppFactory, sender: RecordingSender, collector_off: None
+) -> None:
+    """Ten rounds of every kind of answer leave nothing for the cycle collector."""
+    app = make_app("memory")
+    first = await every_kind_of_answer(app, sender, 0)  # warms caches and lazy imports
+    assert set(first) == {200, 400, 403, 404, 413, 429}, str(first)
+    cycles_found()
+    for round in range(1, 11):
+        assert await every_kind_of_answer(app, sender, round) == first
+    assert cycles_found() == collections.Counter()
