@@ -9,13 +9,13 @@ import httpx
 import pytest
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Message
 
 from custom import HOOKS
 from otpserver.app import OtpApp
 from otpserver.hooks import VerifiedCredential
 from tests.conftest import AppFactory
 from tests.support.api import Browser
+from tests.support.asgi import post
 from tests.support.fakes import RecordingSender
 
 SECURITY_HEADERS = {
@@ -241,28 +241,7 @@ async def test_a_client_that_leaves_before_its_body_gets_nothing_and_changes_not
     app: OtpApp, sender: RecordingSender
 ) -> None:
     """A disconnect while the body is awaited ends the request quietly: no answer, no send."""
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.disconnect"}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "https",
-        "path": "/api/otp/create",
-        "raw_path": b"/api/otp/create",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"otp.example.com"), (b"content-type", b"application/json")],
-        "client": ("192.0.2.7", 40000),
-        "server": ("otp.example.com", 443),
-    }
-    await app(scope, receive, send)
+    answer, sent = await post(app, "/api/otp/create", None)
+    assert answer is None
     assert sent == []
     assert sender.sent == []

@@ -14,60 +14,23 @@ import gc
 from collections.abc import Iterator
 
 import pytest
-from starlette.types import Message
 
 from otpserver.app import OtpApp
 from tests.conftest import AppFactory
 from tests.support.api import PRODUCTION_COOKIE
+from tests.support.asgi import Origin, post
 from tests.support.fakes import RecordingSender
 
 Answer = tuple[int, str | None]
 
 
 async def call(app: OtpApp, path: str, body: bytes, peer: str, cookie: str | None) -> Answer:
-    """One request straight into the ASGI app (no client library whose own objects could
-    be mistaken for the app's); the status and the new cookie value, if any."""
-    headers = [
-        (b"host", b"otp.example.com"),
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    if cookie is not None:
-        headers.append((b"cookie", f"{PRODUCTION_COOKIE}={cookie}".encode()))
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "https",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": headers,
-        "client": (peer, 40000),
-        "server": ("otp.example.com", 443),
-    }
-    delivered = False
-    status, new_cookie = 0, None
-
-    async def receive() -> Message:
-        nonlocal delivered
-        if delivered:
-            return {"type": "http.disconnect"}
-        delivered = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: Message) -> None:
-        nonlocal status, new_cookie
-        if message["type"] == "http.response.start":
-            status = message["status"]
-            for name, value in message["headers"]:
-                if name == b"set-cookie" and value.startswith(f"{PRODUCTION_COOKIE}=".encode()):
-                    new_cookie = value.split(b";", 1)[0].split(b"=", 1)[1].decode() or None
-
-    await app(scope, receive, send)
-    return status, new_cookie
+    """One request from `peer` with `cookie`; the status and the cookie it sets, if any."""
+    headers = [] if cookie is None else [(b"cookie", f"{PRODUCTION_COOKIE}={cookie}".encode())]
+    answer, _ = await post(app, path, body, origin=Origin(client=peer), headers=headers)
+    assert answer is not None
+    value = answer.cookie(PRODUCTION_COOKIE.encode())
+    return answer.status, value.decode() if value else None
 
 
 async def every_kind_of_answer(app: OtpApp, sender: RecordingSender, round: int) -> list[int]:
