@@ -36,6 +36,13 @@ function create_request(prefix, index)
     '{"email":"' .. identity(prefix, index) .. '"}')
 end
 
+-- The create for the next test identity in turn, from the scenario's globals `prefix`,
+-- `identities` and `index` (set in its `init`).
+function next_create()
+  index = index % identities + 1
+  return create_request(prefix, index)
+end
+
 -- A verify of `code` with a pending cookie, sent as the sign-in page's form does.
 function verify_request(cookie_name, cookie, code)
   return wrk.format("POST", "/api/otp/verify", {

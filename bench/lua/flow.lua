@@ -13,8 +13,7 @@ function request()
   if cookie ~= nil then
     return verify_request(cookie_name, cookie, code)
   end
-  index = index % identities + 1
-  return create_request(prefix, index)
+  return next_create()
 end
 
 function response(status, headers, body)

@@ -9,8 +9,7 @@ function init(args)
 end
 
 function request()
-  index = index % identities + 1
-  return create_request(prefix, index)
+  return next_create()
 end
 
 function response(status, headers, body)
