@@ -3,8 +3,8 @@
 One `python -m otpserver` process (development mode, memory store) serves the session. Two
 tiny static servers on other ports of 127.0.0.1 serve the same page pointed at it: one
 origin is in `OTP_CORS_ORIGINS`, the other is not. Codes are read from the development
-sender's stderr line, so the tests need no outbox endpoint. Every test gets a fresh browser
-context, so no cookie leaks from one test into another.
+sender's line in the server's log, so the tests need no outbox endpoint. Every test gets a
+fresh browser context, so no cookie leaks from one test into another.
 
 Chromium is the operating system's package (`apt-get install chromium`); Playwright never
 downloads a browser here. Without it the tests skip locally and fail when `CI=true`.
@@ -17,27 +17,23 @@ import functools
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+
+from tests.support.process import ServerProcess
+from tests.support.redis_server import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 STATIC_DIR = REPO / "otpserver" / "static"
 HOST = "127.0.0.1"
-START_TIMEOUT_SECONDS = 30.0
-CODE_TIMEOUT_SECONDS = 10.0
 RESEND_COOLDOWN_SECONDS = 2
 MAX_ATTEMPTS = 3
 CREDENTIAL_SENDS = 3
@@ -56,73 +52,6 @@ CHROMIUM_ARGS = [
 ]
 
 CODE_LINE = re.compile(r"otp dev-sender: to=(?P<to>\S+) code=(?P<code>\S+)")
-
-
-def free_port() -> int:
-    """A TCP port on the loopback address that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-class ServerProcess:
-    """A running `python -m otpserver` whose merged stdout/stderr is read line by line."""
-
-    def __init__(self, process: subprocess.Popen[str], url: str) -> None:
-        self.process = process
-        self.url = url
-        self._lines: list[str] = []
-        self._changed = threading.Condition()
-        assert process.stdout is not None
-        self._reader = threading.Thread(target=self._read, args=(process.stdout,), daemon=True)
-        self._reader.start()
-
-    def _read(self, stream: IO[str]) -> None:
-        for line in stream:
-            with self._changed:
-                self._lines.append(line.rstrip("\n"))
-                self._changed.notify_all()
-
-    def log(self, last: int = 40) -> str:
-        """The last lines the server printed, for failure messages."""
-        with self._changed:
-            return "\n".join(self._lines[-last:])
-
-    def codes(self, credential: str) -> list[str]:
-        """Every code the development sender printed for `credential`, oldest first."""
-        with self._changed:
-            return [
-                match["code"]
-                for line in self._lines
-                if (match := CODE_LINE.search(line)) and match["to"] == credential
-            ]
-
-    def wait_for_code(self, credential: str, count: int = 1) -> str:
-        """The `count`-th code sent to `credential`, waiting until the server prints it."""
-        deadline = time.monotonic() + CODE_TIMEOUT_SECONDS
-        with self._changed:
-            while len(codes := self.codes(credential)) < count:
-                left = deadline - time.monotonic()
-                if left <= 0 or self.process.poll() is not None:
-                    pytest.fail(
-                        f"no code #{count} for {credential} on the server's stderr:\n{self.log()}"
-                    )
-                self._changed.wait(left)
-        return codes[count - 1]
-
-    def stop(self) -> None:
-        """Terminate the process and collect its output."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._reader.join(timeout=10)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
 
 
 @dataclass(frozen=True)
@@ -196,35 +125,21 @@ def sites(tmp_path_factory: pytest.TempPathFactory, api_port: int) -> Iterator[S
 @contextlib.contextmanager
 def running_server(port: int, **settings: str) -> Iterator[ServerProcess]:
     """Run `python -m otpserver` in development mode on `port` with extra `OTP_*` settings."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("OTP_")}
-    env.update(
-        OTP_ENV="development",
-        OTP_HOST=HOST,
-        OTP_PORT=str(port),
-        OTP_STORE_URL="memory://",
-        OTP_RESEND_COOLDOWN_SECONDS=str(RESEND_COOLDOWN_SECONDS),
-        OTP_MAX_ATTEMPTS=str(MAX_ATTEMPTS),
-        OTP_LIMIT_CREDENTIAL_SENDS=str(CREDENTIAL_SENDS),
-        # Every test calls from 127.0.0.1: the per-address limits must not add up across them.
-        OTP_LIMIT_ADDRESS_REQUESTS="10000",
-        OTP_LIMIT_ADDRESS_VERIFIES="10000",
-        PYTHONUNBUFFERED="1",
+    server = ServerProcess(
+        {
+            "OTP_STORE_URL": "memory://",
+            "OTP_RESEND_COOLDOWN_SECONDS": str(RESEND_COOLDOWN_SECONDS),
+            "OTP_MAX_ATTEMPTS": str(MAX_ATTEMPTS),
+            "OTP_LIMIT_CREDENTIAL_SENDS": str(CREDENTIAL_SENDS),
+            # Every test calls from 127.0.0.1: the per-address limits must not add up.
+            "OTP_LIMIT_ADDRESS_REQUESTS": "10000",
+            "OTP_LIMIT_ADDRESS_VERIFIES": "10000",
+            **settings,
+        },
+        port=port,
     )
-    env.update(settings)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "otpserver"],
-        cwd=REPO,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        encoding="utf-8",
-        errors="replace",
-    )
-    server = ServerProcess(process, f"http://{HOST}:{port}")
     try:
-        _wait_until_healthy(server)
+        server.start()
         yield server
     finally:
         server.stop()
@@ -242,21 +157,6 @@ def short_lived_server(chromium_path: str) -> Iterator[ServerProcess]:
     """A server of its own whose codes live `SHORT_TTL_SECONDS`, for expiry."""
     with running_server(free_port(), OTP_TTL_SECONDS=str(SHORT_TTL_SECONDS)) as server:
         yield server
-
-
-def _wait_until_healthy(server: ServerProcess) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    with httpx.Client(trust_env=False, timeout=1.0) as client:
-        while time.monotonic() < deadline:
-            if server.process.poll() is not None:
-                pytest.fail(f"the server exited with {server.process.returncode}:\n{server.log()}")
-            try:
-                if client.get(f"{server.url}/health").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-    pytest.fail(f"the server did not answer /health in {START_TIMEOUT_SECONDS} s:\n{server.log()}")
 
 
 # Module scope, not session: while the sync driver runs, its event loop counts as running in

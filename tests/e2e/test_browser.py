@@ -18,7 +18,9 @@ from playwright.sync_api import (
     expect,
 )
 
-from .conftest import CREDENTIAL_SENDS, MAX_ATTEMPTS, ServerProcess, Sites
+from tests.support.process import ServerProcess
+
+from .conftest import CREDENTIAL_SENDS, MAX_ATTEMPTS, Sites
 
 pytestmark = pytest.mark.e2e
 
@@ -240,7 +242,7 @@ def test_refused_origin_can_neither_send_nor_verify(
     victim.goto("/")
     send_code(victim, f"barrier-{email}")
     code = otp_server.wait_for_code(f"barrier-{email}")
-    assert otp_server.codes(email) == []
+    assert otp_server.codes_for(email) == []
 
     # A simple form POST needs no preflight, so the browser sends it with the (same-site)
     # cookie; the server must refuse it by its Origin before looking at the code.
@@ -326,7 +328,7 @@ def test_different_address_and_back(page: Page, otp_server: ServerProcess, email
 
     submit_code(page, otp_server.wait_for_code(email))
     expect_verified(page, email)
-    assert len(otp_server.codes(email)) == 1
+    assert len(otp_server.codes_for(email)) == 1
 
 
 def test_invalid_address_is_explained(page: Page) -> None:
@@ -355,7 +357,7 @@ def test_rate_limit_is_explained_with_a_countdown(
     assert refused.value.status == 429
     expect(page.get_by_role("alert")).to_contain_text("Too many requests. Please wait")
     expect(page.locator("#start-wait")).to_have_text(re.compile(r"You can try again in \d+:\d\d\."))
-    assert len(otp_server.codes(email)) == CREDENTIAL_SENDS
+    assert len(otp_server.codes_for(email)) == CREDENTIAL_SENDS
 
     send_code(page, f"other-{email}")
     submit_code(page, otp_server.wait_for_code(f"other-{email}"))

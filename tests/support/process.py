@@ -1,4 +1,8 @@
-"""Run `python -m otpserver` as a real process on loopback and wait until it serves."""
+"""Run `python -m otpserver` as a real process on loopback and wait until it serves.
+
+Its stdout and stderr go to a file, read back for log checks and for the codes the
+development sender prints.
+"""
 
 from __future__ import annotations
 
@@ -18,8 +22,8 @@ ROOT = Path(__file__).parent.parent.parent
 class ServerProcess:
     """A real server process; its stderr is collected into a file for log checks."""
 
-    def __init__(self, env: dict[str, str]) -> None:
-        self.port = free_port()
+    def __init__(self, env: dict[str, str], port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = ROOT / ".pytest_cache" / f"server-{self.port}.log"
         self._log.parent.mkdir(exist_ok=True)
@@ -44,6 +48,7 @@ class ServerProcess:
                 [sys.executable, "-m", "otpserver"],
                 env=self.env,
                 cwd=ROOT,
+                stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -70,12 +75,26 @@ class ServerProcess:
     def output(self) -> str:
         return self._log.read_text(errors="replace") if self._log.exists() else ""
 
+    def log(self, last: int = 40) -> str:
+        """The last lines the process printed, for failure messages."""
+        return "\n".join(self.output().splitlines()[-last:])
+
     def codes_for(self, address: str) -> list[str]:
         """Codes the development sender printed for `address`, oldest first."""
         prefix = f"otp dev-sender: to={address} code="
         return [
             line[len(prefix) :] for line in self.output().splitlines() if line.startswith(prefix)
         ]
+
+    def wait_for_code(self, address: str, count: int = 1, timeout: float = 10.0) -> str:
+        """The `count`-th code sent to `address`, waiting until the process prints it."""
+        deadline = time.monotonic() + timeout
+        while len(codes := self.codes_for(address)) < count:
+            exited = self._process is None or self._process.poll() is not None
+            if exited or time.monotonic() > deadline:
+                raise AssertionError(f"no code #{count} for {address} in the log:\n{self.log()}")
+            time.sleep(0.02)
+        return codes[count - 1]
 
     def stop(self) -> None:
         if self._process is not None:
