@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -192,6 +193,38 @@ async def test_redis_outage_is_store_unavailable() -> None:
     finally:
         await ids.aclose()
         await keys.aclose()
+        server.close()
+
+
+async def test_a_frozen_redis_times_out_and_no_late_reply_answers_a_later_call() -> None:
+    """A store that hangs (SIGSTOP) makes each call raise StoreUnavailable within the
+    timeout; once thawed, Redis answers the calls it had queued, and none of those late
+    replies may be taken for the answer to a later call on the same connection."""
+    timeout = 0.3
+    server = RedisServer()
+    server.start()
+    # One connection at most, so every call after the freeze reuses the frozen one's slot.
+    client = redis_client(server.url, timeout)
+    client.connection_pool.max_connections = 1
+    ids, keys = RedisIdStore(client, timeout), RedisKeyStore(client, timeout)
+    kept, spent = new_id(), new_id()
+    assert await ids.add(kept, 60)
+    assert await ids.add(spent, 60)
+    try:
+        server.pause()
+        for call in (keys.get_or_create(7, b"k" * 40, 60), ids.add(new_id(), 60)):
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable):
+                await call
+            assert time.monotonic() - started < timeout + 0.5
+        server.resume()
+        assert await ids.consume(spent)
+        assert not await ids.consume(spent)
+        assert await keys.get(8) is None
+        assert await ids.consume(kept)
+    finally:
+        server.resume()
+        await ids.aclose()
         server.close()
 
 
