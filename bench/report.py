@@ -43,6 +43,30 @@ def setups_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+NOISY_SHARE = 0.05
+"""Other work on the machine above this share of its CPU, in the median round, makes a
+scenario's figures the machine's rather than the server's."""
+
+
+def noise_warning(results: list[dict[str, Any]]) -> str | None:
+    """A warning naming the rows that ran while something else took `NOISY_SHARE` or more
+    of the CPU, or None when every row ran on a quiet machine."""
+    noisy = [
+        f"{result['setup']['name']}: {NAMES.get(scenario, scenario)} "
+        f"({row['background_cpu_share']:.0%})"
+        for result in results
+        for scenario, row in result["summary"].items()
+        if row.get("background_cpu_share", 0) >= NOISY_SHARE
+    ]
+    if not noisy:
+        return None
+    return (
+        f"**Noisy run**: other work took {NOISY_SHARE:.0%} or more of the machine's CPU "
+        f"during {'; '.join(noisy)}. Those rows measure the machine as much as the server, "
+        "and a slowed ceiling inflates every ratio; run again before quoting them."
+    )
+
+
 def stacks_table(results: list[dict[str, Any]]) -> str:
     scenarios = [s for s in NAMES if any(s in r["summary"] for r in results)]
     head = "| stack | " + " | ".join(NAMES[s] for s in scenarios) + " |"
@@ -124,6 +148,9 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     if results.get("main"):
         parts += ["", "## Scenarios", "", setups_table(results["main"])]
+        warning = noise_warning(results["main"])
+        if warning:
+            parts += ["", warning]
     if results.get("stacks"):
         parts += ["", "## Server stacks (memory store, one worker)", ""]
         parts += [stacks_table(results["stacks"])]

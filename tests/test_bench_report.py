@@ -1,0 +1,34 @@
+"""The benchmark report flags figures taken while something else loaded the machine."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.report import noise_warning
+
+
+def setup_result(name: str, shares: dict[str, float]) -> dict[str, Any]:
+    return {
+        "setup": {"name": name},
+        "summary": {
+            scenario: {"background_cpu_share": share} for scenario, share in shares.items()
+        },
+    }
+
+
+def test_a_quiet_run_gets_no_warning() -> None:
+    results = [setup_result("memory, 1 worker", {"ceiling": 0.0, "create": 0.01})]
+    assert noise_warning(results) is None
+
+
+def test_a_noisy_run_names_every_row_that_ran_under_load() -> None:
+    results = [
+        setup_result("memory, 1 worker", {"ceiling": 0.14, "create": 0.02, "flow": 0.06}),
+        setup_result("redis, 1 worker", {"ceiling": 0.0, "create": 0.0}),
+    ]
+    warning = noise_warning(results)
+    assert warning is not None
+    assert "memory, 1 worker: bare endpoint (ceiling) (14%)" in warning
+    assert "memory, 1 worker: create → verify (full flow) (6%)" in warning
+    assert "create (2%)" not in warning
+    assert "redis" not in warning
