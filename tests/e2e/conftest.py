@@ -51,8 +51,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 
-CODE_LINE = re.compile(r"otp dev-sender: to=(?P<to>\S+) code=(?P<code>\S+)")
-
 
 @dataclass(frozen=True)
 class Sites:
