@@ -8,12 +8,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import pytest
-from redis.asyncio import Redis as RedisClient
 
 from custom import HOOKS
 from otpserver.config import Settings
 from otpserver.hooks import CounterStore, Hooks
 from otpserver.limits import Counter, Decision
+from otpserver.stores.connections import RedisClient
 from tests.conftest import AppFactory
 from tests.support.api import Browser, wrong
 from tests.support.fakes import AllowAll, RecordingSender
@@ -90,14 +90,14 @@ async def test_limits_add_one_redis_round_trip_per_request(
     trip per request, two for a correct code."""
     # Counted at the client, because Redis's own statistics also count what scripts run.
     sent = 0
-    execute: Callable[..., Awaitable[Any]] = RedisClient.execute_command
+    execute: Callable[..., Awaitable[Any]] = RedisClient.execute
 
-    async def counted(self: RedisClient, *args: Any, **options: Any) -> Any:
+    async def counted(self: RedisClient, *command: Any) -> Any:
         nonlocal sent
         sent += 1
-        return await execute(self, *args, **options)
+        return await execute(self, *command)
 
-    monkeypatch.setattr(RedisClient, "execute_command", counted)
+    monkeypatch.setattr(RedisClient, "execute", counted)
 
     async def measure(request: Awaitable[Any]) -> int:
         before = sent

@@ -2,7 +2,7 @@
 
 Each operation is one round trip and atomic on the server (`SET NX PX`, `DEL`, or a short
 Lua script). Every backend failure, including a timeout, becomes `StoreUnavailable`, so the
-server fails closed with 503 and recovers by itself: redis-py reconnects on the next call.
+server fails closed with 503 and recovers by itself: the next call connects again.
 """
 
 from __future__ import annotations
@@ -11,17 +11,11 @@ import asyncio
 from collections.abc import Awaitable, Sequence
 from typing import Any, TypeVar
 
-import hiredis
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.connection import AbstractConnection
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.typing import EncodableT
 
 from otpserver.errors import StoreUnavailable
 from otpserver.limits import Counter, Decision
+from otpserver.stores.connections import MAX_CONNECTIONS, Argument, RedisClient, Script
 
 T = TypeVar("T")
 
@@ -31,20 +25,20 @@ COUNTER_PREFIX = b"otp:rl:"
 
 # DEL returns how many keys it removed: exactly one concurrent caller sees 1, and only that
 # caller gets the new ID filed.
-_ROTATE = """
+_ROTATE = Script.of("""
 if redis.call('DEL', KEYS[1]) == 1 then
   if redis.call('SET', KEYS[2], '1', 'PX', ARGV[1], 'NX') then return 1 end
 end
 return 0
-"""
+""")
 
 # Every instance offers its own candidate; the first write wins and all read the winner.
-_GET_OR_CREATE = """
+_GET_OR_CREATE = Script.of("""
 local existing = redis.call('GET', KEYS[1])
 if existing then return existing end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return ARGV[1]
-"""
+""")
 
 
 # `otpserver.limits.decide` then `charged`, in one step no other client can interleave with,
@@ -91,12 +85,12 @@ local function hit(k0, a0)
 end
 """
 
-_HIT = _HIT_FUNCTION + "return hit(0, 1)"
+_HIT = Script.of(_HIT_FUNCTION + "return hit(0, 1)")
 
 # `_ROTATE`, and only if it filed the new ID, `_HIT` on the remaining keys: a verification
 # claims its cookie and charges its limits in one round trip, still claim first, so a lost
 # claim charges nothing. -1 says the claim was lost.
-_ROTATE_AND_HIT = (
+_ROTATE_AND_HIT = Script.of(
     _HIT_FUNCTION
     + """
 if redis.call('DEL', KEYS[1]) ~= 1 then return {-1} end
@@ -109,7 +103,7 @@ return hit(2, 2)
 # consuming KEYS[1] first when ARGV[2] is 1 (a refused charge spends and files nothing). A
 # create or a switch charges its limits and files its new ID in one round trip. The second
 # element of an allowed result says whether the new ID was filed.
-_HIT_AND_FILE = (
+_HIT_AND_FILE = Script.of(
     _HIT_FUNCTION
     + """
 local decision = hit(2, 3)
@@ -121,91 +115,27 @@ return {1, 0}
 )
 
 
-MAX_CONNECTIONS = 128
-"""Connections one client (one store in one process) may hold open at once."""
-
-
-class HiredisPacking(AbstractConnection):
-    """Packs commands with hiredis's C encoder, as redis-py's synchronous client already
-    does when hiredis is installed; its asyncio connections encode argument by argument in
-    Python, which took 20-30 µs for a limit script's 28 arguments against 5 µs here. The
-    bytes on the wire are the same (`tests/test_stores.py` compares them)."""
-
-    def pack_command(self, *args: EncodableT) -> list[bytes]:
-        # A command name may carry its subcommand ("CONFIG GET"): Redis wants them apart.
-        name = args[0]
-        if isinstance(name, str):
-            args = (*name.encode().split(), *args[1:])
-        elif isinstance(name, bytes) and b" " in name:
-            args = (*name.split(), *args[1:])
-        # EncodableT admits bytearray, which neither packer accepts (redis-py's own raises
-        # DataError, hiredis TypeError); nothing here sends one.
-        return [hiredis.pack_command(args)]  # type: ignore[arg-type]
-
-
-_HIREDIS_CLASSES: dict[type[AbstractConnection], type[AbstractConnection]] = {}
-
-
-def with_hiredis_packing(connection_class: type[AbstractConnection]) -> type[AbstractConnection]:
-    """`connection_class` (plain, TLS or Unix socket, as the URL says) packing with hiredis.
-
-    Made once per class, so every client of one kind shares it: `charges_with` compares
-    connection classes to tell whether two clients talk to the same server.
-    """
-    made = _HIREDIS_CLASSES.get(connection_class)
-    if made is None:
-        name = f"Hiredis{connection_class.__name__}"
-        made = _HIREDIS_CLASSES[connection_class] = type(
-            name, (HiredisPacking, connection_class), {}
-        )
-    return made
-
-
-def redis_client(url: str, timeout_seconds: float) -> Redis:
+def redis_client(
+    url: str, timeout_seconds: float, *, max_connections: int = MAX_CONNECTIONS
+) -> RedisClient:
     """A client for the stores below, which bound each call to `timeout_seconds` as a whole.
 
-    redis-py retries failed commands with backoff by default, which would hold requests
-    open during an outage; the server answers 503 at once instead and the next request
-    reconnects. The one immediate retry is for a pooled connection that a Redis restart
-    left dead: without it, the first command on each such connection fails after the store
-    is back. Only a dropped connection is retried, never a timeout, because a command that
-    timed out may have run and the scripts here must not run twice.
-
-    Connecting and waiting for a pooled connection have their own limits; reading and
-    writing have none here, because each store call runs under one deadline (`_call`).
-    redis-py's per-operation socket timeouts cost a timer for every read and a task for
-    every write (`asyncio.wait_for`), about 15 % of the instructions of a limit script call
-    (`valgrind --tool=callgrind`), and a call cut off by the deadline closes its
-    connection, so no late reply is ever read as the next command's.
+    There is no retry with backoff, which would hold requests open during an outage: the
+    server answers 503 at once and the next request connects again. The one immediate
+    retry is for a pooled connection that a Redis restart left dead, and never follows a
+    timeout (`RedisClient`). Connecting has its own limit, the same `timeout_seconds`;
+    reading and writing have none of their own, because the store's deadline (`_call`)
+    covers the whole call, waiting for a free connection included.
     """
-    # A blocking pool makes a burst beyond `MAX_CONNECTIONS` wait (up to the timeout) for a
-    # free connection; redis-py's default pool raises at once, which would answer 503 under
-    # load that Redis could easily take.
-    pool = BlockingConnectionPool.from_url(
-        url,
-        max_connections=MAX_CONNECTIONS,
-        timeout=timeout_seconds,
-        socket_timeout=None,
-        socket_connect_timeout=timeout_seconds,
-        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-        decode_responses=False,
+    return RedisClient(
+        url, connect_timeout_seconds=timeout_seconds, max_connections=max_connections
     )
-    # The URL's scheme chose the class (TCP, TLS or Unix socket); no connection exists yet.
-    pool.connection_class = with_hiredis_packing(pool.connection_class)
-    return Redis.from_pool(pool)
 
 
-def _server(client: Redis) -> tuple[object, ...]:
-    """Which server and database a client talks to (two clients alike share their keys)."""
-    kwargs = client.connection_pool.connection_kwargs
-    fields = ("host", "port", "path", "db", "username")
-    return (client.connection_pool.connection_class, *(kwargs.get(f) for f in fields))
-
-
-def _counter_args(counters: Sequence[Counter], now_ms: int) -> tuple[list[Any], list[Any]]:
+def _counter_args(counters: Sequence[Counter], now_ms: int) -> tuple[list[bytes], list[Argument]]:
     """The keys and arguments `_HIT_FUNCTION` reads for `counters`."""
-    keys: list[Any] = [COUNTER_PREFIX + c.key for c in counters]
-    args: list[Any] = [now_ms]
+    keys = [COUNTER_PREFIX + c.key for c in counters]
+    args: list[Argument] = [now_ms]
     for c in counters:
         args.extend((c.limit, c.window_ms, c.lock_ms, c.cost))
     return keys, args
@@ -216,9 +146,8 @@ def _decision(result: Sequence[Any]) -> Decision:
     return Decision(allowed=allowed == 1, retry_after_ms=retry_after_ms, refused=tuple(refused))
 
 
-def _as_bytes(value: bytes | str) -> bytes:
-    # The client is built with decode_responses=False, so this is bytes; the type says both.
-    return value if isinstance(value, bytes) else value.encode()
+def _key_name(key_id: int) -> bytes:
+    return KEY_PREFIX + str(key_id).encode()
 
 
 def _milliseconds(seconds: float) -> int:
@@ -228,9 +157,14 @@ def _milliseconds(seconds: float) -> int:
 class _RedisBackend:
     """Turns every way a Redis call can fail into `StoreUnavailable` within the timeout."""
 
-    def __init__(self, client: Redis, timeout_seconds: float) -> None:
+    def __init__(self, client: RedisClient, timeout_seconds: float = 1.0) -> None:
         self._client = client
         self._timeout_seconds = timeout_seconds
+
+    @property
+    def client(self) -> RedisClient:
+        """The client this store sends through."""
+        return self._client
 
     async def _call(self, operation: Awaitable[T]) -> T:
         try:
@@ -246,31 +180,30 @@ class _RedisBackend:
 class RedisIdStore(_RedisBackend):
     """Single-use IDs as Redis keys with a TTL; the value is a constant placeholder."""
 
-    def __init__(self, client: Redis, timeout_seconds: float = 1.0) -> None:
-        super().__init__(client, timeout_seconds)
-        self._rotate = client.register_script(_ROTATE)
-        self._rotate_and_hit = client.register_script(_ROTATE_AND_HIT)
-        self._hit_and_file = client.register_script(_HIT_AND_FILE)
-
     async def add(self, list_id: bytes, ttl_seconds: float) -> bool:
         created = await self._call(
-            self._client.set(ID_PREFIX + list_id, b"1", px=_milliseconds(ttl_seconds), nx=True)
+            self._client.execute(
+                b"SET", ID_PREFIX + list_id, b"1", b"PX", _milliseconds(ttl_seconds), b"NX"
+            )
         )
-        return bool(created)
+        return created is not None
 
     async def consume(self, list_id: bytes) -> bool:
-        removed: int = await self._call(self._client.delete(ID_PREFIX + list_id))
-        return removed == 1
+        removed = await self._call(self._client.execute(b"DEL", ID_PREFIX + list_id))
+        return bool(removed == 1)
 
     async def rotate(self, old_id: bytes, new_id: bytes, ttl_seconds: float) -> bool:
-        keys: list[Any] = [ID_PREFIX + old_id, ID_PREFIX + new_id]
-        result = await self._call(self._rotate(keys=keys, args=[_milliseconds(ttl_seconds)]))
+        keys = [ID_PREFIX + old_id, ID_PREFIX + new_id]
+        result = await self._call(
+            self._client.run_script(_ROTATE, keys, [_milliseconds(ttl_seconds)])
+        )
         return bool(result == 1)
 
     def charges_with(self, counters: object) -> bool:
         """Whether `counters` keeps its counts in this very Redis (so one script sees both)."""
-        return isinstance(counters, RedisCounterStore) and _server(counters.client) == _server(
-            self._client
+        return (
+            isinstance(counters, RedisCounterStore)
+            and counters.client.server == self._client.server
         )
 
     async def rotate_and_hit(
@@ -283,9 +216,9 @@ class RedisIdStore(_RedisBackend):
     ) -> Decision | None:
         """`rotate`, then only if it succeeded `RedisCounterStore.hit`, in one atomic script."""
         counter_keys, counter_args = _counter_args(counters, now_ms)
-        keys: list[Any] = [ID_PREFIX + old_id, ID_PREFIX + new_id, *counter_keys]
-        args: list[Any] = [_milliseconds(ttl_seconds), *counter_args]
-        result = await self._call(self._rotate_and_hit(keys=keys, args=args))
+        keys = [ID_PREFIX + old_id, ID_PREFIX + new_id, *counter_keys]
+        args = [_milliseconds(ttl_seconds), *counter_args]
+        result = await self._call(self._client.run_script(_ROTATE_AND_HIT, keys, args))
         return None if int(result[0]) == -1 else _decision(result)
 
     async def hit_and_file(
@@ -300,9 +233,9 @@ class RedisIdStore(_RedisBackend):
         ID), in one atomic script; the flag says whether the new ID was filed."""
         counter_keys, counter_args = _counter_args(counters, now_ms)
         old_key = ID_PREFIX + (new_id if old_id is None else old_id)
-        keys: list[Any] = [old_key, ID_PREFIX + new_id, *counter_keys]
-        args: list[Any] = [_milliseconds(ttl_seconds), 0 if old_id is None else 1, *counter_args]
-        result = await self._call(self._hit_and_file(keys=keys, args=args))
+        keys = [old_key, ID_PREFIX + new_id, *counter_keys]
+        args = [_milliseconds(ttl_seconds), 0 if old_id is None else 1, *counter_args]
+        result = await self._call(self._client.run_script(_HIT_AND_FILE, keys, args))
         if int(result[0]) != 1:
             return _decision(result), False
         return Decision(allowed=True), int(result[1]) == 1
@@ -311,23 +244,19 @@ class RedisIdStore(_RedisBackend):
 class RedisKeyStore(_RedisBackend):
     """Wrapped KEKs under `otp:kek:<id>`, expiring when no cookie can need them."""
 
-    def __init__(self, client: Redis, timeout_seconds: float = 1.0) -> None:
-        super().__init__(client, timeout_seconds)
-        self._get_or_create = client.register_script(_GET_OR_CREATE)
-
     async def get_or_create(self, key_id: int, candidate: bytes, ttl_seconds: float) -> bytes:
-        keys: list[Any] = [KEY_PREFIX + str(key_id).encode()]
-        stored = await self._call(
-            self._get_or_create(keys=keys, args=[candidate, _milliseconds(ttl_seconds)])
+        keys = [_key_name(key_id)]
+        stored: bytes = await self._call(
+            self._client.run_script(_GET_OR_CREATE, keys, [candidate, _milliseconds(ttl_seconds)])
         )
-        return _as_bytes(stored)
+        return stored
 
     async def get(self, key_id: int) -> bytes | None:
-        stored = await self._call(self._client.get(KEY_PREFIX + str(key_id).encode()))
-        return None if stored is None else _as_bytes(stored)
+        stored: bytes | None = await self._call(self._client.execute(b"GET", _key_name(key_id)))
+        return stored
 
     async def delete(self, key_id: int) -> None:
-        await self._call(self._client.delete(KEY_PREFIX + str(key_id).encode()))
+        await self._call(self._client.execute(b"DEL", _key_name(key_id)))
 
 
 class RedisCounterStore(_RedisBackend):
@@ -337,19 +266,10 @@ class RedisCounterStore(_RedisBackend):
     charging them all happens with no other client in between, across every instance.
     """
 
-    def __init__(self, client: Redis, timeout_seconds: float = 1.0) -> None:
-        super().__init__(client, timeout_seconds)
-        self._hit = client.register_script(_HIT)
-
-    @property
-    def client(self) -> Redis:
-        """The connection this store uses (an ID store on the same server may share scripts)."""
-        return self._client
-
     async def hit(self, counters: Sequence[Counter], now_ms: int) -> Decision:
         keys, args = _counter_args(counters, now_ms)
-        return _decision(await self._call(self._hit(keys=keys, args=args)))
+        return _decision(await self._call(self._client.run_script(_HIT, keys, args)))
 
     async def reset(self, keys: Sequence[bytes]) -> None:
         if keys:
-            await self._call(self._client.delete(*(COUNTER_PREFIX + k for k in keys)))
+            await self._call(self._client.execute(b"DEL", *(COUNTER_PREFIX + k for k in keys)))
