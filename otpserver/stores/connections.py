@@ -152,8 +152,9 @@ class RedisClient:
         if self._idle:
             return self._idle.pop()
         if self._made < self.max_connections:
+            connection = self.connection_class(**self.connection_kwargs)
             self._made += 1
-            return self.connection_class(**self.connection_kwargs)
+            return connection
         waiter: asyncio.Future[AbstractConnection] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
