@@ -142,8 +142,9 @@ class RedisClient:
             except RedisConnectionError:
                 # A pooled connection a Redis restart left dead: once more on a fresh one.
                 # Never after a timeout: a command that timed out may have run, and the
-                # scripts here must not run twice. A connection lost mid-reply may have run
-                # too; a second run can then only find its claim spent and refuse.
+                # scripts here must not run twice. One lost mid-reply may have run too; a
+                # second run then finds its first run's ID already spent or filed and
+                # answers with a refusal, which fails closed: nothing is granted twice.
                 pass
         await connection.send_packed_command(packed, check_health=False)
         return await connection.read_response()
