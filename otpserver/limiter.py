@@ -175,9 +175,9 @@ class Limiter:
 
     async def forget_failures(self, credential: Credential) -> None:
         """After a correct code: the consecutive-failure count starts again from zero."""
-        key = limits.lockout(self.policy, self.secret, credential, cost=0).key
+        failures_key, _ = limits.credential_keys(self.secret, credential)
         try:
-            await self.counters.reset([key])
+            await self.counters.reset([failures_key])
         except StoreUnavailable:
             # The code was right and is spent; failing now would punish the user for an
             # outage. A count left behind can only make the lockout stricter, never looser.
