@@ -7,7 +7,6 @@ server fails closed with 503 and recovers by itself: the next call connects agai
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Sequence
 from typing import Any, TypeVar
 
@@ -16,6 +15,7 @@ from redis.exceptions import RedisError
 from otpserver.errors import StoreUnavailable
 from otpserver.limits import Counter, Decision
 from otpserver.stores.connections import MAX_CONNECTIONS, Argument, RedisClient, Script
+from otpserver.stores.deadlines import SharedDeadline
 
 T = TypeVar("T")
 
@@ -159,7 +159,7 @@ class _RedisBackend:
 
     def __init__(self, client: RedisClient, timeout_seconds: float = 1.0) -> None:
         self._client = client
-        self._timeout_seconds = timeout_seconds
+        self._deadline = SharedDeadline(timeout_seconds)
 
     @property
     def client(self) -> RedisClient:
@@ -168,8 +168,7 @@ class _RedisBackend:
 
     async def _call(self, operation: Awaitable[T]) -> T:
         try:
-            async with asyncio.timeout(self._timeout_seconds):
-                return await operation
+            return await self._deadline.run(operation)
         except (RedisError, OSError, TimeoutError):
             raise StoreUnavailable() from None
 
