@@ -15,7 +15,7 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -418,10 +418,12 @@ def run_side_by_side(
     options: Options,
     scenarios: tuple[str, ...],
     redis_pid: int | None = None,
+    before_each_run: Callable[[], None] | None = None,
 ) -> tuple[list[dict[str, list[Run]]], list[int]]:
     """Several OTP servers up at once, rounds interleaved across them so drift hits all
     alike; each run's ratio is to the first server's in the same round. The runs per
-    server, and each server's resident memory at the end."""
+    server, and each server's resident memory at the end. `before_each_run` is called,
+    unmeasured, before every run (a shared store's limit counters are cleared there)."""
     runs: list[dict[str, list[Run]]] = [{s: [] for s in scenarios} for _ in all_servers]
     try:
         for servers in all_servers:
@@ -434,6 +436,8 @@ def run_side_by_side(
                 for scenario in scenarios:
                     baseline: Run | None = None
                     for index, driver in enumerate(drivers):
+                        if before_each_run is not None:
+                            before_each_run()
                         run = driver.measure(scenario, options.seconds)
                         if baseline is None:
                             baseline = run
@@ -488,6 +492,7 @@ def run_comparison(
     store_url: str,
     log_dir: Path,
     redis_pid: int | None = None,
+    before_each_run: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Before/after: the setups' OTP servers (e.g. two source trees) side by side; each
     setup's ratio is to the first one in the same round."""
@@ -496,7 +501,7 @@ def run_comparison(
         procs.pin_all_threads(redis_pid, pinning.client or set(os.sched_getaffinity(0)))
     all_servers = [Servers(s, store_url, pinning, log_dir, with_ceiling=False) for s in setups]
     started = time.time()
-    runs, _ = run_side_by_side(all_servers, options, scenarios, redis_pid)
+    runs, _ = run_side_by_side(all_servers, options, scenarios, redis_pid, before_each_run)
     return {
         "started_at": started,
         "seconds": time.time() - started,
