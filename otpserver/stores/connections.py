@@ -2,8 +2,8 @@
 
 redis-py's asyncio client wraps each command in layers the stores never use: a retry
 object, observability records, an event dispatcher, and a blocking pool that takes a lock,
-a condition and a timer per command. Together those cost about as much CPU as everything
-else a request on Redis does (docs/BENCHMARKS.md). The stores need much less: every call
+a condition and a timer per command. Together those cost about as much CPU as sending the
+command and reading its reply (docs/BENCHMARKS.md). The stores need much less: every call
 already runs under one deadline (`otpserver.stores.redis`), so this client keeps a bounded
 stack of redis-py connections and sends each packed command straight down one of them.
 

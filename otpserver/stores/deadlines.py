@@ -2,7 +2,7 @@
 
 Each Redis store call must end within `OTP_STORE_TIMEOUT_SECONDS`. `asyncio.timeout` arms
 and cancels a loop timer per call; on uvloop that is a libuv timer allocated, started,
-stopped and closed again, about a fifth of a fused limit call's instructions. Here the
+stopped and closed again, about a sixth of a fused limit call's instructions. Here the
 calls in flight are listed with their deadlines, and one timer, armed only while the list
 is not empty, cancels whichever call has passed its own. A call then ends between its
 deadline and one tick later (`TICKS_PER_LIMIT`).
