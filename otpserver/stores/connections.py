@@ -143,8 +143,9 @@ class RedisClient:
                 # A pooled connection a Redis restart left dead: once more on a fresh one.
                 # Never after a timeout: a command that timed out may have run, and the
                 # scripts here must not run twice. One lost mid-reply may have run too; a
-                # second run then finds its first run's ID already spent or filed and
-                # answers with a refusal, which fails closed: nothing is granted twice.
+                # second run then finds its first run's ID already spent or filed and the
+                # request answers an error (a lost claim, or a server error for a create),
+                # which fails closed: nothing is granted twice.
                 pass
         await connection.send_packed_command(packed, check_health=False)
         return await connection.read_response()
