@@ -24,6 +24,7 @@ import redis
 
 from bench import harness, procs, report, wrk
 from bench.harness import Options, Setup
+from otpserver.stores.redis import COUNTER_PREFIX
 from tests.support.redis_server import RedisServer
 
 
@@ -138,7 +139,7 @@ def clear_limit_counters(redis_url: str) -> None:
     rounds (`OTP_LIMIT_MAX_FAILURES` is at most 100), turning later rounds into 429s."""
     client = redis.Redis.from_url(redis_url)
     try:
-        keys = list(client.scan_iter(match=b"otp:rl:*", count=1000))
+        keys = list(client.scan_iter(match=COUNTER_PREFIX + b"*", count=1000))
         for start in range(0, len(keys), 1000):
             client.delete(*keys[start : start + 1000])
     finally:
