@@ -17,10 +17,11 @@ import httpx
 import redis
 
 from bench.harness import CODE, COOKIE_NAME, FLOW_PREFIX, WRONG_CODE
+from otpserver.stores.redis import KEY_PREFIX
 
 KINDS = ("create", "resend", "verify_wrong", "verify_correct")
 STOP = "stop"
-KEY_RING = "otp:kek:"
+KEY_RING = KEY_PREFIX.decode()
 
 
 def _cookie(response: httpx.Response) -> str:
