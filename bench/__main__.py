@@ -3,9 +3,11 @@
 Phases (all by default): `main` (create, verify with a wrong code and the full flow on the
 memory store with one worker and on Redis with one and two workers, each beside the bare
 ceiling), `stacks` (the same on other server stacks), `scaling` (0, 100 k and 1 M live
-sessions in the memory store), `trips` (Redis round trips per request) and `sizes` (cookie
-sizes, memory per live ID). Results go to `bench/results/<time>.json|.md`, and the
-Markdown is printed. `--smoke` runs every scenario once for a second, to check the harness.
+sessions in the memory store), `trips` (Redis round trips per request), `sizes` (cookie
+sizes, memory per live ID) and `instructions` (instructions per request under callgrind,
+the figures that hold still; skipped with a note when valgrind is not installed). Results
+go to `bench/results/<time>.json|.md`, and the Markdown is printed. `--smoke` runs every
+scenario once for a second, to check the harness.
 """
 
 from __future__ import annotations
@@ -25,12 +27,12 @@ from typing import Any
 
 import redis
 
-from bench import harness, procs, report, trips, wrk
+from bench import harness, instructions, procs, report, trips, wrk
 from bench.harness import Options, Setup
 from bench.stacks import STACKS
 from tests.support.redis_server import RedisServer
 
-PHASES = ("main", "stacks", "scaling", "trips", "sizes")
+PHASES = ("main", "stacks", "scaling", "trips", "sizes", "instructions")
 MAIN_SETUPS = (
     Setup("memory, 1 worker", "memory", 1),
     Setup("redis, 1 worker", "redis", 1),
@@ -52,6 +54,9 @@ STACK_ROUNDS = 3
 LIVE_SESSION_LEVELS = (0, 100_000, 1_000_000)
 SCALING_ENV = {"OTP_TTL_SECONDS": "600"}
 """The longest code lifetime, so pre-filled sessions outlive the scaling phase."""
+COUNTED_REQUESTS = 1000
+"""Requests per scenario in the instructions phase: enough that per-process costs (the key
+ring's refresh every 30 s, a collection of the oldest generation) spread thin."""
 PACKAGES = ("starlette", "uvicorn", "uvloop", "httptools", "granian", "redis", "cryptography")
 
 
@@ -117,9 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     setups = [s for s in MAIN_SETUPS if args.setups in s.name]
     stacks = [s for s in args.stacks.split(",") if s]
     levels: tuple[int, ...] = LIVE_SESSION_LEVELS
+    counted, counted_warmup = COUNTED_REQUESTS, instructions.WARMUP_REQUESTS
     if args.smoke:
         options = Options(seconds=1, rounds=1, connections=4, warmup_seconds=0, pool_factor=2)
         setups, stacks, levels = setups[:1], stacks[:1], (0, 1000)
+        counted, counted_warmup = 10, 10
     started = time.strftime("%Y-%m-%dT%H-%M-%SZ", time.gmtime())
     log_dir = args.out / f"{started}-logs"
     results: dict[str, Any] = {
@@ -192,6 +199,18 @@ def main(argv: list[str] | None = None) -> int:
         if "sizes" in phases:
             print("== sizes", file=sys.stderr, flush=True)
             results["sizes"] = sizes_in_subprocess()
+        if "instructions" in phases:
+            if instructions.available():
+                print("== instructions", file=sys.stderr, flush=True)
+                results["instructions"] = instructions.count(
+                    log_dir, counted, warmup=counted_warmup
+                )
+            else:
+                print(
+                    "skipping instructions: valgrind is not installed (apt-get install -y "
+                    "valgrind)",
+                    file=sys.stderr,
+                )
     finally:
         if server is not None:
             server.close()

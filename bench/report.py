@@ -136,6 +136,19 @@ def cookies_table(cookies: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def instructions_table(counts: dict[str, Any]) -> str:
+    lines = [
+        "| scenario | instructions per request | ratio to ceiling | unexpected |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for scenario, row in counts.items():
+        lines.append(
+            f"| {NAMES.get(scenario, scenario)} | {row['instructions_per_request']:,.0f} "
+            f"| {_ratio(row)} | {row['unexpected']} |"
+        )
+    return "\n".join(lines)
+
+
 def markdown(results: dict[str, Any]) -> str:
     """Every table the results hold, with the machine and options first."""
     machine = results["machine"]
@@ -166,5 +179,12 @@ def markdown(results: dict[str, Any]) -> str:
             "",
             f"Memory store, traced allocations: {memory['traced_bytes_per_id']:.0f} B per live "
             f"ID at {memory['live_ids']:,} IDs.",
+        ]
+    if results.get("instructions"):
+        parts += [
+            "",
+            "## Instructions per request (callgrind; memory store, one worker)",
+            "",
+            instructions_table(results["instructions"]),
         ]
     return "\n".join(parts) + "\n"

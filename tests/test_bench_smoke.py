@@ -17,20 +17,30 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def wrk_installed() -> None:
-    """The load generator is an OS package; skipped locally when absent, a failure in CI."""
-    if shutil.which("wrk") is None:
-        message = "wrk not installed: apt-get install wrk"
+def tools_installed() -> None:
+    """The load generator and valgrind are OS packages; skipped locally when absent, a
+    failure in CI."""
+    missing = [tool for tool in ("wrk", "valgrind", "callgrind_control") if not shutil.which(tool)]
+    if missing:
+        message = f"{', '.join(missing)} not installed: apt-get install wrk valgrind"
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
 
 
-@pytest.mark.usefixtures("wrk_installed")
+@pytest.mark.usefixtures("tools_installed")
 def test_the_harness_drives_every_scenario_and_reports_it(tmp_path: Path) -> None:
     """`python -m bench --smoke` runs each scenario against real processes and writes results
     in which every response had the status its scenario expects."""
-    command = ["-m", "bench", "--smoke", "--phases", "main,trips,sizes", "--out", str(tmp_path)]
+    command = [
+        "-m",
+        "bench",
+        "--smoke",
+        "--phases",
+        "main,trips,sizes,instructions",
+        "--out",
+        str(tmp_path),
+    ]
     result = subprocess.run(
         [sys.executable, *command],
         cwd=ROOT,
@@ -51,4 +61,13 @@ def test_the_harness_drives_every_scenario_and_reports_it(tmp_path: Path) -> Non
     assert set(trips) == {"create", "resend", "verify_wrong", "verify_correct"}
     assert all(0 < kind["round_trips_per_request"] <= 2 for kind in trips.values()), trips
     assert data["sizes"]["cookies"]["typical"][0]["credentials"] == 1
-    assert "| memory, 1 worker | create |" in (tmp_path / "latest.md").read_text()
+    counted = data["instructions"]
+    assert set(counted) == {"ceiling", "create", "verify_wrong", "flow"}
+    for scenario, row in counted.items():
+        assert row["unexpected"] == 0, (scenario, row)
+        # Far more than a request's parsing alone: the server's own work was counted.
+        assert row["instructions_per_request"] > 50_000, (scenario, row)
+    assert counted["create"]["ratio"] < 1
+    text = (tmp_path / "latest.md").read_text()
+    assert "| memory, 1 worker | create |" in text
+    assert "## Instructions per request" in text

@@ -1,0 +1,241 @@
+"""Instructions per request, counted by callgrind inside the real server: figures that hold
+still on a noisy machine.
+
+Requests per second on a shared virtual machine move by 10-20 % from one run to the next;
+the number of instructions a request executes moves by well under 1 %. This phase serves
+the OTP application and the bare ceiling exactly as the main phase does (`python -m
+otpserver`, `python -m bench.serve bare`, same settings), but each under `valgrind
+--tool=callgrind`, and sends requests one at a time over loopback. Per scenario it warms
+up, zeroes the counters (`callgrind_control --zero`), sends the requests, and dumps
+(`callgrind_control --dump`): the dump's total over the request count is the figure.
+
+What the count covers: every user-space instruction of the server process (uvicorn,
+uvloop, the application, the C and Rust libraries), kernel work excluded. What it cannot
+say: how fast those instructions run. Live, the OTP path runs at a lower rate than the
+ceiling's smaller one (docs/BENCHMARKS.md), so the instruction ratio is an upper bound of
+the throughput ratio, not a forecast of it.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import procs
+from bench.harness import (
+    CODE,
+    COOKIE_NAME,
+    EXPECTED,
+    FLOW_IDENTITIES,
+    FLOW_PREFIX,
+    WRONG_CODE,
+    WRONG_IDENTITIES,
+    WRONG_PREFIX,
+    Setup,
+    server_env,
+)
+from tests.support.redis_server import free_port
+
+TOOLS = ("valgrind", "callgrind_control")
+WARMUP_REQUESTS = 200
+DUMP_WAIT_SECONDS = 120.0
+START_TIMEOUT_SECONDS = 600.0
+"""Python imports everything under valgrind's translation, tens of times slower than native."""
+
+
+def available() -> bool:
+    """Whether valgrind (with its callgrind_control) is installed: `apt-get install valgrind`."""
+    return all(shutil.which(tool) is not None for tool in TOOLS)
+
+
+def dump_total(path: Path) -> int:
+    """The instruction total a callgrind dump file records (its `totals:` or `summary:`)."""
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith(("totals:", "summary:")):
+            return int(line.split()[1])
+    raise ValueError(f"{path} holds no totals line")
+
+
+class Client:
+    """One keep-alive HTTP connection, sending requests one at a time, as a browser would."""
+
+    def __init__(self, port: int) -> None:
+        self._connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+
+    def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
+        """The status and the `otp` cookie the answer sets ("" when none)."""
+        self._connection.request("POST", path, body=body, headers=headers)
+        response = self._connection.getresponse()
+        response.read()
+        cookie = (response.getheader("set-cookie") or "").partition("=")[2].partition(";")[0]
+        return response.status, cookie
+
+    def create(self, prefix: str, index: int) -> tuple[int, str]:
+        body = json.dumps({"email": f"{prefix}{index}@example.com"}).encode()
+        return self.post("/api/otp/create", body, {"Content-Type": "application/json"})
+
+    def verify(self, cookie: str, code: str) -> tuple[int, str]:
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Cookie": f"{COOKIE_NAME}={cookie}",
+        }
+        return self.post("/api/otp/verify", f"otp={code}".encode(), headers)
+
+    def close(self) -> None:
+        self._connection.close()
+
+
+class CountedServer:
+    """A server process under callgrind, whose counts can be zeroed and dumped at will."""
+
+    def __init__(self, name: str, argv: list[str], setup: Setup, log_dir: Path) -> None:
+        self.port = free_port()
+        self.out_dir = log_dir / f"callgrind-{name}"
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        env = server_env(setup, self.port, "memory://")
+        # Fixed string hashing, so dictionaries lay out and grow alike from run to run.
+        env["PYTHONHASHSEED"] = "0"
+        valgrind = [
+            "valgrind",
+            "--tool=callgrind",
+            f"--callgrind-out-file={self.out_dir}/callgrind.%p",
+        ]
+        self.process = procs.Process(
+            f"instructions-{name}", [*valgrind, *argv], env, log_dir=log_dir, cwd=setup.root
+        )
+
+    def start(self) -> None:
+        self.process.start()
+
+    def wait_until_serving(self) -> None:
+        procs.wait_until_serving(
+            self.process, f"http://127.0.0.1:{self.port}/health", START_TIMEOUT_SECONDS
+        )
+
+    def _control(self, flag: str) -> None:
+        subprocess.run(
+            ["callgrind_control", flag, str(self.process.pid)],
+            capture_output=True,
+            check=True,
+            timeout=DUMP_WAIT_SECONDS,
+        )
+
+    def zero(self) -> None:
+        self._control("--zero")
+
+    def dump(self) -> int:
+        """Dump the counts since the last zero and return their instruction total."""
+        before = set(self.out_dir.iterdir())
+        self._control("--dump")
+        deadline = time.monotonic() + DUMP_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            new = sorted(set(self.out_dir.iterdir()) - before)
+            if new:
+                try:
+                    return dump_total(new[0])
+                except ValueError:
+                    pass  # still being written
+            time.sleep(0.2)
+        raise RuntimeError(f"callgrind wrote no dump for {self.process.name}")
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """Requests to prepare (not counted), then to send (counted) and how many that is."""
+
+    server: str
+    prepare: Callable[[Client, int], list[str]]
+    run: Callable[[Client, list[str]], list[int]]
+
+
+def _no_preparation(client: Client, requests: int) -> list[str]:
+    return [""] * requests
+
+
+def _wrong_guess_cookies(client: Client, requests: int) -> list[str]:
+    # One cookie per wrong guess, spread over many identities like the load test's pool.
+    cookies = []
+    for index in range(requests):
+        status, cookie = client.create(WRONG_PREFIX, index % WRONG_IDENTITIES + 1)
+        if status != 200:
+            raise RuntimeError(f"preparing a wrong-code verify got {status}")
+        cookies.append(cookie)
+    return cookies
+
+
+def _creates(client: Client, slots: list[str]) -> list[int]:
+    return [client.create(FLOW_PREFIX, i % FLOW_IDENTITIES + 1)[0] for i in range(len(slots))]
+
+
+def _wrong_verifies(client: Client, cookies: list[str]) -> list[int]:
+    return [client.verify(cookie, WRONG_CODE)[0] for cookie in cookies]
+
+
+def _flows(client: Client, slots: list[str]) -> list[int]:
+    statuses = []
+    for index in range(len(slots)):
+        status, cookie = client.create(FLOW_PREFIX, index % FLOW_IDENTITIES + 1)
+        statuses += [status, client.verify(cookie, CODE)[0]]
+    return statuses
+
+
+SCENARIOS = {
+    "ceiling": Scenario("bare", _no_preparation, _creates),
+    "create": Scenario("otp", _no_preparation, _creates),
+    "verify_wrong": Scenario("otp", _wrong_guess_cookies, _wrong_verifies),
+    "flow": Scenario("otp", _no_preparation, _flows),
+}
+"""The main phase's scenarios, with the same requests (the ceiling gets the create's)."""
+
+
+def count(
+    log_dir: Path, requests: int, root: Path = procs.ROOT, warmup: int = WARMUP_REQUESTS
+) -> dict[str, Any]:
+    """Instructions per request of every scenario, with the ratio of the ceiling's to each."""
+    setup = Setup("instructions", "memory", 1, root=root)
+    argv = {
+        "otp": procs.python_argv("-m", "otpserver"),
+        "bare": procs.python_argv("-m", "bench.serve", "bare"),
+    }
+    servers = {name: CountedServer(name, command, setup, log_dir) for name, command in argv.items()}
+    results: dict[str, Any] = {}
+    try:
+        for server in servers.values():
+            server.start()  # both import under valgrind at once
+        for server in servers.values():
+            server.wait_until_serving()
+        for name, scenario in SCENARIOS.items():
+            server = servers[scenario.server]
+            client = Client(server.port)
+            try:
+                scenario.run(client, scenario.prepare(client, warmup))
+                slots = scenario.prepare(client, requests)
+                server.zero()
+                statuses = scenario.run(client, slots)
+                total = server.dump()
+            finally:
+                client.close()
+            unexpected = sum(1 for status in statuses if status not in EXPECTED[name])
+            results[name] = {
+                "requests": len(statuses),
+                "instructions_per_request": total / len(statuses),
+                "unexpected": unexpected,
+            }
+    finally:
+        for server in servers.values():
+            server.stop()
+    ceiling = results["ceiling"]["instructions_per_request"]
+    for name, row in results.items():
+        if name != "ceiling":
+            row["ratio"] = ceiling / row["instructions_per_request"]
+    return results
