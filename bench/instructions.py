@@ -12,8 +12,8 @@ up, zeroes the counters (`callgrind_control --zero`), sends the requests, and du
 What the count covers: every user-space instruction of the server process (uvicorn,
 uvloop, the application, the C and Rust libraries), kernel work excluded. What it cannot
 say: how fast those instructions run. Live, the OTP path runs at a lower rate than the
-ceiling's smaller one (docs/BENCHMARKS.md), so the instruction ratio is an upper bound of
-the throughput ratio, not a forecast of it.
+ceiling's smaller one (docs/BENCHMARKS.md), so the ratio of instructions comes out above
+the ratio of requests per second: it tracks the work, not the speed.
 """
 
 from __future__ import annotations
