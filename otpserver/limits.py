@@ -252,24 +252,31 @@ def live(window: Window | None, now_ms: int) -> Window | None:
 
 def decide(counters: Sequence[Counter], windows: Sequence[Window | None], now_ms: int) -> Decision:
     """Allowed only if every counter has room for one more hit; else wait for the last."""
+    if len(windows) != len(counters):
+        raise ValueError("one stored window (or None) per counter")
     refused: list[int] = []
     until = now_ms
-    for index, (counter, stored) in enumerate(zip(counters, windows, strict=True)):
-        window = live(stored, now_ms)
-        count = window.hits if window else 0
-        if count >= counter.limit:
+    # Every request runs this, so `live` is spelled out inline rather than called.
+    for index, counter in enumerate(counters):
+        window = windows[index]
+        if window is not None and window.resets_at_ms > now_ms:
+            if window.hits >= counter.limit:
+                refused.append(index)
+                until = max(until, window.resets_at_ms)
+        elif counter.limit <= 0:
             refused.append(index)
-            until = max(until, window.resets_at_ms if window else now_ms + counter.window_ms)
+            until = max(until, now_ms + counter.window_ms)
     if refused:
-        return Decision(allowed=False, retry_after_ms=until - now_ms, refused=tuple(refused))
+        return Decision(False, until - now_ms, tuple(refused))
     return ALLOWED
 
 
 def charged(counter: Counter, stored: Window | None, now_ms: int) -> Window:
     """The window after `counter` is charged at `now_ms` (call only when `decide` allowed)."""
-    window = live(stored, now_ms)
-    count = (window.hits if window else 0) + counter.cost
-    resets_at_ms = window.resets_at_ms if window else now_ms + counter.window_ms
+    if stored is not None and stored.resets_at_ms > now_ms:
+        count, resets_at_ms = stored.hits + counter.cost, stored.resets_at_ms
+    else:
+        count, resets_at_ms = counter.cost, now_ms + counter.window_ms
     if counter.lock_ms and count >= counter.limit:
         resets_at_ms = now_ms + counter.lock_ms
     return Window(count, resets_at_ms)
@@ -310,13 +317,15 @@ def lockout(policy: LimitPolicy, secret: bytes, credential: Credential, cost: in
 
 
 def _lockout(policy: LimitPolicy, key: bytes, cost: int) -> Counter:
+    # Positional, here and below: a request builds several counters, and a NamedTuple
+    # built from keywords costs twice as much. The field order is `Counter`'s.
     return Counter(
-        kind="failures",
-        key=key,
-        limit=policy.max_failures,
-        window_ms=policy.failure_window_seconds * 1000,
-        lock_ms=policy.lockout_seconds * 1000,
-        cost=cost,
+        "failures",
+        key,
+        policy.max_failures,
+        policy.failure_window_seconds * 1000,
+        policy.lockout_seconds * 1000,
+        cost,
     )
 
 
@@ -328,17 +337,17 @@ def send_counters(
     counters = [
         _lockout(policy, failures_key, cost=0),
         Counter(
-            kind="credential-sends",
-            key=sends_key,
-            limit=policy.credential_sends,
-            window_ms=policy.credential_window_seconds * 1000,
+            "credential-sends",
+            sends_key,
+            policy.credential_sends,
+            policy.credential_window_seconds * 1000,
         ),
         _address_requests(policy, secret, address),
         Counter(
-            kind="channel-budget",
-            key=channel_key(secret, credential.channel),
-            limit=policy.channel_budget(credential.channel),
-            window_ms=HOUR_SECONDS * 1000,
+            "channel-budget",
+            channel_key(secret, credential.channel),
+            policy.channel_budget(credential.channel),
+            HOUR_SECONDS * 1000,
         ),
     ]
     prefix = phone_prefix(credential.address, policy.prefix_digits)
@@ -371,18 +380,18 @@ def verify_counters(
     return (
         lockout(policy, secret, credential, cost=1),
         Counter(
-            kind="address-verifies",
-            key=counter_key(secret, "v", address),
-            limit=policy.address_verifies,
-            window_ms=policy.address_window_seconds * 1000,
+            "address-verifies",
+            counter_key(secret, "v", address),
+            policy.address_verifies,
+            policy.address_window_seconds * 1000,
         ),
     )
 
 
 def _address_requests(policy: LimitPolicy, secret: bytes, address: str) -> Counter:
     return Counter(
-        kind="address-requests",
-        key=counter_key(secret, "a", address),
-        limit=policy.address_requests,
-        window_ms=policy.address_window_seconds * 1000,
+        "address-requests",
+        counter_key(secret, "a", address),
+        policy.address_requests,
+        policy.address_window_seconds * 1000,
     )
