@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from otpserver import envelope, state
 from otpserver.cookies import PURPOSE, b64decode, b64encode
@@ -125,3 +127,20 @@ def test_fresh_data_key_and_nonce_per_cookie() -> None:
         wrapped.add(blob[5:45])
         nonces.add(blob[45:57])
     assert len(wrapped) == len(nonces) == 10_000
+
+
+@given(
+    blob=st.binary(min_size=1, max_size=96),
+    position=st.integers(min_value=0),
+    stray=st.sampled_from([".", "=", "+", "/", " ", "\t", "\n", "!", "é", "\x00"]),
+)
+def test_a_character_outside_the_alphabet_is_refused_anywhere(
+    blob: bytes, position: int, stray: str
+) -> None:
+    """The base64 decoder skips characters outside its alphabet; a cookie text carrying one
+    anywhere must still be refused, not read as the cookie without it."""
+    text = b64encode(blob)
+    at = position % (len(text) + 1)
+    with pytest.raises(InvalidCookie):
+        b64decode(text[:at] + stray + text[at:])
+    assert b64decode(text) == blob
