@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope
 
-from otpserver.errors import OtpError
+from otpserver.errors import BodyTooLarge, OtpError
 
 JSON_CONTENT_TYPE = (b"content-type", b"application/json")
 
@@ -98,17 +98,22 @@ def error_response(error: OtpError) -> ApiResponse:
     return json_response(error.body(), error.status, error.headers)
 
 
-async def read_body(receive: Receive) -> bytes | None:
+async def read_body(receive: Receive, max_bytes: int) -> bytes | None:
     """The whole request body, or None when the client went away before sending it.
 
-    The size limit is not checked here: the edge hands in a `receive` that already
-    counts bytes as they arrive (`EdgeMiddleware._limited`), for every route alike.
+    Bytes are counted as they arrive, so a chunked body (no `Content-Length` to refuse up
+    front) raises `BodyTooLarge` as soon as it passes `max_bytes`.
     """
     chunks: list[bytes] = []
+    remaining = max_bytes
     while True:
         message = await receive()
         if message["type"] != "http.request":
             return None
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        remaining -= len(chunk)
+        if remaining < 0:
+            raise BodyTooLarge()
+        chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
