@@ -140,8 +140,10 @@ def main(argv: list[str] | None = None) -> int:
             "wrk threads": 1,
         },
     }
-    needs_redis = ("main" in phases and any(s.store == "redis" for s in setups)) or (
-        "trips" in phases
+    needs_redis = (
+        ("main" in phases and any(s.store == "redis" for s in setups))
+        or "trips" in phases
+        or ("instructions" in phases and instructions.available())
     )
     server = RedisServer() if needs_redis else None
     if server is not None:
@@ -201,10 +203,14 @@ def main(argv: list[str] | None = None) -> int:
             results["sizes"] = sizes_in_subprocess()
         if "instructions" in phases:
             if instructions.available():
-                print("== instructions", file=sys.stderr, flush=True)
-                results["instructions"] = instructions.count(
-                    log_dir, counted, warmup=counted_warmup
-                )
+                assert server is not None
+                results["instructions"] = {}
+                for store, url in (("memory", "memory://"), ("redis", server.url)):
+                    print(f"== instructions, {store}", file=sys.stderr, flush=True)
+                    client.flushall()
+                    results["instructions"][store] = instructions.count(
+                        log_dir, counted, store_url=url, warmup=counted_warmup
+                    )
             else:
                 print(
                     "skipping instructions: valgrind is not installed (apt-get install -y "

@@ -95,11 +95,13 @@ class Client:
 class CountedServer:
     """A server process under callgrind, whose counts can be zeroed and dumped at will."""
 
-    def __init__(self, name: str, argv: list[str], setup: Setup, log_dir: Path) -> None:
+    def __init__(
+        self, name: str, argv: list[str], setup: Setup, store_url: str, log_dir: Path
+    ) -> None:
         self.port = free_port()
-        self.out_dir = log_dir / f"callgrind-{name}"
+        self.out_dir = log_dir / f"callgrind-{setup.store}-{name}"
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        env = server_env(setup, self.port, "memory://")
+        env = server_env(setup, self.port, store_url)
         # Fixed string hashing, so dictionaries lay out and grow alike from run to run.
         env["PYTHONHASHSEED"] = "0"
         valgrind = [
@@ -108,7 +110,11 @@ class CountedServer:
             f"--callgrind-out-file={self.out_dir}/callgrind.%p",
         ]
         self.process = procs.Process(
-            f"instructions-{name}", [*valgrind, *argv], env, log_dir=log_dir, cwd=setup.root
+            f"instructions-{setup.store}-{name}",
+            [*valgrind, *argv],
+            env,
+            log_dir=log_dir,
+            cwd=setup.root,
         )
 
     def start(self) -> None:
@@ -199,15 +205,28 @@ SCENARIOS = {
 
 
 def count(
-    log_dir: Path, requests: int, root: Path = procs.ROOT, warmup: int = WARMUP_REQUESTS
+    log_dir: Path,
+    requests: int,
+    *,
+    store_url: str = "memory://",
+    root: Path = procs.ROOT,
+    warmup: int = WARMUP_REQUESTS,
 ) -> dict[str, Any]:
-    """Instructions per request of every scenario, with the ratio of the ceiling's to each."""
-    setup = Setup("instructions", "memory", 1, root=root)
+    """Instructions per request of every scenario, with the ratio of the ceiling's to each.
+
+    With a `redis://` store URL the OTP server keeps its IDs, keys and counters there; only
+    the server process is counted, not Redis.
+    """
+    store = "memory" if store_url.startswith("memory:") else "redis"
+    setup = Setup(f"instructions, {store}", store, 1, root=root)
     argv = {
         "otp": procs.python_argv("-m", "otpserver"),
         "bare": procs.python_argv("-m", "bench.serve", "bare"),
     }
-    servers = {name: CountedServer(name, command, setup, log_dir) for name, command in argv.items()}
+    servers = {
+        name: CountedServer(name, command, setup, store_url, log_dir)
+        for name, command in argv.items()
+    }
     results: dict[str, Any] = {}
     try:
         for server in servers.values():

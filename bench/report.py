@@ -138,14 +138,16 @@ def cookies_table(cookies: dict[str, Any]) -> str:
 
 def instructions_table(counts: dict[str, Any]) -> str:
     lines = [
-        "| scenario | instructions per request | ratio to ceiling | unexpected |",
-        "| --- | ---: | ---: | ---: |",
+        "| store | scenario | instructions per request | ratio to ceiling | unexpected |",
+        "| --- | --- | ---: | ---: | ---: |",
     ]
-    for scenario, row in counts.items():
-        lines.append(
-            f"| {NAMES.get(scenario, scenario)} | {row['instructions_per_request']:,.0f} "
-            f"| {_ratio(row)} | {row['unexpected']} |"
-        )
+    for store, rows in counts.items():
+        for scenario, row in rows.items():
+            lines.append(
+                f"| {store} | {NAMES.get(scenario, scenario)} "
+                f"| {row['instructions_per_request']:,.0f} | {_ratio(row)} "
+                f"| {row['unexpected']} |"
+            )
     return "\n".join(lines)
 
 
@@ -183,7 +185,7 @@ def markdown(results: dict[str, Any]) -> str:
     if results.get("instructions"):
         parts += [
             "",
-            "## Instructions per request (callgrind; memory store, one worker)",
+            "## Instructions per request (callgrind, server process only; one worker)",
             "",
             instructions_table(results["instructions"]),
         ]

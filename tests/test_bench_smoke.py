@@ -61,13 +61,14 @@ def test_the_harness_drives_every_scenario_and_reports_it(tmp_path: Path) -> Non
     assert set(trips) == {"create", "resend", "verify_wrong", "verify_correct"}
     assert all(0 < kind["round_trips_per_request"] <= 2 for kind in trips.values()), trips
     assert data["sizes"]["cookies"]["typical"][0]["credentials"] == 1
-    counted = data["instructions"]
-    assert set(counted) == {"ceiling", "create", "verify_wrong", "flow"}
-    for scenario, row in counted.items():
-        assert row["unexpected"] == 0, (scenario, row)
-        # Far more than a request's parsing alone: the server's own work was counted.
-        assert row["instructions_per_request"] > 50_000, (scenario, row)
-    assert counted["create"]["ratio"] < 1
+    assert set(data["instructions"]) == {"memory", "redis"}
+    for store, counted in data["instructions"].items():
+        assert set(counted) == {"ceiling", "create", "verify_wrong", "flow"}, store
+        for scenario, row in counted.items():
+            assert row["unexpected"] == 0, (store, scenario, row)
+            # Far more than a request's parsing alone: the server's own work was counted.
+            assert row["instructions_per_request"] > 50_000, (store, scenario, row)
+        assert counted["create"]["ratio"] < 1, store
     text = (tmp_path / "latest.md").read_text()
     assert "| memory, 1 worker | create |" in text
     assert "## Instructions per request" in text
