@@ -7,6 +7,11 @@ the machine's drift hits them alike. For example, against the last commit:
     git archive HEAD | (mkdir -p /tmp/before && tar -x -C /tmp/before)
     python -m bench.compare before=/tmp/before after=. --store redis --workers 2
 
+With `--instructions N`, each tree instead answers N requests of every scenario one at a
+time under callgrind (`bench/instructions.py`), and the table gives instructions per
+request: figures that repeat to within 0.3 %, so a change of 1-2 % shows, where requests/s
+on a shared machine cannot resolve 10 %.
+
 Results go to `bench/results/compare-<time>.json|.md`; the Markdown is printed.
 """
 
@@ -22,7 +27,7 @@ from typing import Any
 
 import redis
 
-from bench import harness, procs, report, wrk
+from bench import harness, instructions, procs, report, wrk
 from bench.harness import Options, Setup
 from otpserver.stores.redis import COUNTER_PREFIX
 from tests.support.redis_server import RedisServer
@@ -42,6 +47,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument(
+        "--instructions",
+        type=int,
+        default=0,
+        metavar="N",
+        help="count instructions over N requests per scenario (callgrind) instead of load",
+    )
     parser.add_argument("--out", type=Path, default=procs.ROOT / "bench" / "results")
     return parser.parse_args(argv)
 
@@ -68,9 +80,30 @@ def table(result: dict[str, Any], scenarios: list[str]) -> str:
     return "\n".join(lines)
 
 
+def instructions_table(counts: dict[str, dict[str, Any]], scenarios: list[str]) -> str:
+    """Instructions per request of each tree, and each as a share of the first tree's."""
+    lines = [
+        "| tree | scenario | instructions per request | vs first | unexpected |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
+    first = next(iter(counts.values()))
+    for scenario in ["ceiling", *scenarios]:
+        for name, rows in counts.items():
+            row = rows[scenario]
+            share = row["instructions_per_request"] / first[scenario]["instructions_per_request"]
+            lines.append(
+                f"| {name} | {report.NAMES[scenario]} | {row['instructions_per_request']:,.0f} "
+                f"| {share:.1%} | {row['unexpected']} |"
+            )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    if not wrk.available():
+    if args.instructions and not instructions.available():
+        print("valgrind is not installed: apt-get install -y valgrind", file=sys.stderr)
+        return 2
+    if not args.instructions and not wrk.available():
         print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
         return 2
     scenarios = [s for s in args.scenarios.split(",") if s]
@@ -97,13 +130,38 @@ def main(argv: list[str] | None = None) -> int:
         client = redis.Redis.from_url(server.url)
         redis_pid = int(client.info("server")["process_id"])
         client.close()
+    log_dir = args.out / f"compare-{started}-logs"
+    if args.instructions:
+        try:
+            counts = {}
+            for setup in setups:
+                if server is not None:
+                    clear_limit_counters(server.url)
+                counts[setup.name] = instructions.count(
+                    log_dir / setup.name, args.instructions, store_url=store_url, root=setup.root
+                )
+        finally:
+            if server is not None:
+                server.close()
+        text = (
+            f"# Comparison {started}\n\n{args.store}, 1 worker; instructions over "
+            f"{args.instructions} requests per scenario (callgrind)\n\n"
+            + instructions_table(counts, scenarios)
+            + "\n"
+        )
+        args.out.mkdir(parents=True, exist_ok=True)
+        data = {"instructions": counts, "options": vars(args) | {"out": str(args.out)}}
+        (args.out / f"compare-{started}.json").write_text(json.dumps(data, indent=1) + "\n")
+        (args.out / f"compare-{started}.md").write_text(text)
+        print(text)
+        return 0
     try:
         result = harness.run_comparison(
             setups,
             options,
             tuple(scenarios),
             store_url,
-            args.out / f"compare-{started}-logs",
+            log_dir,
             redis_pid,
             None if server is None else partial(clear_limit_counters, server.url),
         )

@@ -7,7 +7,7 @@ from typing import Any
 
 import redis
 
-from bench.compare import clear_limit_counters
+from bench.compare import clear_limit_counters, instructions_table
 from bench.report import noise_warning
 
 
@@ -49,3 +49,18 @@ def test_a_comparison_clears_only_the_limit_counts_between_runs(redis_url: str) 
         assert client.get("otp:id:kept") == b"1"
     finally:
         client.close()
+
+
+def test_an_instruction_comparison_gives_each_tree_as_a_share_of_the_first() -> None:
+    def counts(ceiling: float, create: float) -> dict[str, Any]:
+        return {
+            "ceiling": {"instructions_per_request": ceiling, "unexpected": 0},
+            "create": {"instructions_per_request": create, "unexpected": 0},
+        }
+
+    text = instructions_table(
+        {"before": counts(200_000, 500_000), "after": counts(200_000, 470_000)}, ["create"]
+    )
+    assert "| before | create | 500,000 | 100.0% | 0 |" in text
+    assert "| after | create | 470,000 | 94.0% | 0 |" in text
+    assert "| after | bare endpoint (ceiling) | 200,000 | 100.0% | 0 |" in text
