@@ -157,7 +157,8 @@ class CountedServer:
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
-    """Requests to prepare (not counted), then to send (counted) and how many that is."""
+    """Which server answers; `prepare` makes one slot per request unmeasured (a pending
+    cookie, or nothing), and `run` sends the measured requests and returns their statuses."""
 
     server: str
     prepare: Callable[[Client, int], list[str]]
