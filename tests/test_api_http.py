@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from custom import HOOKS
-from otpserver.app import OtpApp
+from otpserver.app import ExactRoute, OtpApp
 from otpserver.hooks import VerifiedCredential
 from tests.conftest import AppFactory
 from tests.support.api import Browser
@@ -116,6 +116,31 @@ async def test_chunked_bodies_over_the_limit_are_413(client: httpx.AsyncClient) 
     )
     assert response.status_code == 413
     assert response.json()["error"] == "BODY:TOO_LARGE"
+
+
+async def test_chunked_bodies_over_the_limit_are_413_on_every_route(
+    app: OtpApp, client_for: Callable[[OtpApp], httpx.AsyncClient]
+) -> None:
+    """A route a forker adds beside the API reads its body under the same limit: the edge
+    counts what it receives, so reading past the limit answers 413 and never reaches it."""
+    read: list[bytes] = []
+
+    async def echo(request: Request) -> Response:
+        read.append(await request.body())
+        return Response(b"read")
+
+    app.router.routes.append(ExactRoute("/echo", echo, methods=["POST"]))
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(10):
+            yield b"a" * 1000
+
+    client = client_for(app)
+    response = await client.post("/echo", content=chunks())
+    assert response.status_code == 413
+    assert response.json()["error"] == "BODY:TOO_LARGE"
+    assert read == []
+    assert (await client.post("/echo", content=b"small")).text == "read"
 
 
 async def test_cross_site_requests_are_refused(client: httpx.AsyncClient) -> None:
