@@ -98,6 +98,16 @@ def error_response(error: OtpError) -> ApiResponse:
     return json_response(error.body(), error.status, error.headers)
 
 
+def bytes_left(chunk: bytes, remaining: int) -> int:
+    """What remains of a body's byte allowance after `chunk`; `BodyTooLarge` once it is
+    overdrawn. The one body-size rule, for the API routes' `read_body` and the receive the
+    edge hands every other route (`EdgeMiddleware._limited`) alike."""
+    remaining -= len(chunk)
+    if remaining < 0:
+        raise BodyTooLarge()
+    return remaining
+
+
 async def read_body(receive: Receive, max_bytes: int) -> bytes | None:
     """The whole request body, or None when the client went away before sending it.
 
@@ -111,9 +121,7 @@ async def read_body(receive: Receive, max_bytes: int) -> bytes | None:
         if message["type"] != "http.request":
             return None
         chunk = message.get("body", b"")
-        remaining -= len(chunk)
-        if remaining < 0:
-            raise BodyTooLarge()
+        remaining = bytes_left(chunk, remaining)
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)

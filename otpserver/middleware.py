@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from otpserver.errors import BodyTooLarge, OriginNotAllowed, OtpError, ServerError
-from otpserver.exchange import ApiHandler, ApiRequest, ApiResponse, error_response, read_body
+from otpserver.exchange import (
+    ApiHandler,
+    ApiRequest,
+    ApiResponse,
+    bytes_left,
+    error_response,
+    read_body,
+)
 
 log = logging.getLogger("otpserver.middleware")
 
@@ -175,16 +182,14 @@ class EdgeMiddleware:
 
     def _limited(self, receive: Receive) -> Receive:
         """Count body bytes as they arrive, so a chunked body cannot exceed the limit either
-        (the API routes read theirs with `read_body`, which counts the same way)."""
+        (the API routes read theirs with `read_body`, under the same rule)."""
         remaining = self.max_body_bytes
 
         async def limited_receive() -> Message:
             nonlocal remaining
             message = await receive()
             if message["type"] == "http.request":
-                remaining -= len(message.get("body", b""))
-                if remaining < 0:
-                    raise BodyTooLarge()
+                remaining = bytes_left(message.get("body", b""), remaining)
             return message
 
         return limited_receive
