@@ -21,6 +21,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -120,7 +121,6 @@ def main(argv: list[str] | None = None) -> int:
                 root=Path(path or name).resolve(),
             )
         )
-    options = Options(seconds=args.seconds, rounds=args.rounds, connections=args.connections)
     started = time.strftime("%Y-%m-%dT%H-%M-%SZ", time.gmtime())
     server = RedisServer() if args.store == "redis" else None
     store_url, redis_pid = "memory://", None
@@ -131,45 +131,61 @@ def main(argv: list[str] | None = None) -> int:
         redis_pid = int(client.info("server")["process_id"])
         client.close()
     log_dir = args.out / f"compare-{started}-logs"
-    if args.instructions:
-        try:
-            counts = {}
-            for setup in setups:
-                if server is not None:
-                    clear_limit_counters(server.url)
-                counts[setup.name] = instructions.count(
-                    log_dir / setup.name, args.instructions, store_url=store_url, root=setup.root
-                )
-        finally:
-            if server is not None:
-                server.close()
-        text = (
-            f"# Comparison {started}\n\n{args.store}, 1 worker; instructions over "
-            f"{args.instructions} requests per scenario (callgrind)\n\n"
-            + instructions_table(counts, scenarios)
-            + "\n"
-        )
-        args.out.mkdir(parents=True, exist_ok=True)
-        data = {"instructions": counts, "options": vars(args) | {"out": str(args.out)}}
-        (args.out / f"compare-{started}.json").write_text(json.dumps(data, indent=1) + "\n")
-        (args.out / f"compare-{started}.md").write_text(text)
-        print(text)
-        return 0
+    heading = f"# Comparison {started}\n\n"
     try:
-        result = harness.run_comparison(
-            setups,
-            options,
-            tuple(scenarios),
-            store_url,
-            log_dir,
-            redis_pid,
-            None if server is None else partial(clear_limit_counters, server.url),
-        )
+        if args.instructions:
+            data, text = count_instructions(args, setups, scenarios, store_url, log_dir)
+        else:
+            forget = None if server is None else partial(clear_limit_counters, server.url)
+            data, text = run_load(args, setups, scenarios, store_url, log_dir, redis_pid, forget)
     finally:
         if server is not None:
             server.close()
+    data["options"] = vars(args) | {"out": str(args.out)}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"compare-{started}.json").write_text(json.dumps(data, indent=1) + "\n")
+    (args.out / f"compare-{started}.md").write_text(heading + text)
+    print(heading + text)
+    return 0
+
+
+def count_instructions(
+    args: argparse.Namespace,
+    setups: list[Setup],
+    scenarios: list[str],
+    store_url: str,
+    log_dir: Path,
+) -> tuple[dict[str, Any], str]:
+    """Each tree's instructions per request, one tree after another (counts do not drift)."""
+    counts = {}
+    for setup in setups:
+        if not store_url.startswith("memory:"):
+            clear_limit_counters(store_url)
+        counts[setup.name] = instructions.count(
+            log_dir / setup.name, args.instructions, store_url=store_url, root=setup.root
+        )
+    text = (
+        f"{args.store}, 1 worker; instructions over {args.instructions} requests per "
+        f"scenario (callgrind)\n\n" + instructions_table(counts, scenarios) + "\n"
+    )
+    return {"instructions": counts}, text
+
+
+def run_load(
+    args: argparse.Namespace,
+    setups: list[Setup],
+    scenarios: list[str],
+    store_url: str,
+    log_dir: Path,
+    redis_pid: int | None,
+    before_each_run: Callable[[], None] | None,
+) -> tuple[dict[str, Any], str]:
+    """The trees under load side by side, their rounds interleaved."""
+    options = Options(seconds=args.seconds, rounds=args.rounds, connections=args.connections)
+    result = harness.run_comparison(
+        setups, options, tuple(scenarios), store_url, log_dir, redis_pid, before_each_run
+    )
     result["machine"] = harness_machine()
-    result["options"] = vars(args) | {"out": str(args.out)}
     prefills = [
         f"{e['setup']['name']}: {e['prefill']['live_sessions']:,} live IDs, "
         f"{per_session(e['prefill']):.0f} B each (RSS)"
@@ -177,18 +193,14 @@ def main(argv: list[str] | None = None) -> int:
         if e.get("prefill") and e["prefill"]["live_sessions"]
     ]
     text = (
-        f"# Comparison {started}\n\n{args.store}, {args.workers} worker(s); "
+        f"{args.store}, {args.workers} worker(s); "
         f"{args.rounds} rounds of {args.seconds:g} s, {args.connections} connections\n\n"
         + table(result, scenarios)
         + "\n"
         + "".join(f"\n{line}" for line in prefills)
         + ("\n" if prefills else "")
     )
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"compare-{started}.json").write_text(json.dumps(result, indent=1) + "\n")
-    (args.out / f"compare-{started}.md").write_text(text)
-    print(text)
-    return 0
+    return result, text
 
 
 def clear_limit_counters(redis_url: str) -> None:
