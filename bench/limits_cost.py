@@ -17,11 +17,12 @@ import time
 import httpx
 
 from custom import HOOKS
-from otpserver.app import OtpApp, create_app
-from otpserver.config import Settings
-from otpserver.hooks import Credential, Hooks
-from otpserver.limiter import Limiter
-from otpserver.limits import LimitOverrides
+from otpserver.hooks import Hooks
+from otpserver.http.app import OtpApp, create_app
+from otpserver.limits.limiter import Limiter
+from otpserver.otp.credentials import Credential
+from otpserver.settings.environment import Settings
+from otpserver.settings.overrides import LimitOverrides
 from tests.support.api import Browser
 from tests.support.fakes import AllowAll, RecordingSender
 from tests.support.redis_server import RedisServer

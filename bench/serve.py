@@ -23,9 +23,9 @@ from typing import Any, TypeVar
 
 from bench.stacks import STACKS
 from custom import HOOKS
-from otpserver.app import OtpApp, create_app
-from otpserver.config import Settings
-from otpserver.state import LIST_ID_BYTES
+from otpserver.http.app import OtpApp, create_app
+from otpserver.otp.payload import LIST_ID_BYTES
+from otpserver.settings.environment import Settings
 from otpserver.stores import MemoryIdStore
 
 T = TypeVar("T")

@@ -18,10 +18,10 @@ import httpx
 
 from bench.serve import prefill, rss_bytes
 from custom import HOOKS
-from otpserver.app import create_app
-from otpserver.config import Settings
-from otpserver.delivery.config import DeliveryConfig
 from otpserver.hooks import Hooks
+from otpserver.http.app import create_app
+from otpserver.settings.delivery import DeliveryConfig
+from otpserver.settings.environment import Settings
 from otpserver.stores import MemoryIdStore
 from tests.support.fakes import RecordingSender
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from otpserver.__main__ import serve as serve_default
-from otpserver.config import Settings
+from otpserver.settings.environment import Settings
 
 Serve = Callable[[str, Settings], None]
 

@@ -35,7 +35,7 @@ import phonenumbers
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
-from otpserver.hooks import Credential, CredentialBody
+from otpserver.otp.credentials import Credential, CredentialBody
 
 MAX_EMAIL_LENGTH = 254
 """RFC 5321's limit for a forward path."""

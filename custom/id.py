@@ -18,9 +18,9 @@ Trade-offs of the default
 
 from __future__ import annotations
 
-from otpserver.config import Settings
-from otpserver.hooks import IdStore
+from otpserver.settings.environment import Settings
 from otpserver.stores import MemoryIdStore, RedisIdStore, redis_client
+from otpserver.stores.base import IdStore
 
 
 def make_id_store(settings: Settings) -> IdStore:

@@ -18,9 +18,9 @@ Trade-offs of the default
 
 from __future__ import annotations
 
-from otpserver.config import Settings
-from otpserver.hooks import KeyStore
+from otpserver.settings.environment import Settings
 from otpserver.stores import MemoryKeyStore, RedisKeyStore, redis_client
+from otpserver.stores.base import KeyStore
 
 
 def make_key_store(settings: Settings) -> KeyStore:

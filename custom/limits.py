@@ -50,10 +50,10 @@ Trade-offs of the default
 
 from __future__ import annotations
 
-from otpserver.config import Settings
-from otpserver.hooks import CounterStore
-from otpserver.limits import LimitPolicy
+from otpserver.limits.rules import LimitPolicy
+from otpserver.settings.environment import Settings
 from otpserver.stores import MemoryCounterStore, RedisCounterStore, redis_client
+from otpserver.stores.base import CounterStore
 
 LIMITS = LimitPolicy(
     max_failures=10,

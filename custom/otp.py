@@ -26,8 +26,8 @@ Trade-offs of the default
 
 from __future__ import annotations
 
-from otpserver.codes import random_code
-from otpserver.policy import OtpPolicy
+from otpserver.otp.codes import random_code
+from otpserver.otp.policy import OtpPolicy
 
 POLICY = OtpPolicy(
     length=6,

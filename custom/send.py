@@ -78,8 +78,8 @@ from typing import TYPE_CHECKING
 from otpserver.delivery import build_sender
 
 if TYPE_CHECKING:
-    from otpserver.config import Settings
-    from otpserver.hooks import Sender
+    from otpserver.delivery.message import Sender
+    from otpserver.settings.environment import Settings
 
 
 def make_sender(settings: Settings) -> Sender:

@@ -5,21 +5,14 @@ The core never imports `custom/`; `otpserver.asgi` is the one place they meet.
 
 from __future__ import annotations
 
-from otpserver.app import create_app
-from otpserver.config import Settings
+from otpserver.delivery.message import DeliveryError, OutgoingCode, Sender
 from otpserver.errors import ConfigError, OtpError
-from otpserver.hooks import (
-    Credential,
-    CredentialBody,
-    DeliveryError,
-    Hooks,
-    IdStore,
-    KeyStore,
-    OutgoingCode,
-    Sender,
-    VerifiedCredential,
-)
-from otpserver.policy import OtpPolicy
+from otpserver.hooks import Hooks, VerifiedCredential
+from otpserver.http.app import create_app
+from otpserver.otp.credentials import Credential, CredentialBody
+from otpserver.otp.policy import OtpPolicy
+from otpserver.settings.environment import Settings
+from otpserver.stores.base import IdStore, KeyStore
 
 __all__ = [
     "ConfigError",

@@ -9,8 +9,8 @@ import sys
 
 import uvicorn
 
-from otpserver.config import MASTER_KEY_BYTES, Settings
 from otpserver.errors import ConfigError
+from otpserver.settings.environment import MASTER_KEY_BYTES, Settings
 
 
 def main() -> int:

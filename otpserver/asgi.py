@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 
 from custom import HOOKS
-from otpserver.app import OtpApp, create_app
-from otpserver.config import Settings
+from otpserver.http.app import OtpApp, create_app
+from otpserver.settings.environment import Settings
 
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 

@@ -12,10 +12,10 @@ import pytest
 import redis
 
 from custom import HOOKS
-from otpserver.app import OtpApp, create_app
-from otpserver.config import Settings
 from otpserver.delivery import DeliveryConfig
 from otpserver.hooks import Hooks
+from otpserver.http.app import OtpApp, create_app
+from otpserver.settings.environment import Settings
 from otpserver.stores import (
     MemoryIdStore,
     MemoryKeyStore,

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from otpserver.app import OtpApp
+from otpserver.http.app import OtpApp
 from tests.conftest import AppFactory
 from tests.support.api import Browser
 from tests.support.fakes import FakeClock, RecordingSender

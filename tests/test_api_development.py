@@ -8,10 +8,10 @@ import httpx
 import pytest
 
 from custom import HOOKS
-from otpserver.app import OtpApp
-from otpserver.config import Settings
 from otpserver.delivery import DeliveryConfig
 from otpserver.errors import ConfigError
+from otpserver.http.app import OtpApp
+from otpserver.settings.environment import Settings
 from tests.conftest import MASTER_KEY, AppFactory
 from tests.support.api import Browser
 from tests.support.fakes import RecordingSender
@@ -87,7 +87,7 @@ async def test_messages_name_the_configured_site_not_the_request_host(
 
 def test_production_requires_the_site_name() -> None:
     """Without OTP_AUTOFILL_DOMAIN, production refuses to start."""
-    from otpserver.app import create_app
+    from otpserver.http.app import create_app
 
     with pytest.raises(ConfigError, match="OTP_AUTOFILL_DOMAIN"):
         create_app(Settings(master_key=MASTER_KEY, delivery=DeliveryConfig()), HOOKS)

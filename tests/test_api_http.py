@@ -11,8 +11,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from custom import HOOKS
-from otpserver.app import ExactRoute, OtpApp
 from otpserver.hooks import VerifiedCredential
+from otpserver.http.app import ExactRoute, OtpApp
 from tests.conftest import AppFactory
 from tests.support.api import Browser
 from tests.support.asgi import post

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from otpserver.bodies import FORM, MAX_FORM_FIELDS, read_code
 from otpserver.errors import BodyInvalid, OtpError, OtpInvalidFormat
-from otpserver.exchange import ApiRequest
+from otpserver.http.bodies import FORM, MAX_FORM_FIELDS, read_code
+from otpserver.http.exchange import ApiRequest
 
 
 def form_request(body: bytes) -> ApiRequest:

@@ -6,14 +6,8 @@ import ipaddress
 
 import pytest
 
-from otpserver.clientaddr import (
-    UNKNOWN,
-    TrustedProxies,
-    client_address,
-    limit_bucket,
-    parse_address,
-    parse_trusted_proxies,
-)
+from otpserver.limits.clientaddr import UNKNOWN, client_address, limit_bucket, parse_address
+from otpserver.settings.proxies import TrustedProxies, parse_trusted_proxies
 
 PROXY = "10.0.0.5"
 TRUSTED = parse_trusted_proxies("10.0.0.0/24, 2001:db8:ffff::/48")

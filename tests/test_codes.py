@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from otpserver.codes import code_digest, digests_match, parse_code, random_below, random_code
 from otpserver.errors import OtpInvalidFormat
+from otpserver.otp.codes import code_digest, digests_match, parse_code, random_below, random_code
 
 ROOT = Path(__file__).parent.parent
 

@@ -17,7 +17,8 @@ from otpserver.delivery import (
     Templates,
     outbox_routes,
 )
-from otpserver.hooks import Credential, DeliveryError, OutgoingCode
+from otpserver.delivery.message import DeliveryError, OutgoingCode
+from otpserver.otp.credentials import Credential
 
 NOW = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 

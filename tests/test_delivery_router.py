@@ -7,7 +7,6 @@ import io
 import pytest
 
 from custom.send import make_sender
-from otpserver.config import Settings
 from otpserver.delivery import (
     ChannelSender,
     ConsoleSender,
@@ -22,8 +21,10 @@ from otpserver.delivery import (
     WebhookSmsSender,
     build_sender,
 )
+from otpserver.delivery.message import DeliveryError, OutgoingCode, Sender
 from otpserver.errors import ConfigError
-from otpserver.hooks import Credential, DeliveryError, OutgoingCode, Sender
+from otpserver.otp.credentials import Credential
+from otpserver.settings.environment import Settings
 
 SMTP = SmtpConfig(host="smtp.example.com", from_address="otp@example.com")
 WEBHOOK = WebhookConfig(url="https://sms.example.com/send", secret="s" * 32)

@@ -27,7 +27,8 @@ from otpserver.delivery import (
     sign_webhook,
     verify_webhook_signature,
 )
-from otpserver.hooks import Credential, DeliveryError, OutgoingCode
+from otpserver.delivery.message import DeliveryError, OutgoingCode
+from otpserver.otp.credentials import Credential
 
 SID = "AC" + "0123456789abcdef" * 2
 TOKEN = "twilio-auth-token"

@@ -25,7 +25,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from otpserver.delivery import SmtpConfig, SmtpSender, Templates
-from otpserver.hooks import Credential, DeliveryError, OutgoingCode
+from otpserver.delivery.message import DeliveryError, OutgoingCode
+from otpserver.otp.credentials import Credential
 
 CODE = "123456"
 TO = "user@example.com"

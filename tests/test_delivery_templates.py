@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from otpserver.delivery import DEFAULT_TEMPLATES_DIR, Templates
+from otpserver.delivery.message import DeliveryError, OutgoingCode
 from otpserver.errors import ConfigError
-from otpserver.hooks import Credential, DeliveryError, OutgoingCode
+from otpserver.otp.credentials import Credential
 
 SHIPPED = ("de", "en", "es", "fr")
 # The "do not share" line of each shipped language, as a user reads it.

@@ -10,10 +10,11 @@ import httpx
 
 from custom.credential import CreateRequest
 from custom.otp import POLICY
-from otpserver import openapi, sampleenv
-from otpserver.app import OtpApp
 from otpserver.errors import ERROR_CLASSES, OtpError
-from otpserver.models import ErrorBody, TokenState, Verified
+from otpserver.http import openapi
+from otpserver.http.app import OtpApp
+from otpserver.http.models import ErrorBody, TokenState, Verified
+from otpserver.settings import sample
 from tests.conftest import AppFactory
 from tests.support.api import Browser, wrong
 from tests.support.fakes import FakeClock, RecordingSender
@@ -22,18 +23,18 @@ ROOT = Path(__file__).parent.parent
 
 
 def test_openapi_json_is_generated_from_the_code() -> None:
-    """The committed openapi.json equals `python -m otpserver.openapi` output."""
+    """The committed openapi.json equals `python -m otpserver.http.openapi` output."""
     assert (ROOT / "openapi.json").read_text() == openapi.render(CreateRequest, POLICY)
 
 
 def test_sample_env_is_generated_from_the_code() -> None:
-    """The committed sample.env equals `python -m otpserver.sampleenv` output."""
-    assert (ROOT / "sample.env").read_text() == sampleenv.render()
+    """The committed sample.env equals `python -m otpserver.settings.sample` output."""
+    assert (ROOT / "sample.env").read_text() == sample.render()
 
 
 def test_every_variable_the_code_reads_is_documented() -> None:
     """Every `OTP_*` name in the server and hooks appears in sample.env."""
-    documented = {var.name for var in sampleenv.all_variables()}
+    documented = {var.name for var in sample.all_variables()}
     used: set[str] = set()
     for path in [*ROOT.joinpath("otpserver").rglob("*.py"), *ROOT.joinpath("custom").rglob("*.py")]:
         used |= set(re.findall(r"\"(OTP_[A-Z_]+)\"", path.read_text()))

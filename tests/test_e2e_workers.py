@@ -91,7 +91,7 @@ def test_workers_log_like_the_parent(two_workers: ServerProcess) -> None:
     ]
     assert statuses == [200] * 5 + [429]
     deadline = time.monotonic() + 5
-    line = "INFO otpserver.limiter: rate limited: send refused by credential-sends"
+    line = "INFO otpserver.limits.limiter: rate limited: send refused by credential-sends"
     while line not in two_workers.output() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert line in two_workers.output()

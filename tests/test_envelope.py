@@ -10,10 +10,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from otpserver import envelope, state
-from otpserver.cookies import PURPOSE, b64decode, b64encode
+from otpserver.crypto import envelope
 from otpserver.errors import InvalidCookie
-from otpserver.hooks import Credential
+from otpserver.http.cookies import PURPOSE, b64decode, b64encode
+from otpserver.otp import payload
+from otpserver.otp.credentials import Credential
 
 VECTORS = Path(__file__).parent / "vectors"
 
@@ -64,7 +65,7 @@ def test_cookie_format_is_pinned() -> None:
     vector = load("cookie_v1.json")
     tokens = vector["tokens"]
     entries = tuple(
-        state.Entry(
+        payload.Entry(
             credential=Credential(e["channel"], e["address"]),
             digest=bytes.fromhex(e["digest"]),
             issued_at=e["issued_at"],
@@ -77,12 +78,12 @@ def test_cookie_format_is_pinned() -> None:
         )
         for e in tokens["entries"]
     )
-    expected = state.TokenList(bytes.fromhex(tokens["list_id"]), tokens["current"], entries)
-    payload = state.encode(expected)
-    assert payload.hex() == vector["payload"]
+    expected = payload.TokenList(bytes.fromhex(tokens["list_id"]), tokens["current"], entries)
+    packed = payload.encode(expected)
+    assert packed.hex() == vector["payload"]
     kek = bytes.fromhex(vector["kek"])
     blob = envelope.seal(
-        payload,
+        packed,
         purpose=vector["purpose"].encode(),
         key_id=vector["key_id"],
         kek=kek,
@@ -91,7 +92,7 @@ def test_cookie_format_is_pinned() -> None:
     )
     assert b64encode(blob) == vector["cookie"]
     opened = envelope.unseal(b64decode(vector["cookie"]), purpose=PURPOSE, kek=kek)
-    assert state.decode(opened) == expected
+    assert payload.decode(opened) == expected
 
 
 def test_purpose_is_bound() -> None:

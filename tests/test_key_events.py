@@ -15,11 +15,11 @@ import pytest
 import redis
 
 from custom import HOOKS
-from otpserver import envelope
-from otpserver.app import OtpApp, create_app
-from otpserver.config import Settings
-from otpserver.cookies import b64decode
-from otpserver.keys import KEY_CACHE_SECONDS
+from otpserver.crypto import envelope
+from otpserver.crypto.keyring import KEY_CACHE_SECONDS
+from otpserver.http.app import OtpApp, create_app
+from otpserver.http.cookies import b64decode
+from otpserver.settings.environment import Settings
 from otpserver.stores.redis import KEY_PREFIX
 from tests.conftest import MASTER_KEY, MASTER_KEY_TEXT, PUBLIC_SITE, close_app, test_hooks
 from tests.support.api import Browser, wrong

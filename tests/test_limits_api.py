@@ -7,8 +7,8 @@ import asyncio
 import httpx
 import redis
 
-from otpserver.clientaddr import parse_trusted_proxies
-from otpserver.limits import LimitOverrides
+from otpserver.settings.overrides import LimitOverrides
+from otpserver.settings.proxies import parse_trusted_proxies
 from tests.conftest import AppFactory
 from tests.support.api import Browser, wrong
 from tests.support.fakes import FakeClock, RecordingSender

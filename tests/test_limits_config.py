@@ -6,9 +6,9 @@ import ipaddress
 
 import pytest
 
-from otpserver.config import ENV_VARS, Settings
 from otpserver.errors import ConfigError
-from otpserver.limits import LIMIT_ENV_FIELDS, LimitOverrides
+from otpserver.settings.environment import ENV_VARS, Settings
+from otpserver.settings.overrides import LIMIT_ENV_FIELDS, LimitOverrides
 from tests.conftest import AppFactory
 
 LIMIT_VARIABLES = {

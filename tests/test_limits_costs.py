@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 
 from custom import HOOKS
-from otpserver.config import Settings
-from otpserver.hooks import CounterStore, Hooks
-from otpserver.limits import Counter, Decision
+from otpserver.hooks import Hooks
+from otpserver.settings.environment import Settings
+from otpserver.stores.base import CounterStore
 from otpserver.stores.connections import RedisClient
+from otpserver.stores.counters import Counter, Decision
 from tests.conftest import AppFactory
 from tests.support.api import Browser, wrong
 from tests.support.fakes import AllowAll, RecordingSender

@@ -9,26 +9,27 @@ from typing import Any
 import pytest
 
 from otpserver.errors import ConfigError
-from otpserver.hooks import Credential
-from otpserver.limits import (
+from otpserver.limits.rules import (
     MAX_FAILURES_CEILING,
-    Counter,
-    Decision,
-    LimitOverrides,
     LimitPolicy,
-    Window,
-    charged,
     counter_key,
     credential_keys,
-    decide,
     destination_allowed,
     lockout,
-    parse_destinations,
     phone_prefix,
-    retry_after_seconds,
     send_counters,
     switch_counters,
     verify_counters,
+)
+from otpserver.otp.credentials import Credential
+from otpserver.settings.overrides import LimitOverrides, parse_destinations
+from otpserver.stores.counters import (
+    Counter,
+    Decision,
+    Window,
+    charged,
+    decide,
+    retry_after_seconds,
 )
 
 NOW = 1_800_000_000_000

@@ -6,7 +6,7 @@ import asyncio
 
 import httpx
 
-from otpserver.limits import LimitOverrides
+from otpserver.settings.overrides import LimitOverrides
 from tests.conftest import AppFactory
 from tests.support.api import Browser
 from tests.support.fakes import FakeClock, RecordingSender

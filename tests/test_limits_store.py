@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from otpserver.errors import StoreUnavailable
-from otpserver.hooks import CounterStore
-from otpserver.limits import Counter, Decision, Window, charged, decide
 from otpserver.stores import MemoryCounterStore, RedisCounterStore, redis_client
+from otpserver.stores.base import CounterStore
+from otpserver.stores.counters import Counter, Decision, Window, charged, decide
 from otpserver.stores.redis import COUNTER_PREFIX
 from tests.support.redis_server import RedisServer
 

@@ -22,11 +22,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from custom import HOOKS
-from otpserver.app import OtpApp
+from otpserver.crypto.keyring import KEY_CACHE_SECONDS
 from otpserver.delivery import ConsoleSender
-from otpserver.hooks import Credential, OutgoingCode, VerifiedCredential
-from otpserver.keys import KEY_CACHE_SECONDS
-from otpserver.limits import LimitOverrides
+from otpserver.delivery.message import OutgoingCode
+from otpserver.hooks import VerifiedCredential
+from otpserver.http.app import OtpApp
+from otpserver.otp.credentials import Credential
+from otpserver.settings.overrides import LimitOverrides
 from otpserver.stores.redis import KEY_PREFIX
 from tests.conftest import MASTER_KEY, MASTER_KEY_TEXT, AppFactory
 from tests.support.api import Browser, wrong

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from otpserver.app import OtpApp
+from otpserver.http.app import OtpApp
 from tests.conftest import MASTER_KEY, MASTER_KEY_TEXT, AppFactory
 from tests.support.api import Browser, wrong
 from tests.support.fakes import FakeClock, RecordingSender

@@ -1,4 +1,4 @@
-"""otpserver.mac: the cached-pad HMAC is exactly RFC 2104 HMAC-SHA256."""
+"""otpserver.crypto.mac: the cached-pad HMAC is exactly RFC 2104 HMAC-SHA256."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import hmac
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from otpserver.mac import hmac_sha256
+from otpserver.crypto.mac import hmac_sha256
 
 
 def test_rfc_4231_case_2() -> None:

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from otpserver.config import Settings, parse_master_key
 from otpserver.errors import ConfigError
+from otpserver.settings.environment import Settings, parse_master_key
 from tests.conftest import MASTER_KEY_TEXT
 
 

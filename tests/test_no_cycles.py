@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from otpserver.app import OtpApp
+from otpserver.http.app import OtpApp
 from tests.conftest import AppFactory
 from tests.support.api import PRODUCTION_COOKIE
 from tests.support.asgi import Origin, post

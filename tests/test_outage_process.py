@@ -35,7 +35,7 @@ ROUND = 12
 """Requests the traffic makes between two checkpoints."""
 
 # A replayed cookie whose entry is already spent is refused from its content before the store
-# is asked (see otpserver.endpoints); any of these answers means "nothing evaluated".
+# is asked (see otpserver.http.browser); any of these answers means "nothing evaluated".
 NOTHING_GAINED = {
     "OTP:INVALID_COOKIE",
     "OTP:EXPIRED",

@@ -8,10 +8,10 @@ from collections.abc import Callable
 import httpx
 import redis
 
-from otpserver import envelope
-from otpserver.app import OtpApp
-from otpserver.cookies import b64decode
-from otpserver.keys import KEY_CACHE_SECONDS
+from otpserver.crypto import envelope
+from otpserver.crypto.keyring import KEY_CACHE_SECONDS
+from otpserver.http.app import OtpApp
+from otpserver.http.cookies import b64decode
 from tests.conftest import MASTER_KEY, AppFactory
 from tests.support.api import Browser, wrong
 from tests.support.fakes import FakeClock, RecordingSender

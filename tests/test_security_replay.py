@@ -11,8 +11,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from custom import HOOKS
-from otpserver.app import OtpApp
 from otpserver.hooks import VerifiedCredential
+from otpserver.http.app import OtpApp
 from tests.conftest import AppFactory
 from tests.support.api import Browser, wrong
 from tests.support.fakes import FakeClock, RecordingSender

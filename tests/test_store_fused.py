@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from otpserver.limits import Counter, Decision
 from otpserver.stores import MemoryCounterStore, RedisCounterStore, RedisIdStore, redis_client
+from otpserver.stores.counters import Counter, Decision
 from tests.conftest import AppFactory
 
 NOW = 1_800_000_000_000

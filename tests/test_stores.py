@@ -11,7 +11,6 @@ import pytest
 import redis
 
 from otpserver.errors import StoreUnavailable
-from otpserver.hooks import IdStore, KeyStore
 from otpserver.stores import (
     MemoryIdStore,
     MemoryKeyStore,
@@ -19,6 +18,7 @@ from otpserver.stores import (
     RedisKeyStore,
     redis_client,
 )
+from otpserver.stores.base import IdStore, KeyStore
 from otpserver.stores.connections import Argument, pack
 from tests.support.fakes import FakeClock
 from tests.support.redis_server import RedisServer

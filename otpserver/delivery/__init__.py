@@ -4,13 +4,6 @@
 here is for forkers who assemble their own sender from these parts.
 """
 
-from otpserver.delivery.config import (
-    DELIVERY_ENV_VARS,
-    DeliveryConfig,
-    SmtpConfig,
-    TwilioConfig,
-    WebhookConfig,
-)
 from otpserver.delivery.console import ConsoleSender
 from otpserver.delivery.outbox import Outbox, OutboxMessage, OutboxSender, outbox_routes
 from otpserver.delivery.router import ChannelSender, build_sender
@@ -23,6 +16,13 @@ from otpserver.delivery.templates import (
 )
 from otpserver.delivery.twilio import TwilioSmsSender
 from otpserver.delivery.webhook import WebhookSmsSender, sign_webhook, verify_webhook_signature
+from otpserver.settings.delivery import (
+    DELIVERY_ENV_VARS,
+    DeliveryConfig,
+    SmtpConfig,
+    TwilioConfig,
+    WebhookConfig,
+)
 
 __all__ = [
     "DEFAULT_TEMPLATES_DIR",

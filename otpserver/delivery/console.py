@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from otpserver.hooks import OutgoingCode
+from otpserver.delivery.message import OutgoingCode
 
 
 class ConsoleSender:

@@ -17,8 +17,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from otpserver.delivery.message import OutgoingCode, Sender
 from otpserver.delivery.templates import Templates
-from otpserver.hooks import OutgoingCode, Sender
 
 
 @dataclass(frozen=True, slots=True)

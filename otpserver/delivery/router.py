@@ -6,15 +6,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 
-from otpserver.delivery.config import DeliveryConfig
 from otpserver.delivery.console import ConsoleSender
+from otpserver.delivery.message import DeliveryError, OutgoingCode, Sender
 from otpserver.delivery.outbox import Outbox, OutboxSender
 from otpserver.delivery.smtp import SmtpSender
 from otpserver.delivery.templates import DEFAULT_TEMPLATES_DIR, Templates
 from otpserver.delivery.twilio import TwilioSmsSender
 from otpserver.delivery.webhook import WebhookSmsSender
 from otpserver.errors import ConfigError
-from otpserver.hooks import DeliveryError, OutgoingCode, Sender
+from otpserver.settings.delivery import DeliveryConfig
 
 
 class ChannelSender:

@@ -18,9 +18,9 @@ from email.utils import formatdate
 import aiosmtplib
 from email_validator import EmailNotValidError, validate_email
 
-from otpserver.delivery.config import SmtpConfig
+from otpserver.delivery.message import DeliveryError, OutgoingCode
 from otpserver.delivery.templates import RenderedEmail, Templates
-from otpserver.hooks import DeliveryError, OutgoingCode
+from otpserver.settings.delivery import SmtpConfig
 
 _LINE_BREAKERS = frozenset("\r\n\0")
 _MAX_DETAIL_CHARS = 200

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
-from otpserver.delivery.config import HOST_NAME, LANGUAGE_TAG
+from otpserver.delivery.message import DeliveryError, OutgoingCode
 from otpserver.errors import ConfigError
-from otpserver.hooks import DeliveryError, OutgoingCode
+from otpserver.settings.delivery import HOST_NAME, LANGUAGE_TAG
 
 DEFAULT_TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "custom" / "templates"
 """The shipped templates, beside the other files a forker edits."""

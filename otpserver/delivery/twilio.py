@@ -7,10 +7,10 @@ from urllib.parse import quote, urlencode
 
 import httpx
 
-from otpserver.delivery.config import TwilioConfig
 from otpserver.delivery.http import make_client, post_with_retries
+from otpserver.delivery.message import DeliveryError, OutgoingCode
 from otpserver.delivery.templates import Templates
-from otpserver.hooks import DeliveryError, OutgoingCode
+from otpserver.settings.delivery import TwilioConfig
 
 logger = logging.getLogger(__name__)
 

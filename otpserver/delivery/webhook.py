@@ -25,10 +25,10 @@ from collections.abc import Callable
 
 import httpx
 
-from otpserver.delivery.config import WebhookConfig
 from otpserver.delivery.http import make_client, post_with_retries
+from otpserver.delivery.message import DeliveryError, OutgoingCode
 from otpserver.delivery.templates import Templates
-from otpserver.hooks import DeliveryError, OutgoingCode
+from otpserver.settings.delivery import WebhookConfig
 
 SIGNATURE_VERSION = "v1"
 

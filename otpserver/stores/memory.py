@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 from otpserver.errors import StoreUnavailable
-from otpserver.limits import Counter, Decision, Window, charged, decide, live
+from otpserver.stores.counters import Counter, Decision, Window, charged, decide, live
 
 Clock = Callable[[], float]
 

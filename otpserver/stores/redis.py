@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 from redis.exceptions import RedisError
 
 from otpserver.errors import StoreUnavailable
-from otpserver.limits import Counter, Decision
 from otpserver.stores.connections import MAX_CONNECTIONS, Argument, RedisClient, Script
+from otpserver.stores.counters import Counter, Decision
 from otpserver.stores.deadlines import SharedDeadline
 
 T = TypeVar("T")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from otpserver.hooks import DeliveryError, OutgoingCode
-from otpserver.limits import Counter, Decision
+from otpserver.delivery.message import DeliveryError, OutgoingCode
+from otpserver.stores.counters import Counter, Decision
 
 START = 1_800_000_000.0
 """A fixed instant (2027-01-15) so tests never depend on the wall clock."""

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 import redis
 
-from otpserver import envelope
+from otpserver.crypto import envelope
 from otpserver.stores.redis import KEY_PREFIX
 
 DEV_SENDER_LINE = re.compile(r"otp dev-sender: to=\S+ code=\S+")

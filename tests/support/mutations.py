@@ -6,8 +6,8 @@ import base64
 
 from hypothesis import strategies as st
 
-from otpserver import envelope
-from otpserver.cookies import PURPOSE, b64decode, b64encode
+from otpserver.crypto import envelope
+from otpserver.http.cookies import PURPOSE, b64decode, b64encode
 
 OTHER_PURPOSE = b"otpserver/another-purpose/v1"
 

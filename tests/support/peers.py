@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from otpserver.app import OtpApp
+from otpserver.http.app import OtpApp
 from tests.support.api import Browser
 
 

@@ -13,10 +13,10 @@ from typing import Any, TypeVar
 import httpx
 
 from custom import HOOKS
-from otpserver.app import OtpApp, create_app
-from otpserver.config import Settings
-from otpserver.limits import LimitOverrides
-from otpserver.state import TokenList
+from otpserver.http.app import OtpApp, create_app
+from otpserver.otp.payload import TokenList
+from otpserver.settings.environment import Settings
+from otpserver.settings.overrides import LimitOverrides
 from tests.conftest import MASTER_KEY, PUBLIC_SITE, close_app, test_hooks
 from tests.support.api import Browser
 from tests.support.fakes import FakeClock, RecordingSender

@@ -1,6 +1,6 @@
 """`sample.env`, generated from the documented variable lists so it can never drift.
 
-`python -m otpserver.sampleenv --write` updates the file in the repository root; a test
+`python -m otpserver.settings.sample --write` updates the file in the repository root; a test
 fails when the committed file differs from what this produces.
 """
 
@@ -11,10 +11,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
-from otpserver.config import ENV_VARS
-from otpserver.delivery.config import DELIVERY_ENV_VARS
+from otpserver.settings.delivery import DELIVERY_ENV_VARS
+from otpserver.settings.environment import ENV_VARS
 
-SAMPLE_ENV_PATH = Path(__file__).parent.parent / "sample.env"
+SAMPLE_ENV_PATH = Path(__file__).parents[2] / "sample.env"
 
 
 class Documented(Protocol):

@@ -15,10 +15,10 @@ from otpserver.errors import (
     TooManyCredentials,
     VerificationNotAllowed,
 )
-from otpserver.hooks import Credential
-from otpserver.policy import OtpPolicy
-from otpserver.state import Entry, TokenList
-from otpserver.timefmt import iso
+from otpserver.otp.credentials import Credential
+from otpserver.otp.payload import Entry, TokenList
+from otpserver.otp.policy import OtpPolicy
+from otpserver.otp.timefmt import iso
 
 
 def is_live(entry: Entry, now: int) -> bool:

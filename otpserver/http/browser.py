@@ -19,10 +19,7 @@ from dataclasses import dataclass, field
 from pydantic import ValidationError
 from starlette.responses import Response
 
-from otpserver import flow
-from otpserver.bodies import read_code, read_json_object
-from otpserver.codes import code_digest, digests_match, parse_code
-from otpserver.cookies import CookieCodec, read_cookie
+from otpserver.delivery.message import DeliveryError, OutgoingCode, Sender
 from otpserver.errors import (
     CredentialInvalid,
     InvalidCookie,
@@ -30,23 +27,19 @@ from otpserver.errors import (
     ServerError,
     StoreUnavailable,
 )
-from otpserver.exchange import ApiRequest, ApiResponse, json_response
-from otpserver.hooks import (
-    CodeGenerator,
-    Credential,
-    CredentialBody,
-    DeliveryError,
-    FinalHook,
-    IdStore,
-    OutgoingCode,
-    Sender,
-    VerifiedCredential,
-)
-from otpserver.limiter import Action, Limiter
-from otpserver.policy import OtpPolicy
-from otpserver.state import LIST_ID_BYTES, Entry, TokenList
+from otpserver.hooks import CodeGenerator, FinalHook, VerifiedCredential
+from otpserver.http.bodies import read_code, read_json_object
+from otpserver.http.cookies import CookieCodec, read_cookie
+from otpserver.http.exchange import ApiRequest, ApiResponse, json_response
+from otpserver.limits.limiter import Action, Limiter
+from otpserver.otp import flow
+from otpserver.otp.codes import code_digest, digests_match, parse_code
+from otpserver.otp.credentials import Credential, CredentialBody
+from otpserver.otp.payload import LIST_ID_BYTES, Entry, TokenList
+from otpserver.otp.policy import OtpPolicy
+from otpserver.stores.base import IdStore
 
-log = logging.getLogger("otpserver.endpoints")
+log = logging.getLogger("otpserver.http.browser")
 
 
 def new_list_id() -> bytes:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hmac
 import os
 
+from otpserver.crypto.mac import hmac_sha256
 from otpserver.errors import OtpInvalidFormat
-from otpserver.mac import hmac_sha256
 
 DIGEST_BYTES = 16
 """128-bit truncated HMAC-SHA256: far beyond any online guessing, and small in the cookie."""

@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 
-from otpserver.environ import EnvReader, EnvVar
 from otpserver.errors import ConfigError
+from otpserver.settings.reader import EnvReader, EnvVar
 
 EmailProvider = Literal["console", "smtp", "none"]
 SmsProvider = Literal["console", "twilio", "webhook", "none"]

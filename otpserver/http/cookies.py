@@ -11,10 +11,11 @@ import base64
 import binascii
 from collections.abc import Iterable
 
-from otpserver import envelope, state
+from otpserver.crypto import envelope
+from otpserver.crypto.keyring import KeyRing
 from otpserver.errors import InvalidCookie
-from otpserver.keys import KeyRing
-from otpserver.state import TokenList
+from otpserver.otp import payload
+from otpserver.otp.payload import TokenList
 
 PURPOSE = b"otpserver/pending-list/v1"
 """Bound into every envelope as associated data: no other cookie kind opens as this one."""
@@ -85,12 +86,12 @@ class CookieCodec:
         kek = await self._keyring.find(envelope.peek_key_id(blob), now)
         if kek is None:
             raise InvalidCookie()
-        return state.decode(envelope.unseal(blob, purpose=PURPOSE, kek=kek))
+        return payload.decode(envelope.unseal(blob, purpose=PURPOSE, kek=kek))
 
     async def seal(self, tokens: TokenList, now: float) -> str:
         """Encrypt `tokens` under the current KEK with a fresh data key and nonce."""
         key_id, kek = await self._keyring.current(now)
-        blob = envelope.seal(state.encode(tokens), purpose=PURPOSE, key_id=key_id, kek=kek)
+        blob = envelope.seal(payload.encode(tokens), purpose=PURPOSE, key_id=key_id, kek=kek)
         return b64encode(blob)
 
     def set_header(self, value: str, max_age_seconds: int) -> str:

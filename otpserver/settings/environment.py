@@ -14,12 +14,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from otpserver.clientaddr import PROXY_HEADERS, TrustedProxies, parse_trusted_proxies
-from otpserver.delivery.config import DeliveryConfig
-from otpserver.environ import EnvReader, EnvVar
 from otpserver.errors import ConfigError
-from otpserver.limits import LIMIT_ENV_FIELDS, LimitOverrides, parse_destinations
-from otpserver.policy import POLICY_ENV_FIELDS
+from otpserver.settings.delivery import DeliveryConfig
+from otpserver.settings.overrides import (
+    LIMIT_ENV_FIELDS,
+    POLICY_ENV_FIELDS,
+    LimitOverrides,
+    parse_destinations,
+)
+from otpserver.settings.proxies import PROXY_HEADERS, TrustedProxies, parse_trusted_proxies
+from otpserver.settings.reader import EnvReader, EnvVar
 
 Environment = Literal["production", "development"]
 _ENVIRONMENTS: tuple[Environment, ...] = ("production", "development")

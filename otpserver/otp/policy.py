@@ -12,19 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from otpserver.errors import ConfigError
-
-MAX_TTL_SECONDS = 600
-"""No code lives longer than ten minutes, whatever the configuration says."""
-
-# Environment variable -> policy field, for the numbers an operator may override.
-POLICY_ENV_FIELDS: Mapping[str, str] = {
-    "OTP_LENGTH": "length",
-    "OTP_TTL_SECONDS": "ttl_seconds",
-    "OTP_MAX_ATTEMPTS": "max_attempts",
-    "OTP_RESEND_COOLDOWN_SECONDS": "resend_cooldown_seconds",
-    "OTP_MAX_RESENDS": "max_resends",
-    "OTP_MAX_CREDENTIALS": "max_credentials",
-}
+from otpserver.settings.overrides import MAX_TTL_SECONDS
 
 
 @dataclass(frozen=True, slots=True)

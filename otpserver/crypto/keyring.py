@@ -13,12 +13,12 @@ import logging
 import os
 from dataclasses import dataclass
 
-from otpserver.envelope import KEY_BYTES, unwrap_key, wrap_key
+from otpserver.crypto.envelope import KEY_BYTES, unwrap_key, wrap_key
 from otpserver.errors import ServerError
-from otpserver.hooks import KeyStore
-from otpserver.policy import MAX_TTL_SECONDS
+from otpserver.settings.overrides import MAX_TTL_SECONDS
+from otpserver.stores.base import KeyStore
 
-log = logging.getLogger("otpserver.keys")
+log = logging.getLogger("otpserver.crypto.keyring")
 
 CLOCK_SKEW_SECONDS = 60
 """Slack for instances whose clocks disagree a little."""

@@ -1,6 +1,6 @@
 """`openapi.json`, generated from the code's own models, error classes and route table.
 
-`python -m otpserver.openapi` prints the document; `--write` updates the file in the
+`python -m otpserver.http.openapi` prints the document; `--write` updates the file in the
 repository root. A test fails when the committed file differs from what this produces.
 """
 
@@ -14,14 +14,14 @@ from typing import Any
 from pydantic import BaseModel
 
 from otpserver import errors
-from otpserver.bodies import MAX_FORM_FIELDS
-from otpserver.codes import ASCII_WHITESPACE
-from otpserver.cookies import MAX_VALUE_CHARS
-from otpserver.hooks import CredentialBody
-from otpserver.models import ErrorBody, Health, TokenState, Verified
-from otpserver.policy import OtpPolicy
+from otpserver.http.bodies import MAX_FORM_FIELDS
+from otpserver.http.cookies import MAX_VALUE_CHARS
+from otpserver.http.models import ErrorBody, Health, TokenState, Verified
+from otpserver.otp.codes import ASCII_WHITESPACE
+from otpserver.otp.credentials import CredentialBody
+from otpserver.otp.policy import OtpPolicy
 
-OPENAPI_PATH = Path(__file__).parent.parent / "openapi.json"
+OPENAPI_PATH = Path(__file__).parents[2] / "openapi.json"
 
 COMMON_ERRORS: tuple[type[errors.OtpError], ...] = (
     errors.OriginNotAllowed,
@@ -95,7 +95,7 @@ def _cookie_parameter(*, required: bool) -> dict[str, Any]:
         "in": "cookie",
         "required": True,
         "description": description,
-        # Cookies are only ever written as unpadded base64url (see otpserver.cookies).
+        # Cookies are only ever written as unpadded base64url (see otpserver.http.cookies).
         "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$", "maxLength": MAX_VALUE_CHARS},
     }
 

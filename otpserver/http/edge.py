@@ -3,7 +3,7 @@ the OTP API's own routes.
 
 It is plain ASGI, wrapped around everything else (error pages included), so that no
 response can leave without the security headers and no body can be read past the limit.
-The API's POST routes are served right here (see `otpserver.exchange` for why); every
+The API's POST routes are served right here (see `otpserver.http.exchange` for why); every
 other request goes on to Starlette.
 """
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from otpserver.errors import BodyTooLarge, OriginNotAllowed, OtpError, ServerError
-from otpserver.exchange import (
+from otpserver.http.exchange import (
     ApiHandler,
     ApiRequest,
     ApiResponse,
@@ -25,7 +25,7 @@ from otpserver.exchange import (
     read_body,
 )
 
-log = logging.getLogger("otpserver.middleware")
+log = logging.getLogger("otpserver.http.edge")
 
 API_PREFIX = "/api/"
 

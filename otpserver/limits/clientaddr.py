@@ -15,52 +15,12 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Literal
 
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-ProxyHeader = Literal["x-forwarded-for", "forwarded"]
+from otpserver.settings.proxies import Address, ProxyHeader, TrustedProxies
 
-PROXY_HEADERS: tuple[ProxyHeader, ...] = ("x-forwarded-for", "forwarded")
-UNIX_SOCKET = "unix"
-"""The `OTP_TRUSTED_PROXIES` entry trusting a peer on a Unix socket (which has no address)."""
 IPV6_GROUP_PREFIX = 64
 UNKNOWN = "unknown"
 """The bucket of requests whose address cannot be known: they share one allowance."""
-
-
-@dataclass(frozen=True, slots=True)
-class TrustedProxies:
-    """The proxies whose forwarding header is believed, and which header they set."""
-
-    networks: tuple[Network, ...] = ()
-    unix_socket: bool = False
-    header: ProxyHeader = "x-forwarded-for"
-
-    def trusts(self, address: Address | None) -> bool:
-        """True for a listed proxy (None stands for a Unix-socket peer)."""
-        if address is None:
-            return self.unix_socket
-        return any(address in network for network in self.networks)
-
-
-def parse_trusted_proxies(text: str, header: ProxyHeader = "x-forwarded-for") -> TrustedProxies:
-    """Read a comma list of addresses, CIDR networks and `unix`; raise ValueError on a bad one."""
-    networks: list[Network] = []
-    unix_socket = False
-    for raw in text.split(","):
-        entry = raw.strip()
-        if not entry:
-            continue
-        if entry.lower() == UNIX_SOCKET:
-            unix_socket = True
-            continue
-        try:
-            networks.append(ipaddress.ip_network(entry, strict=False))
-        except ValueError:
-            raise ValueError(f"not an address or CIDR network: {entry!r}") from None
-    return TrustedProxies(tuple(networks), unix_socket, header)
 
 
 def parse_address(text: str) -> Address | None:

@@ -1,7 +1,7 @@
 """The cookie payload: pending per-credential entries, as a versioned, compressed msgpack blob.
 
 This module only converts between `TokenList` and bytes and checks the shape strictly;
-what the fields mean over time is `otpserver.flow`'s business. Every malformed payload
+what the fields mean over time is `otpserver.otp.flow`'s business. Every malformed payload
 raises `InvalidCookie`, the one opaque cookie error.
 """
 
@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import msgpack
 
 from otpserver.errors import InvalidCookie
-from otpserver.hooks import Credential
+from otpserver.otp.credentials import Credential
 
 PAYLOAD_VERSION = 1
 LIST_ID_BYTES = 16

@@ -18,17 +18,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Scope
 
-from otpserver.config import MASTER_KEY_BYTES, Settings
-from otpserver.cookies import CookieCodec
+from otpserver.crypto.keyring import KeyRing
 from otpserver.delivery.outbox import OutboxSender, outbox_routes
-from otpserver.endpoints import OtpEndpoints
 from otpserver.errors import ConfigError, OtpError, ServerError
-from otpserver.exchange import ApiHandler, error_response
 from otpserver.hooks import Hooks
-from otpserver.keys import KeyRing
-from otpserver.limiter import ChargingIdStore, Limiter
-from otpserver.middleware import EdgeMiddleware, EdgePolicy
-from otpserver.policy import OtpPolicy
+from otpserver.http.browser import OtpEndpoints
+from otpserver.http.cookies import CookieCodec
+from otpserver.http.edge import EdgeMiddleware, EdgePolicy
+from otpserver.http.exchange import ApiHandler, error_response
+from otpserver.limits.limiter import ChargingIdStore, Limiter
+from otpserver.otp.policy import OtpPolicy
+from otpserver.settings.environment import MASTER_KEY_BYTES, Settings
 
 log = logging.getLogger("otpserver")
 
@@ -147,7 +147,7 @@ def create_app(
         ),
     )
 
-    # Served by the edge middleware itself, not by Starlette's router (otpserver.exchange).
+    # Served by the edge middleware itself, not by Starlette's router (otpserver.http.exchange).
     api_routes: dict[str, ApiHandler] = {
         "/api/otp/create": endpoints.create,
         "/api/otp/resend": endpoints.resend,

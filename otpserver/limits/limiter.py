@@ -16,8 +16,6 @@ from typing import Literal, Protocol, runtime_checkable
 
 from starlette.types import Scope
 
-from otpserver import limits
-from otpserver.clientaddr import TrustedProxies, client_address, limit_bucket
 from otpserver.errors import (
     CredentialInvalid,
     InvalidCookie,
@@ -25,18 +23,23 @@ from otpserver.errors import (
     RateLimited,
     StoreUnavailable,
 )
-from otpserver.hooks import CounterStore, Credential, IdStore
-from otpserver.limits import Counter, Decision, LimitPolicy
+from otpserver.limits import rules
+from otpserver.limits.clientaddr import client_address, limit_bucket
+from otpserver.limits.rules import LimitPolicy
+from otpserver.otp.credentials import Credential
+from otpserver.settings.proxies import TrustedProxies
+from otpserver.stores.base import CounterStore, IdStore
+from otpserver.stores.counters import Counter, Decision, retry_after_seconds
 
-log = logging.getLogger("otpserver.limiter")
+log = logging.getLogger("otpserver.limits.limiter")
 
 CounterPlan = Callable[[LimitPolicy, bytes, Credential, str], tuple[Counter, ...]]
 Action = Literal["send", "switch", "verify"]
 
 PLANS: dict[Action, CounterPlan] = {
-    "send": limits.send_counters,
-    "switch": limits.switch_counters,
-    "verify": limits.verify_counters,
+    "send": rules.send_counters,
+    "switch": rules.switch_counters,
+    "verify": rules.verify_counters,
 }
 """What each action charges: a code sent (create, resend), a pending credential made
 current again, a code compared."""
@@ -99,13 +102,13 @@ class Limiter:
 
     def check_destination(self, credential: Credential) -> None:
         """Refuse a phone number the SMS allow- or deny-list excludes (a 400, not a 429)."""
-        if not limits.destination_allowed(credential, self.policy):
+        if not rules.destination_allowed(credential, self.policy):
             # The default schema names its fields after the channels (`phone`).
             raise CredentialInvalid(DESTINATION_REFUSED, extra={"fields": [credential.channel]})
 
     async def charge_send(self, scope: Scope, credential: Credential, now: int) -> None:
         """Before a code is made and sent: lockout, credential, address, channel, prefix."""
-        await self._charge("send", limits.send_counters, scope, credential, now)
+        await self._charge("send", rules.send_counters, scope, credential, now)
 
     async def charge_and_file(
         self,
@@ -175,7 +178,7 @@ class Limiter:
 
     async def forget_failures(self, credential: Credential) -> None:
         """After a correct code: the consecutive-failure count starts again from zero."""
-        failures_key, _ = limits.credential_keys(self.secret, credential)
+        failures_key, _ = rules.credential_keys(self.secret, credential)
         try:
             await self.counters.reset([failures_key])
         except StoreUnavailable:
@@ -195,7 +198,7 @@ class Limiter:
     def _refusal(action: str, counters: Sequence[Counter], decision: Decision) -> RateLimited:
         kinds = ",".join(counters[i].kind for i in decision.refused)
         log.info("rate limited: %s refused by %s", action, kinds)
-        retry_after = limits.retry_after_seconds(decision)
+        retry_after = retry_after_seconds(decision)
         return RateLimited(
             extra={"retryAfter": retry_after},
             headers={"Retry-After": str(retry_after), "RateLimit": f'"otp";r=0;t={retry_after}'},

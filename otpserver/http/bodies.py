@@ -9,7 +9,7 @@ from urllib.parse import parse_qs
 from pydantic_core import from_json
 
 from otpserver.errors import BodyInvalid, OtpInvalidFormat, UnsupportedMediaType
-from otpserver.exchange import ApiRequest
+from otpserver.http.exchange import ApiRequest
 
 JSON = b"application/json"
 FORM = b"application/x-www-form-urlencoded"

@@ -16,17 +16,18 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any
 
 import phonenumbers
 
+from otpserver.crypto.mac import hmac_sha256
 from otpserver.errors import ConfigError
-from otpserver.hooks import Credential
-from otpserver.mac import hmac_sha256
+from otpserver.otp.credentials import Credential
+from otpserver.settings.overrides import LIMIT_ENV_FIELDS, LimitOverrides, is_destination_entry
+from otpserver.stores.counters import Counter
 
 MAX_FAILURES_CEILING = 100
 """NIST SP 800-63B rev 4 §3.2.2: at most 100 consecutive failures before a lockout."""
@@ -36,25 +37,6 @@ MAX_ALLOWANCE = 10**9
 ANY_CHANNEL = "*"
 """The `channel_sends_per_hour` entry that applies to every channel not named."""
 HOUR_SECONDS = 3600
-
-_PREFIX_ENTRY = re.compile(r"^\+[0-9]{1,15}$")
-_REGION_ENTRY = re.compile(r"^[A-Z]{2}$")
-
-# Environment variable -> `LimitPolicy` field, for the numbers an operator may override.
-LIMIT_ENV_FIELDS: Mapping[str, str] = {
-    "OTP_LIMIT_MAX_FAILURES": "max_failures",
-    "OTP_LIMIT_FAILURE_WINDOW_SECONDS": "failure_window_seconds",
-    "OTP_LIMIT_LOCKOUT_SECONDS": "lockout_seconds",
-    "OTP_LIMIT_CREDENTIAL_SENDS": "credential_sends",
-    "OTP_LIMIT_CREDENTIAL_WINDOW_SECONDS": "credential_window_seconds",
-    "OTP_LIMIT_ADDRESS_REQUESTS": "address_requests",
-    "OTP_LIMIT_ADDRESS_VERIFIES": "address_verifies",
-    "OTP_LIMIT_ADDRESS_WINDOW_SECONDS": "address_window_seconds",
-    "OTP_SMS_PREFIX_DIGITS": "prefix_digits",
-    "OTP_SMS_PREFIX_SENDS": "prefix_sends",
-    "OTP_SMS_PREFIX_WINDOW_SECONDS": "prefix_window_seconds",
-    "OTP_SMS_PREFIX_BREAKER_SECONDS": "prefix_breaker_seconds",
-}
 
 
 # `LimitPolicy` field, lowest and highest value allowed.
@@ -147,32 +129,7 @@ class LimitPolicy:
         return self
 
 
-@dataclass(frozen=True, slots=True)
-class LimitOverrides:
-    """What the environment sets on top of `custom/limits.py` (None/empty: keep the code's)."""
-
-    numbers: Mapping[str, int] = field(default_factory=dict)
-    channel_sends_per_hour: Mapping[str, int] = field(default_factory=dict)
-    sms_allowlist: tuple[str, ...] | None = None
-    sms_denylist: tuple[str, ...] | None = None
-
-
 # --- destinations (SMS pumping) ---------------------------------------------------------
-
-
-def is_destination_entry(entry: str) -> bool:
-    """True for an ISO 3166 region code (`GB`) or an E.164 prefix (`+4479`)."""
-    if _REGION_ENTRY.match(entry):
-        return entry in phonenumbers.SUPPORTED_REGIONS
-    return bool(_PREFIX_ENTRY.match(entry))
-
-
-def parse_destinations(text: str) -> tuple[str, ...]:
-    """Split a comma list of region codes and +prefixes; raise ValueError on a bad entry."""
-    entries = tuple(e.strip().upper() for e in text.split(",") if e.strip())
-    if not all(is_destination_entry(e) for e in entries):
-        raise ValueError("entries must be region codes like GB or E.164 prefixes like +4479")
-    return entries
 
 
 def destination_allowed(credential: Credential, policy: LimitPolicy) -> bool:
@@ -207,84 +164,6 @@ def phone_prefix(address: str, digits: int) -> str | None:
 
 
 # --- counters ---------------------------------------------------------------------------
-
-
-class Counter(NamedTuple):
-    """One allowance a request draws on: a store key, its limit and this request's cost.
-
-    `cost` is 1 to charge, or 0 to only check (a lockout consulted by a send). `kind`
-    names the rule for logs; it never reaches the store. Keys of one request are distinct.
-    """
-
-    kind: str
-    key: bytes
-    limit: int
-    window_ms: int
-    lock_ms: int = 0
-    cost: int = 1
-
-
-class Window(NamedTuple):
-    """A counter's stored state: hits so far and the instant (ms) the count starts over."""
-
-    hits: int
-    resets_at_ms: int
-
-
-class Decision(NamedTuple):
-    """The outcome of one charge: allowed, or refused until `retry_after_ms` from now.
-
-    `refused` holds the indexes of the counters that said no, for logs only.
-    """
-
-    allowed: bool
-    retry_after_ms: int = 0
-    refused: tuple[int, ...] = ()
-
-
-ALLOWED = Decision(allowed=True)
-
-
-def live(window: Window | None, now_ms: int) -> Window | None:
-    """`window`, unless it has run out (an expired count is no count)."""
-    return window if window is not None and window.resets_at_ms > now_ms else None
-
-
-def decide(counters: Sequence[Counter], windows: Sequence[Window | None], now_ms: int) -> Decision:
-    """Allowed only if every counter has room for one more hit; else wait for the last."""
-    if len(windows) != len(counters):
-        raise ValueError("one stored window (or None) per counter")
-    refused: list[int] = []
-    until = now_ms
-    # Every request runs this, so `live` is spelled out inline rather than called.
-    for index, counter in enumerate(counters):
-        window = windows[index]
-        if window is not None and window.resets_at_ms > now_ms:
-            if window.hits >= counter.limit:
-                refused.append(index)
-                until = max(until, window.resets_at_ms)
-        elif counter.limit <= 0:
-            refused.append(index)
-            until = max(until, now_ms + counter.window_ms)
-    if refused:
-        return Decision(False, until - now_ms, tuple(refused))
-    return ALLOWED
-
-
-def charged(counter: Counter, stored: Window | None, now_ms: int) -> Window:
-    """The window after `counter` is charged at `now_ms` (call only when `decide` allowed)."""
-    if stored is not None and stored.resets_at_ms > now_ms:
-        count, resets_at_ms = stored.hits + counter.cost, stored.resets_at_ms
-    else:
-        count, resets_at_ms = counter.cost, now_ms + counter.window_ms
-    if counter.lock_ms and count >= counter.limit:
-        resets_at_ms = now_ms + counter.lock_ms
-    return Window(count, resets_at_ms)
-
-
-def retry_after_seconds(decision: Decision) -> int:
-    """Whole seconds for `Retry-After`, rounded up so a client never comes back too early."""
-    return max(1, -(-decision.retry_after_ms // 1000))
 
 
 # --- what each request touches -----------------------------------------------------------

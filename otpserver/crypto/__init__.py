@@ -1,0 +1,1 @@
+"""Crypto and keys: the envelope, the key-encryption-key ring, MACs."""

@@ -1,0 +1,1 @@
+"""Deployment settings: the environment, read once and checked, and sample.env generated from it."""
