@@ -82,11 +82,20 @@ class KeyRing:
         if key_id > self.epoch(now) + 1 or now >= self.retire_at(key_id):
             return None
         cached = self._cache.get(key_id)
-        if cached is not None and now - cached.fetched_at < KEY_CACHE_SECONDS:
+        if (
+            cached is not None
+            and cached.kek is not None
+            and now - cached.fetched_at < KEY_CACHE_SECONDS
+        ):
             return cached.kek
         wrapped = await self._store.get(key_id)
         kek = None if wrapped is None else unwrap_key(self._master_key, wrapped)
-        self._remember(now, key_id, kek)
+        if kek is not None:
+            # Only keys that exist are remembered. A miss is whatever a client's cookie
+            # named: cached, a junk cookie naming the next key just before a rotation would
+            # make this instance refuse that key, and every cookie sealed with it, for as
+            # long as the miss is trusted.
+            self._remember(now, key_id, kek)
         return kek
 
     def _remember(self, now: float, key_id: int, kek: bytes | None) -> None:
