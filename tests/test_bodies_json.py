@@ -43,8 +43,10 @@ def test_a_duplicate_otp_field_is_refused() -> None:
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(alphabet=':"\\{}[],ab \u00e9', max_size=6),
-    lambda inner: st.lists(inner, max_size=3)
-    | st.dictionaries(st.text(alphabet=':"ab\u00e9', max_size=4), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(alphabet=':"ab\u00e9', max_size=4), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 

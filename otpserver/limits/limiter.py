@@ -177,10 +177,10 @@ class Limiter:
         return None if decision.allowed else self._refusal(action, counters, decision)
 
     async def forget_failures(self, credential: Credential) -> None:
-        """After a correct code: the consecutive-failure count starts again from zero."""
-        failures_key, _ = rules.credential_keys(self.secret, credential)
+        """After a correct code, or when the host clears a locked credential: both
+        consecutive-failure counts (the lockout's and the long cap's) start again from zero."""
         try:
-            await self.counters.reset([failures_key])
+            await self.counters.reset(rules.failure_keys(self.secret, credential))
         except StoreUnavailable:
             # The code was right and is spent; failing now would punish the user for an
             # outage. A count left behind can only make the lockout stricter, never looser.

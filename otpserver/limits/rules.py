@@ -10,12 +10,18 @@ record per key; the price is that a client can spend a whole allowance just befo
 window ends and another just after, so up to twice the limit within one window's length.
 A counter with `lock_ms` behaves as a breaker: the hit that reaches its limit restarts its
 window with the lock's length, and nothing gets through until that ends.
+
+Per-address limits also apply to the networks around the address (IPv4 /24, IPv6 /56 and
+/48), because one subscriber often holds a whole range: counted per address alone, a home
+/56 is 256 fresh allowances. The widest of those networks may also spend only a share of
+each channel's hourly budget, so no single network can deny a channel to everyone.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -27,16 +33,21 @@ from otpserver.crypto.mac import hmac_sha256
 from otpserver.errors import ConfigError
 from otpserver.otp.credentials import Credential
 from otpserver.settings.overrides import LIMIT_ENV_FIELDS, LimitOverrides, is_destination_entry
-from otpserver.stores.counters import Counter
+from otpserver.stores.counters import ALWAYS, IF_ROOM, Counter
 
 MAX_FAILURES_CEILING = 100
 """NIST SP 800-63B rev 4 §3.2.2: at most 100 consecutive failures before a lockout."""
 MAX_WINDOW_SECONDS = 7 * 86400
 """Long enough for any sane window or lockout; keys never outlive it."""
+MAX_FAILURE_CAP_WINDOW_SECONDS = 366 * 86400
+"""The long failure cap's window may run for a year; its keys expire with it."""
 MAX_ALLOWANCE = 10**9
 ANY_CHANNEL = "*"
 """The `channel_sends_per_hour` entry that applies to every channel not named."""
 HOUR_SECONDS = 3600
+IPV6_WIDER_PREFIXES = (56, 48)
+"""An IPv6 client's /64 also counts toward these networks: a home line often gets a /56, a
+site a /48."""
 
 
 # `LimitPolicy` field, lowest and highest value allowed.
@@ -53,6 +64,11 @@ _RANGES: tuple[tuple[str, int, int], ...] = (
     ("prefix_sends", 1, MAX_ALLOWANCE),
     ("prefix_window_seconds", 1, MAX_WINDOW_SECONDS),
     ("prefix_breaker_seconds", 1, MAX_WINDOW_SECONDS),
+    ("failure_cap", 1, MAX_FAILURES_CEILING),
+    ("failure_cap_window_seconds", 1, MAX_FAILURE_CAP_WINDOW_SECONDS),
+    ("network_requests", 1, MAX_ALLOWANCE),
+    ("network_verifies", 1, MAX_ALLOWANCE),
+    ("network_budget_percent", 1, 100),
 )
 
 
@@ -67,6 +83,12 @@ class LimitPolicy:
     Counts are per window; windows are in seconds and start at a counter's first hit. A
     credential's wrong codes are counted from the first one for `failure_window_seconds`;
     the `max_failures`-th locks it for `lockout_seconds`, after which counting starts over.
+    Beside that short count, `failure_cap` consecutive wrong codes within
+    `failure_cap_window_seconds` lock it for that whole window (NIST SP 800-63B §3.2.2),
+    unless a correct code or the host (`Limiter.forget_failures`) clears both counts.
+    `network_requests`/`network_verifies` apply per IPv4 /24 and per IPv6 /56 and /48, per
+    `address_window_seconds`; `network_budget_percent` of each channel's hourly budget is
+    all that one IPv4 /24 or IPv6 /48 may spend.
     `sms_allowlist`/`sms_denylist` hold ISO 3166 region codes (`"GB"`) or E.164 prefixes
     (`"+4479"`) and apply to `sms_channel` only; the deny-list wins, and an empty
     allow-list allows every country.
@@ -88,6 +110,11 @@ class LimitPolicy:
     prefix_sends: int = 20
     prefix_window_seconds: int = 3600
     prefix_breaker_seconds: int = 3600
+    failure_cap: int = 100
+    failure_cap_window_seconds: int = 30 * 86400
+    network_requests: int = 100
+    network_verifies: int = 200
+    network_budget_percent: int = 10
 
     def channel_budget(self, channel: str) -> int:
         """Sends per hour allowed on `channel` across all users."""
@@ -183,6 +210,17 @@ def credential_keys(secret: bytes, credential: Credential) -> tuple[bytes, bytes
     return b"f:" + digest[:16].hex().encode(), b"s:" + digest[16:].hex().encode()
 
 
+def failure_keys(secret: bytes, credential: Credential) -> tuple[bytes, bytes]:
+    """Both failure counts of a credential: the short lockout's and the long cap's (`t:`,
+    the same digest under another prefix), which a correct code or the host clears."""
+    failures_key = credential_keys(secret, credential)[0]
+    return failures_key, _cap_key(failures_key)
+
+
+def _cap_key(failures_key: bytes) -> bytes:
+    return b"t:" + failures_key[2:]
+
+
 @functools.lru_cache(maxsize=64)
 def channel_key(secret: bytes, channel: str) -> bytes:
     """The channel budget's key. Channels are the server's own few names, never client
@@ -197,7 +235,8 @@ def lockout(policy: LimitPolicy, secret: bytes, credential: Credential, cost: in
 
 def _lockout(policy: LimitPolicy, key: bytes, cost: int) -> Counter:
     # Positional, here and below: a request builds several counters, and a NamedTuple
-    # built from keywords costs twice as much. The field order is `Counter`'s.
+    # built from keywords costs twice as much. The field order is `Counter`'s. Failure
+    # counts are always kept, even in a full store: losing one would hand out guesses.
     return Counter(
         "failures",
         key,
@@ -205,7 +244,40 @@ def _lockout(policy: LimitPolicy, key: bytes, cost: int) -> Counter:
         policy.failure_window_seconds * 1000,
         policy.lockout_seconds * 1000,
         cost,
+        ALWAYS,
     )
+
+
+def _failure_cap(policy: LimitPolicy, failures_key: bytes, cost: int) -> Counter:
+    """The long count beside the lockout: a lockout that ends does not restart it."""
+    window_ms = policy.failure_cap_window_seconds * 1000
+    return Counter(
+        "failure-cap",
+        _cap_key(failures_key),
+        policy.failure_cap,
+        window_ms,
+        window_ms,
+        cost,
+        ALWAYS,
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def wider_networks(address: str) -> tuple[str, ...]:
+    """The networks around a per-address bucket that also get limits: an IPv4 address's
+    /24; an IPv6 /64's /56 and /48 (widest last); none for `unknown`.
+
+    Remembering a few thousand answers saves parsing an IPv6 bucket on every request.
+    """
+    if "/" in address:
+        network = ipaddress.ip_network(address, strict=False)
+        if isinstance(network, ipaddress.IPv6Network):
+            return tuple(str(network.supernet(new_prefix=p)) for p in IPV6_WIDER_PREFIXES)
+        return ()
+    head, dot, _ = address.rpartition(".")
+    if dot and head.count(".") == 2:
+        return (f"{head}.0/24",)
+    return ()
 
 
 def send_counters(
@@ -213,15 +285,17 @@ def send_counters(
 ) -> tuple[Counter, ...]:
     """A create or resend that sends a code: refused while the credential is locked."""
     failures_key, sends_key = credential_keys(secret, credential)
+    networks = wider_networks(address)
     counters = [
         _lockout(policy, failures_key, cost=0),
+        _failure_cap(policy, failures_key, cost=0),
         Counter(
             "credential-sends",
             sends_key,
             policy.credential_sends,
             policy.credential_window_seconds * 1000,
         ),
-        _address_requests(policy, secret, address),
+        *_address_requests(policy, secret, address, networks, cost=1),
         Counter(
             "channel-budget",
             channel_key(secret, credential.channel),
@@ -229,6 +303,16 @@ def send_counters(
             HOUR_SECONDS * 1000,
         ),
     ]
+    if networks:
+        budget = policy.channel_budget(credential.channel)
+        counters.append(
+            Counter(
+                "network-budget",
+                counter_key(secret, "b", f"{credential.channel}\0{networks[-1]}"),
+                max(1, budget * policy.network_budget_percent // 100),
+                HOUR_SECONDS * 1000,
+            )
+        )
     prefix = phone_prefix(credential.address, policy.prefix_digits)
     if credential.channel == policy.sms_channel and prefix is not None:
         counters.append(
@@ -246,8 +330,17 @@ def send_counters(
 def switch_counters(
     policy: LimitPolicy, secret: bytes, credential: Credential, address: str
 ) -> tuple[Counter, ...]:
-    """A create that makes an already pending credential current again, sending nothing."""
-    return (lockout(policy, secret, credential, cost=0), _address_requests(policy, secret, address))
+    """A create that makes an already pending credential current again, sending nothing.
+
+    Everything is checked and nothing charged: a request that sends nothing must not file
+    a counter, or switching back and forth from fresh addresses fills the store for free.
+    """
+    failures_key = credential_keys(secret, credential)[0]
+    return (
+        _lockout(policy, failures_key, cost=0),
+        _failure_cap(policy, failures_key, cost=0),
+        *_address_requests(policy, secret, address, wider_networks(address), cost=0),
+    )
 
 
 def verify_counters(
@@ -256,21 +349,66 @@ def verify_counters(
     """A verification: the failure is charged before the code is compared, and a success
     takes it back with the rest (`lockout(...).key` reset), so concurrent wrong guesses can
     never overshoot `max_failures`."""
+    failures_key = credential_keys(secret, credential)[0]
+    window_ms = policy.address_window_seconds * 1000
     return (
-        lockout(policy, secret, credential, cost=1),
+        _lockout(policy, failures_key, cost=1),
+        _failure_cap(policy, failures_key, cost=1),
+        # Verifications come only with a code sent, so these are bounded by the sends: in a
+        # full store they may be skipped rather than block the check of a right code.
         Counter(
             "address-verifies",
             counter_key(secret, "v", address),
             policy.address_verifies,
-            policy.address_window_seconds * 1000,
+            window_ms,
+            0,
+            1,
+            IF_ROOM,
+        ),
+        *(
+            Counter(
+                "network-verifies",
+                counter_key(secret, "w", network),
+                policy.network_verifies,
+                window_ms,
+                0,
+                1,
+                IF_ROOM,
+            )
+            for network in wider_networks(address)
         ),
     )
 
 
-def _address_requests(policy: LimitPolicy, secret: bytes, address: str) -> Counter:
-    return Counter(
-        "address-requests",
-        counter_key(secret, "a", address),
-        policy.address_requests,
-        policy.address_window_seconds * 1000,
+def refused_counters(policy: LimitPolicy, secret: bytes, address: str) -> tuple[Counter, ...]:
+    """A create refused before any credential was known (an invalid body): it counts against
+    the address and its networks like any other request, so refusing costs the server no
+    more than answering."""
+    return _address_requests(policy, secret, address, wider_networks(address), cost=1)
+
+
+def _address_requests(
+    policy: LimitPolicy, secret: bytes, address: str, networks: tuple[str, ...], cost: int
+) -> tuple[Counter, ...]:
+    window_ms = policy.address_window_seconds * 1000
+    return (
+        Counter(
+            "address-requests",
+            counter_key(secret, "a", address),
+            policy.address_requests,
+            window_ms,
+            0,
+            cost,
+        ),
+        *(
+            Counter(
+                "network-requests",
+                counter_key(secret, "n", network),
+                policy.network_requests,
+                window_ms,
+                0,
+                cost,
+            )
+            for network in networks
+        ),
     )
