@@ -8,6 +8,7 @@ back comes from the spent markers the caller claims (`otpserver.factors.service`
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -47,7 +48,12 @@ class CodeSet:
     salt: bytes
     hashes: tuple[bytes, ...]
     used: int
-    created_at: int
+    created_at_ms: int
+
+    @property
+    def public_id(self) -> str:
+        """The id the host may show and log (`setId`): random, not derived from any code."""
+        return base64.urlsafe_b64encode(self.set_id).rstrip(b"=").decode()
 
     @property
     def remaining(self) -> int:
@@ -114,7 +120,7 @@ def new_set(codes: list[str], now: float) -> CodeSet:
         salt=salt,
         hashes=tuple(hashes),
         used=0,
-        created_at=int(now),
+        created_at_ms=int(now * 1000),
     )
 
 
@@ -138,7 +144,7 @@ def dump(code_set: CodeSet) -> bytes:
             code_set.salt,
             list(code_set.hashes),
             code_set.used,
-            code_set.created_at,
+            code_set.created_at_ms,
         ]
     )
     return packed
@@ -147,7 +153,7 @@ def dump(code_set: CodeSet) -> bytes:
 def load(payload: bytes) -> CodeSet:
     """The set `dump` wrote; `ValueError` for anything else."""
     try:
-        version, set_id, marker_key, salt, hashes, used, created_at = msgpack.unpackb(payload)
+        version, set_id, marker_key, salt, hashes, used, created_at_ms = msgpack.unpackb(payload)
     except (ValueError, TypeError, msgpack.UnpackException):
         raise ValueError("not a backup code set") from None
     if (
@@ -157,10 +163,10 @@ def load(payload: bytes) -> CodeSet:
         or not MIN_COUNT <= len(hashes) <= MAX_COUNT
         or not all(isinstance(h, bytes) and len(h) == HASH_BYTES for h in hashes)
         or not isinstance(used, int)
-        or not isinstance(created_at, int)
+        or not isinstance(created_at_ms, int)
     ):
         raise ValueError("not a backup code set")
-    return CodeSet(set_id, marker_key, salt, tuple(hashes), used, created_at)
+    return CodeSet(set_id, marker_key, salt, tuple(hashes), used, created_at_ms)
 
 
 def _encode(raw: bytes) -> str:
