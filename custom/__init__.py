@@ -2,7 +2,7 @@
 
 One file per decision: `credential.py` (what a client may ask a code for), `otp.py` (the
 code's rules), `limits.py` (the abuse limits), `send.py` (delivery), `final.py` (what a
-verified code does), `stores.py` (where IDs, keys and counters live), and `templates/`
+verified code does), `stores.py` (where IDs, keys, counters and markers live), and `templates/`
 (the messages, one folder per language). This file only wires them together.
 """
 
@@ -13,7 +13,7 @@ from custom.final import final
 from custom.limits import LIMITS
 from custom.otp import POLICY, generate_code
 from custom.send import make_sender
-from custom.stores import make_counter_store, make_id_store, make_key_store
+from custom.stores import make_counter_store, make_id_store, make_key_store, make_marker_store
 from otpserver import Hooks
 
 HOOKS = Hooks(
@@ -26,4 +26,5 @@ HOOKS = Hooks(
     make_key_store=make_key_store,
     limits=LIMITS,
     make_counter_store=make_counter_store,
+    make_marker_store=make_marker_store,
 )

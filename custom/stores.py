@@ -1,6 +1,6 @@
-"""Edit this file to choose where the server keeps its little state: IDs, keys and counters.
+"""Edit this file to choose where the server keeps its little state: IDs, keys, counters, markers.
 
-The server keeps no per-user rows. What it does keep, it keeps in three stores, each made
+The server keeps no per-user rows. What it does keep, it keeps in four stores, each made
 once at start-up by a factory below from the validated settings:
 
 * `make_id_store` — the random single-use IDs that every cookie carries and every state
@@ -12,9 +12,15 @@ once at start-up by a factory below from the validated settings:
 * `make_counter_store` — the abuse-limit counters (`custom/limits.py` sets the limits).
   `hit` must check every counter of a request and charge all of them or none, atomically,
   and keys must expire by themselves.
+* `make_marker_store` — short-lived markers under keyed-hash names: the last accepted TOTP
+  step of an enrolment, spent backup codes, "sets older than this are refused", revoked
+  devices. `put_if_absent` and `advance` must be atomic (exactly one concurrent caller
+  wins) and every marker must expire after its time to live. A marker lost with the store's
+  data (a flush, a restore) forgets that a code was used, so keep Redis persistent where
+  backup codes matter.
 
-The contracts are the Protocols `IdStore`, `KeyStore` and `CounterStore` exported by
-`otpserver`; `tests/contracts/` holds a test suite for each that a store of your own can
+The contracts are the Protocols `IdStore`, `KeyStore`, `CounterStore` and `MarkerStore`
+exported by `otpserver`; `tests/contracts/` holds a test suite for each that a store of your own can
 run by subclassing (see the README's Development section).
 
 What the core guarantees before calling
@@ -28,7 +34,7 @@ What to raise
     for a setting it cannot work with.
 
 Trade-offs of the default
-    All three on one backend, chosen by `OTP_STORE_URL`. `memory://` needs nothing and is
+    All four on one backend, chosen by `OTP_STORE_URL`. `memory://` needs nothing and is
     fastest, but lives in one process: several workers or machines would each accept a
     cookie once, so the server refuses to start that way. `redis://` shares everything
     between processes and machines at one round trip per request. A cloud KMS could hold
@@ -41,12 +47,15 @@ from otpserver import (
     CounterStore,
     IdStore,
     KeyStore,
+    MarkerStore,
     MemoryCounterStore,
     MemoryIdStore,
     MemoryKeyStore,
+    MemoryMarkerStore,
     RedisCounterStore,
     RedisIdStore,
     RedisKeyStore,
+    RedisMarkerStore,
     Settings,
     redis_client,
 )
@@ -75,3 +84,11 @@ def make_counter_store(settings: Settings) -> CounterStore:
         return MemoryCounterStore(max_counters=settings.memory_max_counters)
     timeout = settings.store_timeout_seconds
     return RedisCounterStore(redis_client(settings.store_url, timeout), timeout)
+
+
+def make_marker_store(settings: Settings) -> MarkerStore:
+    """The marker store on the same backend as the IDs."""
+    if settings.uses_memory_store:
+        return MemoryMarkerStore()
+    timeout = settings.store_timeout_seconds
+    return RedisMarkerStore(redis_client(settings.store_url, timeout), timeout)

@@ -35,12 +35,14 @@ if TYPE_CHECKING:
         MemoryCounterStore,
         MemoryIdStore,
         MemoryKeyStore,
+        MemoryMarkerStore,
         RedisCounterStore,
         RedisIdStore,
         RedisKeyStore,
+        RedisMarkerStore,
         redis_client,
     )
-    from otpserver.stores.base import CounterStore, IdStore, KeyStore
+    from otpserver.stores.base import CounterStore, IdStore, KeyStore, MarkerStore
 
 _HOMES: dict[str, str] = {
     "ChannelSender": "otpserver.delivery",
@@ -56,7 +58,9 @@ _HOMES: dict[str, str] = {
     "LimitPolicy": "otpserver.limits.rules",
     "MemoryCounterStore": "otpserver.stores",
     "MemoryIdStore": "otpserver.stores",
+    "MarkerStore": "otpserver.stores.base",
     "MemoryKeyStore": "otpserver.stores",
+    "MemoryMarkerStore": "otpserver.stores",
     "OtpError": "otpserver.errors",
     "OtpPolicy": "otpserver.otp.policy",
     "OutgoingCode": "otpserver.delivery.message",
@@ -64,6 +68,7 @@ _HOMES: dict[str, str] = {
     "RedisCounterStore": "otpserver.stores",
     "RedisIdStore": "otpserver.stores",
     "RedisKeyStore": "otpserver.stores",
+    "RedisMarkerStore": "otpserver.stores",
     "Sender": "otpserver.delivery.message",
     "Settings": "otpserver.settings.environment",
     "SmtpSender": "otpserver.delivery",
@@ -94,9 +99,11 @@ __all__ = [
     "IdStore",
     "KeyStore",
     "LimitPolicy",
+    "MarkerStore",
     "MemoryCounterStore",
     "MemoryIdStore",
     "MemoryKeyStore",
+    "MemoryMarkerStore",
     "OtpError",
     "OtpPolicy",
     "OutgoingCode",
@@ -104,6 +111,7 @@ __all__ = [
     "RedisCounterStore",
     "RedisIdStore",
     "RedisKeyStore",
+    "RedisMarkerStore",
     "Sender",
     "Settings",
     "SmtpSender",

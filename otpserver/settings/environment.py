@@ -18,6 +18,7 @@ from typing import Literal
 from otpserver.errors import ConfigError
 from otpserver.settings import defaults
 from otpserver.settings.delivery import DeliveryConfig
+from otpserver.settings.factors import FactorSettings
 from otpserver.settings.overrides import (
     LIMIT_BOUNDS,
     LIMIT_ENV_FIELDS,
@@ -226,6 +227,7 @@ class Settings:
     limit_overrides: LimitOverrides = field(default_factory=LimitOverrides)
     delivery: DeliveryConfig = field(default_factory=lambda: DeliveryConfig.from_env({}))
     test_credentials: Mapping[str, str] = field(default_factory=dict)
+    factors: FactorSettings = field(default_factory=FactorSettings)
 
     @property
     def is_development(self) -> bool:
@@ -275,6 +277,7 @@ class Settings:
             test_credentials=problems.read(
                 lambda: parse_test_credentials(reader.raw("OTP_TEST_CREDENTIALS")), {}
             ),
+            factors=problems.read(lambda: FactorSettings.from_env(env), FactorSettings()),
         )
         problems.raise_if_any()
         return settings
