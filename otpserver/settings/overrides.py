@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import phonenumbers
 
-from otpserver.settings.defaults import MAX_TTL_SECONDS
+from otpserver.settings.defaults import MAX_TTL_SECONDS as MAX_TTL_SECONDS  # re-exported
 
 MAX_FAILURES_CEILING = 100
 """NIST SP 800-63B rev 4 §3.2.2: at most 100 consecutive failures before a lockout."""
