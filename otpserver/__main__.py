@@ -14,7 +14,7 @@ from otpserver.settings.environment import MASTER_KEY_BYTES, Settings
 
 
 def main() -> int:
-    """Start the server, or print one line naming the bad variable and exit with 2."""
+    """Start the server, or print one line per configuration problem and exit with 2."""
     try:
         # Imported here, inside the error handling, because importing it loads `custom/`.
         from otpserver import asgi
@@ -35,7 +35,8 @@ def main() -> int:
                 "development mode: generated an ephemeral OTP_MASTER_KEY; cookies die on restart"
             )
     except ConfigError as error:
-        print(f"otpserver: configuration error: {error}", file=sys.stderr)
+        for problem in error.problems:
+            print(f"otpserver: configuration error: {problem}", file=sys.stderr)
         return 2
     serve("otpserver.asgi:build", settings)
     return 0
