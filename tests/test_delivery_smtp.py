@@ -556,3 +556,39 @@ async def test_a_message_the_relay_may_still_accept_keeps_its_code(templates: Te
     finally:
         server.close()
     assert CODE in body_of(stalling.parsed(), "plain")
+
+
+ENCODED_WORD_LOCAL_PARTS = [
+    "=?utf-8?q?=0d=0abcc=3a_spy=40evil=2eexample?=",
+    "=?UTF-8?Q?x=0D=0ASubject=3A_win?=",
+    "=?utf-8?b?DQpCY2M6IHNweUBldmlsLmV4YW1wbGU=?=",
+    "a=?iso-8859-1?q?=0a?=b",
+]
+
+
+@pytest.mark.parametrize("local_part", ENCODED_WORD_LOCAL_PARTS)
+async def test_an_encoded_word_in_the_address_never_reaches_the_relay(
+    smtp_server: StartServer, templates: Templates, local_part: str
+) -> None:
+    """An RFC 2047 encoded word in the local part, which some Python builds decode into a
+    raw line break (CVE-2024-6923), is refused before anything is sent, whatever the
+    interpreter's patch level; the relay receives nothing."""
+    port, captured = await smtp_server()
+    with pytest.raises(DeliveryError):
+        await SmtpSender(config(port), templates).send(outgoing(to=f"{local_part}@example.com"))
+    assert captured.envelopes == []
+
+
+async def test_the_raw_message_has_only_the_servers_own_header_lines(
+    smtp_server: StartServer, templates: Templates
+) -> None:
+    """On the wire, the message's header lines are exactly the server's own, each once, and
+    the recipient appears only in `To`."""
+    port, captured = await smtp_server()
+    await SmtpSender(config(port), templates).send(outgoing(to="ada.lovelace+otp@example.com"))
+    head = captured.raw().split(b"\r\n\r\n", 1)[0].decode("ascii")
+    names = [line.split(":", 1)[0] for line in head.split("\r\n") if not line[:1].isspace()]
+    assert names == EXPECTED_HEADERS
+    assert [line for line in head.split("\r\n") if "ada.lovelace" in line] == [
+        "To: ada.lovelace+otp@example.com"
+    ]

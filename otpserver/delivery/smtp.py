@@ -28,6 +28,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from otpserver.delivery.message import DeliveryError, OutgoingCode
 from otpserver.delivery.templates import RenderedEmail, Templates
+from otpserver.otp.addresses import has_encoded_word
 from otpserver.settings.delivery import SmtpConfig
 
 log = logging.getLogger("otpserver.delivery.smtp")
@@ -44,6 +45,10 @@ def build_email(config: SmtpConfig, to: str, email: RenderedEmail) -> EmailMessa
     for value in (to, email.subject, config.from_address, config.from_name):
         if _LINE_BREAKERS.intersection(value):
             raise DeliveryError("refusing an email header that contains a line break or NUL")
+    if has_encoded_word(to) or has_encoded_word(config.from_address):
+        # Validation already refuses these; this keeps any other path from reaching the
+        # email library, which may decode the word into a raw line break (CVE-2024-6923).
+        raise DeliveryError("refusing an email address whose local part holds an encoded word")
     sender = _address(config.from_address, config.from_name)
     recipient = _address(to)
     message = EmailMessage(policy=SMTP)

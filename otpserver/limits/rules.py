@@ -31,6 +31,7 @@ import phonenumbers
 
 from otpserver.crypto.mac import hmac_sha256
 from otpserver.errors import ConfigError
+from otpserver.otp.addresses import canonical_mailbox
 from otpserver.otp.credentials import Credential
 from otpserver.settings import defaults, hardening
 from otpserver.settings.defaults import ANY_CHANNEL
@@ -181,8 +182,13 @@ def counter_key(secret: bytes, kind: str, value: str) -> bytes:
 def credential_keys(secret: bytes, credential: Credential) -> tuple[bytes, bytes]:
     """A credential's failures (`f:`) and sends (`s:`) keys: the two halves of one
     HMAC-SHA256, as unrelated as two separate HMACs and half the work. The channel is part
-    of the message, which keeps an email and a phone number of the same text apart."""
-    digest = hmac_sha256(secret, f"c\0{credential.channel}\0{credential.address}".encode())
+    of the message, which keeps an email and a phone number of the same text apart. Email
+    addresses are keyed on their canonical mailbox, so `+tags`, Gmail dots and
+    googlemail.com give no extra sends or guesses."""
+    address = credential.address
+    if "@" in address:
+        address = canonical_mailbox(address)
+    digest = hmac_sha256(secret, f"c\0{credential.channel}\0{address}".encode())
     return b"f:" + digest[:16].hex().encode(), b"s:" + digest[16:].hex().encode()
 
 
