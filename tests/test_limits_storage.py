@@ -39,7 +39,7 @@ async def test_consecutive_failures_are_capped_over_the_long_window(
             failures += 1
     clock.advance(3600)
     assert_rate_limited(await peers.browser(app, address(2)).create(EMAIL))
-    await app.state.endpoints.limiter.forget_failures(Credential("email", EMAIL))
+    await app.state.verifications.limiter.forget_failures(Credential("email", EMAIL))
     fresh = peers.browser(app, address(3))
     assert (await fresh.create(EMAIL)).status_code == 200
     assert (await fresh.verify(sender.last_code)).status_code == 200

@@ -328,37 +328,14 @@ def switch_counters(
 def verify_counters(
     policy: LimitPolicy, secret: bytes, credential: Credential, address: str
 ) -> tuple[Counter, ...]:
-    """A verification: the failure is charged before the code is compared, and a success
-    takes it back with the rest (`lockout(...).key` reset), so concurrent wrong guesses can
-    never overshoot `max_failures`."""
+    """A wrong code: one failure more for the credential (and for its long cap), charged in
+    the same atomic step that spends the carrier's ID, so concurrent wrong guesses can never
+    overshoot `max_failures`."""
     failures_key = credential_keys(secret, credential)[0]
-    window_ms = policy.address_window_seconds * 1000
     return (
         _lockout(policy, failures_key, cost=1),
         _failure_cap(policy, failures_key, cost=1),
-        # Verifications come only with a code sent, so these are bounded by the sends: in a
-        # full store they may be skipped rather than block the check of a right code.
-        Counter(
-            "address-verifies",
-            counter_key(secret, "v", address),
-            policy.address_verifies,
-            window_ms,
-            0,
-            1,
-            IF_ROOM,
-        ),
-        *(
-            Counter(
-                "network-verifies",
-                counter_key(secret, "w", network),
-                policy.network_verifies,
-                window_ms,
-                0,
-                1,
-                IF_ROOM,
-            )
-            for network in wider_networks(address)
-        ),
+        *_verifies(policy, secret, address),
     )
 
 
@@ -392,5 +369,48 @@ def _address_requests(
                 cost,
             )
             for network in networks
+        ),
+    )
+
+
+def correct_code_counters(
+    policy: LimitPolicy, secret: bytes, credential: Credential, address: str
+) -> tuple[Counter, ...]:
+    """A correct code: refused while the credential is locked or capped (a lock is never
+    lifted by a guess), counted against the address like any check; its step clears both
+    failure counts (`failure_keys`)."""
+    failures_key = credential_keys(secret, credential)[0]
+    return (
+        _lockout(policy, failures_key, cost=0),
+        _failure_cap(policy, failures_key, cost=0),
+        *_verifies(policy, secret, address),
+    )
+
+
+def _verifies(policy: LimitPolicy, secret: bytes, address: str) -> tuple[Counter, ...]:
+    # Verifications come only with a code sent, so these are bounded by the sends: in a
+    # full store they may be skipped rather than block the check of a right code.
+    window_ms = policy.address_window_seconds * 1000
+    return (
+        Counter(
+            "address-verifies",
+            counter_key(secret, "v", address),
+            policy.address_verifies,
+            window_ms,
+            0,
+            1,
+            IF_ROOM,
+        ),
+        *(
+            Counter(
+                "network-verifies",
+                counter_key(secret, "w", network),
+                policy.network_verifies,
+                window_ms,
+                0,
+                1,
+                IF_ROOM,
+            )
+            for network in wider_networks(address)
         ),
     )
