@@ -26,6 +26,7 @@ from otpserver.http.browser import BrowserEndpoints
 from otpserver.http.cookies import CookieCodec
 from otpserver.http.edge import EdgeMiddleware, EdgePolicy
 from otpserver.http.exchange import ApiEndpoint, ApiHandler, error_response
+from otpserver.http.hosts import LoopbackHostMiddleware
 from otpserver.limits.limiter import Limiter
 from otpserver.otp.policy import OtpPolicy
 from otpserver.settings.environment import MASTER_KEY_BYTES, Settings
@@ -191,6 +192,8 @@ def create_app(
         exception_handlers={OtpError: _render_otp_error, Exception: _render_server_error},
     )
     app.router.default = _not_found
+    if settings.is_development:
+        app.add_middleware(LoopbackHostMiddleware)
     app.state.settings = settings
     app.state.policy = policy
     app.state.endpoints = endpoints

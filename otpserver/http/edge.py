@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from otpserver.errors import BodyTooLarge, OriginNotAllowed, OtpError
+from otpserver.errors import BodyInvalid, BodyTooLarge, OriginNotAllowed, OtpError
 from otpserver.http.exchange import (
     API_HEADERS_SCOPE_KEY,
     ApiResponse,
@@ -74,9 +74,7 @@ class EdgeMiddleware:
                     await self._preflight(cors_origin, self._with_headers(send, cors_origin))
                     return
             declared = headers.get(b"content-length")
-            if declared is not None and (
-                not declared.isdigit() or int(declared) > self.max_body_bytes
-            ):
+            if declared is not None and declared_length(declared) > self.max_body_bytes:
                 # Refused before a single body byte is read.
                 await self._send_api(error_response(BodyTooLarge()), cors_origin, send)
                 return
@@ -167,6 +165,19 @@ class EdgeMiddleware:
             return message
 
         return limited_receive
+
+
+MAX_LENGTH_DIGITS = 15
+"""No body is a petabyte: a longer Content-Length is not a length but an attack on `int()`,
+which refuses to parse thousands of digits (a 500 if nothing catches it)."""
+
+
+def declared_length(value: bytes) -> int:
+    """A `Content-Length` value as bytes to expect; `BodyInvalid` (400) unless it is 1 to
+    `MAX_LENGTH_DIGITS` ASCII digits (no sign, no spaces, no other numerals)."""
+    if not 0 < len(value) <= MAX_LENGTH_DIGITS or not value.isdigit():
+        raise BodyInvalid("The Content-Length header is malformed.")
+    return int(value)
 
 
 def route_path(scope: Scope) -> str:
