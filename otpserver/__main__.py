@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import base64
+import importlib.util
 import logging
 import os
+import resource
 import sys
 
 import uvicorn
 
 from otpserver.errors import ConfigError
+from otpserver.http.guard import PROTOCOL, GuardedHttpToolsProtocol
+from otpserver.http.hosts import exposure_warning
 from otpserver.settings.environment import MASTER_KEY_BYTES, Settings
 
 
@@ -59,7 +63,20 @@ def serve(
     the TLS-terminating proxy that keeps one, and writing a line per request here costs
     about as much CPU as serving a bare request (a 100-microsecond toll on every call).
     The keyword options exist for the benchmark's comparison of uvicorn's alternatives.
+
+    `http="auto"` serves through `otpserver.http.guard`, httptools with the bounds of
+    `settings.server` (request deadline, request-head sizes, connections per worker); the
+    soft limit on open files is raised to the hard one first, so the connection cap, not
+    the file limit, is what a flood of sockets meets.
     """
+    limits = settings.server
+    warning = exposure_warning(settings)
+    if warning is not None:
+        logging.getLogger("otpserver").warning(warning)
+    if http == "auto" and importlib.util.find_spec("httptools") is not None:
+        GuardedHttpToolsProtocol.limits = limits
+        http = PROTOCOL
+    raise_open_file_limit()
     uvicorn.run(
         factory,
         factory=True,
@@ -72,7 +89,20 @@ def serve(
         server_header=False,
         access_log=access_log,
         log_level="info",
+        timeout_keep_alive=limits.keep_alive_seconds,
+        # Only the h11 implementation reads this; the guarded httptools one has its own.
+        h11_max_incomplete_event_size=limits.max_header_bytes,
     )
+
+
+def raise_open_file_limit() -> None:
+    """Raise this process's soft limit on open files to its hard limit (where it has one)."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard != resource.RLIM_INFINITY and soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError):
+        logging.getLogger("otpserver").warning("could not raise the open-file limit")
 
 
 if __name__ == "__main__":

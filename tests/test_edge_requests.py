@@ -3,7 +3,6 @@ names in development, and a trusted-proxy list that trusts everyone (SECURITY.md
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 
 import httpx

@@ -33,7 +33,7 @@ raises to its hard maximum at start-up where the system allows."""
 REQUEST_TIMEOUT_SECONDS = 10.0
 """A request's head and body must both have arrived within this, from its first byte (or
 from the connection's opening, for its first request)."""
-KEEP_ALIVE_SECONDS = 5.0
+KEEP_ALIVE_SECONDS = 5
 MAX_HEADER_BYTES = 16 * 1024
 MAX_URL_BYTES = 4096
 
@@ -102,7 +102,7 @@ SERVER_ENV_VARS: tuple[EnvVar, ...] = (
     ),
     EnvVar(
         "OTP_KEEP_ALIVE_SECONDS",
-        f"{KEEP_ALIVE_SECONDS:g}",
+        str(KEEP_ALIVE_SECONDS),
         "how long an idle connection is kept open between requests",
     ),
     EnvVar(
@@ -120,7 +120,7 @@ class ServerLimits:
 
     max_connections: int = MAX_CONNECTIONS
     request_timeout_seconds: float = REQUEST_TIMEOUT_SECONDS
-    keep_alive_seconds: float = KEEP_ALIVE_SECONDS
+    keep_alive_seconds: int = KEEP_ALIVE_SECONDS
     max_header_bytes: int = MAX_HEADER_BYTES
     max_url_bytes: int = MAX_URL_BYTES
 
@@ -134,7 +134,7 @@ class ServerLimits:
             limits = cls(
                 max_connections=env.integer("OTP_MAX_CONNECTIONS", 16, 1_000_000),
                 request_timeout_seconds=env.seconds("OTP_REQUEST_TIMEOUT_SECONDS", maximum=300),
-                keep_alive_seconds=env.seconds("OTP_KEEP_ALIVE_SECONDS", maximum=300),
+                keep_alive_seconds=env.integer("OTP_KEEP_ALIVE_SECONDS", 1, 300),
                 max_header_bytes=env.integer("OTP_MAX_HEADER_BYTES", 1024, 1 << 20),
                 max_url_bytes=env.integer("OTP_MAX_URL_BYTES", 256, 1 << 20),
             )

@@ -75,6 +75,12 @@ class ServerProcess:
         raise RuntimeError(f"server did not start:\n{self.output()}")
 
     @property
+    def pid(self) -> int:
+        """The server process's id (to constrain it, e.g. its open-file limit)."""
+        assert self._process is not None
+        return self._process.pid
+
+    @property
     def log_path(self) -> Path:
         """The file the process's stdout and stderr go to."""
         return self._log
