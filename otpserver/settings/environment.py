@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from otpserver.errors import ConfigError
+from otpserver.settings.api import ApiSettings
 from otpserver.settings.delivery import DeliveryConfig
 from otpserver.settings.overrides import (
     LIMIT_ENV_FIELDS,
@@ -179,6 +180,7 @@ class Settings:
     limit_overrides: LimitOverrides = field(default_factory=LimitOverrides)
     delivery: DeliveryConfig = field(default_factory=lambda: DeliveryConfig.from_env({}))
     test_credentials: Mapping[str, str] = field(default_factory=dict)
+    api: ApiSettings = field(default_factory=ApiSettings)
 
     @property
     def is_development(self) -> bool:
@@ -224,6 +226,7 @@ class Settings:
             limit_overrides=parse_limit_overrides(env),
             delivery=DeliveryConfig.from_env(env),
             test_credentials=parse_test_credentials(env.get("OTP_TEST_CREDENTIALS", "")),
+            api=ApiSettings.from_env(env),
         )
 
 
