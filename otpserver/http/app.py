@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Scope
 
+from otpserver.crypto.atrest import AtRestRing
 from otpserver.crypto.keyring import KeyRing
 from otpserver.delivery.outbox import OutboxSender, outbox_routes
 from otpserver.errors import ConfigError, OtpError, ServerError
@@ -31,6 +32,8 @@ from otpserver.otp.policy import OtpPolicy
 from otpserver.results.jwks import JWKS_PATH, jwks_endpoint
 from otpserver.results.signer import ResultSigner
 from otpserver.settings.environment import MASTER_KEY_BYTES, Settings
+from otpserver.v1.keys import ApiKeyring
+from otpserver.v1.services import ApiServices
 
 log = logging.getLogger("otpserver")
 
@@ -197,6 +200,17 @@ def create_app(
     app.state.endpoints = endpoints
     app.state.keyring = keyring
     app.state.results = results
+    app.state.api = ApiServices(
+        keys=ApiKeyring(settings.api.keys),
+        counters=counters,
+        limit_secret=derive_key(master_key, b"otpserver/limit-key/v1"),
+        key_requests=settings.api.key_requests,
+        key_window_seconds=settings.api.key_window_seconds,
+        proxies=settings.trusted_proxies,
+        results=results,
+        atrest=AtRestRing(master_key, settings.api.previous_master_keys),
+        clock=clock,
+    )
     app.state.key_store = key_store
     app.state.counters = counters
     app.state.limits = limits
