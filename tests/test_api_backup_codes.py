@@ -204,7 +204,9 @@ async def test_a_malformed_code_is_a_400(client: httpx.AsyncClient) -> None:
 
 
 async def test_sets_survive_a_store_flush_and_spent_markers_are_in_the_store(
-    factor_app: Callable[..., OtpApp], client_for: Clients, store: str,
+    factor_app: Callable[..., OtpApp],
+    client_for: Clients,
+    store: str,
     request: pytest.FixtureRequest,
 ) -> None:
     """After a flush the set still opens and its unused codes redeem."""

@@ -99,9 +99,7 @@ async def test_confirming_activates_and_the_setup_code_fails_at_first_login(
     assert "enrolment" not in answer
 
 
-async def test_a_code_is_accepted_at_most_once(
-    client: httpx.AsyncClient, clock: FakeClock
-) -> None:
+async def test_a_code_is_accepted_at_most_once(client: httpx.AsyncClient, clock: FakeClock) -> None:
     """A second verification of an approved code is refused."""
     secret, enrolment = await enrolled(client, clock.now)
     clock.advance(30)
@@ -240,22 +238,28 @@ async def test_blobs_of_another_subject_kind_or_tampered_are_invalid(
     started = await call(client, ENROL, {"subject": SUBJECT, "account": "ada@example.com"})
     clock.advance(30)
     code = app_code(secret, clock.now)
-    other = await call(
-        client, VERIFY, {"subject": "user-2", "enrolment": enrolment, "code": code}
-    )
+    other = await call(client, VERIFY, {"subject": "user-2", "enrolment": enrolment, "code": code})
     assert other == {"status": "invalid"}
     flipped = enrolment[:20] + ("A" if enrolment[20] != "A" else "B") + enrolment[21:]
-    for blob in (started["pending"], flipped, enrolment + "A", enrolment[:-3], "!" + enrolment,
-                 "x"):
+    for blob in (
+        started["pending"],
+        flipped,
+        enrolment + "A",
+        enrolment[:-3],
+        "!" + enrolment,
+        "x",
+    ):
         assert (await verify(client, blob, code)) == {"status": "invalid"}, blob
-    confirm = await call(client, CONFIRM, {"subject": SUBJECT, "pending": enrolment,
-                                           "code": code})
+    confirm = await call(client, CONFIRM, {"subject": SUBJECT, "pending": enrolment, "code": code})
     assert confirm == {"status": "invalid"}
     assert (await verify(client, enrolment, code))["status"] == "approved"
 
 
 async def test_enrolments_survive_a_store_flush(
-    factor_app: Callable[..., OtpApp], client_for: Clients, clock: FakeClock, store: str,
+    factor_app: Callable[..., OtpApp],
+    client_for: Clients,
+    clock: FakeClock,
+    store: str,
     request: pytest.FixtureRequest,
 ) -> None:
     """An enrolment made before the store was emptied still verifies afterwards."""
@@ -314,12 +318,15 @@ async def test_refusals_stay_http_errors_for_transport_problems(
     ):
         response = await client.post(VERIFY, json=bad, headers=auth())
         assert (response.status_code, response.json()["error"]) == (400, "BODY:INVALID"), bad
-    plain = await client.post(VERIFY, content=b"{}", headers={**auth(), "content-type": "text/plain"})
+    plain = await client.post(
+        VERIFY, content=b"{}", headers={**auth(), "content-type": "text/plain"}
+    )
     assert plain.status_code == 415
     for code in ("12345", "1234567", "12345a", "\u0661\u0662\u0663\u0664\u0665\u0666"):
         response = await client.post(VERIFY, json={**body, "code": code}, headers=auth())
         assert (response.status_code, response.json()["error"]) == (400, "OTP:INVALID_FORMAT")
-    enrol = await client.post(ENROL, json={"subject": SUBJECT, "account": "a", "digits": 7},
-                              headers=auth())
+    enrol = await client.post(
+        ENROL, json={"subject": SUBJECT, "account": "a", "digits": 7}, headers=auth()
+    )
     assert enrol.status_code == 400
     assert API_KEY not in enrol.text

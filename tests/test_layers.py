@@ -19,7 +19,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"settings"}),
     frozenset({"crypto", "stores"}),
     frozenset({"otp"}),
-    frozenset({"limits", "delivery"}),
+    frozenset({"limits", "delivery", "results"}),
     frozenset({"hooks"}),
     frozenset({"factors", "v1"}),
     frozenset({"http"}),

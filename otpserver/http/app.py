@@ -28,6 +28,8 @@ from otpserver.http.edge import EdgeMiddleware, EdgePolicy
 from otpserver.http.exchange import ApiEndpoint, ApiHandler, error_response
 from otpserver.limits.limiter import ChargingIdStore, Limiter
 from otpserver.otp.policy import OtpPolicy
+from otpserver.results.jwks import JWKS_PATH, jwks_endpoint
+from otpserver.results.signer import ResultSigner
 from otpserver.settings.environment import MASTER_KEY_BYTES, Settings
 
 log = logging.getLogger("otpserver")
@@ -128,6 +130,9 @@ def create_app(
             "OTP_SMS_ALLOWLIST is empty: SMS codes may go to every country; list the ones you serve"
         )
     keyring = KeyRing(key_store, master_key, settings.kek_rotation_seconds)
+    results = ResultSigner.from_settings(
+        settings.api, master_key, development=settings.is_development
+    )
     endpoints = OtpEndpoints(
         policy=policy,
         credential_body=hooks.credential_body,
@@ -139,6 +144,7 @@ def create_app(
         digest_key=derive_key(master_key, b"otpserver/code-digest/v1"),
         clock=clock,
         test_codes=test_codes,
+        results=results,
         public_host=settings.delivery.autofill_domain,
         limiter=Limiter(
             policy=limits,
@@ -157,6 +163,7 @@ def create_app(
     routes: list[BaseRoute] = [
         *api_route_table(api_routes, settings.max_body_bytes),
         ExactRoute("/health", health, methods=["GET"]),
+        ExactRoute(JWKS_PATH, jwks_endpoint(results, clock), methods=["GET"]),
     ]
     if settings.is_development:
         routes.extend(static_routes())
@@ -191,6 +198,7 @@ def create_app(
     app.state.policy = policy
     app.state.endpoints = endpoints
     app.state.keyring = keyring
+    app.state.results = results
     app.state.key_store = key_store
     app.state.counters = counters
     app.state.markers = markers

@@ -37,6 +37,7 @@ from otpserver.otp.codes import code_digest, digests_match, parse_code
 from otpserver.otp.credentials import Credential, CredentialBody
 from otpserver.otp.payload import LIST_ID_BYTES, Entry, TokenList
 from otpserver.otp.policy import OtpPolicy
+from otpserver.results.signer import ResultSigner
 from otpserver.stores.base import IdStore
 
 log = logging.getLogger("otpserver.http.browser")
@@ -63,6 +64,8 @@ class OtpEndpoints:
     limiter: Limiter
     test_codes: Mapping[str, str] = field(default_factory=dict)
     """Development test identities: fixed codes, never delivered."""
+    results: ResultSigner | None = None
+    """Signs the result handed to the final hook (SPEC §11)."""
     public_host: str | None = None
     """The site name for messages; None (development only) means the request's Host."""
 
@@ -192,8 +195,9 @@ class OtpEndpoints:
             if remaining is None
             else await self._cookie_header(remaining, now)
         )
+        result = None if self.results is None else self.results.for_browser(entry.credential, now)
         response = await self.final(
-            VerifiedCredential(entry.credential, float(now)), request.starlette()
+            VerifiedCredential(entry.credential, float(now), result), request.starlette()
         )
         response.headers.append("Set-Cookie", cookie)
         return response

@@ -72,6 +72,27 @@ _RATE_LIMIT = {
     "description": 'IETF RateLimit fields on RATE:LIMITED, e.g. `"otp";r=0;t=30`.',
     "schema": {"type": "string"},
 }
+_JWKS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["keys"],
+    "properties": {
+        "keys": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["kty", "crv", "x", "kid", "use", "alg"],
+                "properties": {
+                    "kty": {"const": "OKP"},
+                    "crv": {"const": "Ed25519"},
+                    "x": {"type": "string", "description": "The public key, base64url."},
+                    "kid": {"type": "string", "description": "RFC 7638 thumbprint."},
+                    "use": {"const": "sig"},
+                    "alg": {"const": "EdDSA"},
+                },
+            },
+        }
+    },
+}
 _SET_COOKIE = {
     "description": "The OTP cookie (`__Host-otp` in production, `otp` in development): "
     "HttpOnly, SameSite=Strict, Path=/; Secure in production.",
@@ -316,6 +337,27 @@ def build_openapi(
                 }
             },
             **_factor_paths(),
+            "/.well-known/jwks.json": {
+                "get": {
+                    "operationId": "jwks",
+                    "summary": "The public keys that verify signed results (previous, current "
+                    "and next signing period).",
+                    "responses": {
+                        "200": {
+                            "description": "A JSON Web Key Set (RFC 7517) of Ed25519 keys "
+                            "(RFC 8037); cache it for the `max-age` given, at most a third of "
+                            "a signing period.",
+                            "headers": {
+                                "Cache-Control": {
+                                    "description": "`public, max-age=N`.",
+                                    "schema": {"type": "string"},
+                                }
+                            },
+                            "content": {"application/jwk-set+json": {"schema": _JWKS_SCHEMA}},
+                        }
+                    },
+                }
+            },
             "/health": {
                 "get": {
                     "operationId": "health",

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from otpserver.errors import ConfigError
+from otpserver.settings.api import ApiSettings
 from otpserver.settings.delivery import DeliveryConfig
 from otpserver.settings.factors import FactorSettings
 from otpserver.settings.overrides import (
@@ -181,6 +182,7 @@ class Settings:
     delivery: DeliveryConfig = field(default_factory=lambda: DeliveryConfig.from_env({}))
     test_credentials: Mapping[str, str] = field(default_factory=dict)
     factors: FactorSettings = field(default_factory=FactorSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
 
     @property
     def is_development(self) -> bool:
@@ -227,6 +229,7 @@ class Settings:
             delivery=DeliveryConfig.from_env(env),
             test_credentials=parse_test_credentials(env.get("OTP_TEST_CREDENTIALS", "")),
             factors=FactorSettings.from_env(env),
+            api=ApiSettings.from_env(env),
         )
 
 

@@ -42,8 +42,15 @@ async def call(client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> di
     return answer
 
 
-def app_code(secret: str, now: float, *, digits: int = 6, period: int = 30,
-             algorithm: str = "SHA1", steps: int = 0) -> str:
+def app_code(
+    secret: str,
+    now: float,
+    *,
+    digits: int = 6,
+    period: int = 30,
+    algorithm: str = "SHA1",
+    steps: int = 0,
+) -> str:
     """The code an authenticator app shows at `now` plus `steps` periods (pyotp's answer)."""
     totp = pyotp.TOTP(secret, digits=digits, interval=period, digest=algorithm.lower())
     return totp.at(int(now) + steps * period)
@@ -56,8 +63,11 @@ async def enrolled(
     started = await call(
         client, "/v1/totp/enrolments", {"subject": subject, "account": "ada@example.com", **options}
     )
-    code = app_code(started["secret"], now, **{k: v for k, v in options.items()
-                                                if k in ("digits", "period", "algorithm")})
+    code = app_code(
+        started["secret"],
+        now,
+        **{k: v for k, v in options.items() if k in ("digits", "period", "algorithm")},
+    )
     confirmed = await call(
         client,
         "/v1/totp/enrolments/confirm",
