@@ -21,7 +21,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"otp"}),
     frozenset({"limits", "delivery", "results"}),
     frozenset({"hooks"}),
-    frozenset({"v1"}),
+    frozenset({"factors", "v1"}),
     frozenset({"http"}),
     frozenset({"asgi"}),
     frozenset({"__main__", "__init__"}),

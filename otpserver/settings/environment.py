@@ -17,6 +17,7 @@ from typing import Literal
 from otpserver.errors import ConfigError
 from otpserver.settings.api import ApiSettings
 from otpserver.settings.delivery import DeliveryConfig
+from otpserver.settings.factors import FactorSettings
 from otpserver.settings.overrides import (
     LIMIT_ENV_FIELDS,
     POLICY_ENV_FIELDS,
@@ -180,6 +181,7 @@ class Settings:
     limit_overrides: LimitOverrides = field(default_factory=LimitOverrides)
     delivery: DeliveryConfig = field(default_factory=lambda: DeliveryConfig.from_env({}))
     test_credentials: Mapping[str, str] = field(default_factory=dict)
+    factors: FactorSettings = field(default_factory=FactorSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
 
     @property
@@ -226,6 +228,7 @@ class Settings:
             limit_overrides=parse_limit_overrides(env),
             delivery=DeliveryConfig.from_env(env),
             test_credentials=parse_test_credentials(env.get("OTP_TEST_CREDENTIALS", "")),
+            factors=FactorSettings.from_env(env),
             api=ApiSettings.from_env(env),
         )
 
