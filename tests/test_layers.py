@@ -23,6 +23,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"hooks"}),
     frozenset({"http"}),
     frozenset({"asgi"}),
+    frozenset({"cli"}),
     frozenset({"__main__", "__init__"}),
 )
 """Lowest first. A new package takes its place here, with the reason in its docstring."""
