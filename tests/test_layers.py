@@ -17,6 +17,7 @@ PACKAGE_ROOT = Path(otpserver.__file__).parent
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"errors"}),
     frozenset({"settings"}),
+    frozenset({"observability"}),
     frozenset({"crypto", "stores"}),
     frozenset({"otp"}),
     frozenset({"limits", "delivery"}),

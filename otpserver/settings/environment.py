@@ -16,6 +16,7 @@ from typing import Literal
 
 from otpserver.errors import ConfigError
 from otpserver.settings.delivery import DeliveryConfig
+from otpserver.settings.operations import OperationsConfig
 from otpserver.settings.overrides import (
     LIMIT_ENV_FIELDS,
     POLICY_ENV_FIELDS,
@@ -179,6 +180,7 @@ class Settings:
     limit_overrides: LimitOverrides = field(default_factory=LimitOverrides)
     delivery: DeliveryConfig = field(default_factory=lambda: DeliveryConfig.from_env({}))
     test_credentials: Mapping[str, str] = field(default_factory=dict)
+    operations: OperationsConfig = field(default_factory=OperationsConfig)
 
     @property
     def is_development(self) -> bool:
@@ -224,6 +226,7 @@ class Settings:
             limit_overrides=parse_limit_overrides(env),
             delivery=DeliveryConfig.from_env(env),
             test_credentials=parse_test_credentials(env.get("OTP_TEST_CREDENTIALS", "")),
+            operations=OperationsConfig.from_env(env),
         )
 
 
