@@ -25,7 +25,7 @@ from otpserver.hooks import Hooks
 from otpserver.http.browser import OtpEndpoints
 from otpserver.http.cookies import CookieCodec
 from otpserver.http.edge import EdgeMiddleware, EdgePolicy
-from otpserver.http.exchange import ApiHandler, error_response
+from otpserver.http.exchange import ApiEndpoint, ApiHandler, error_response
 from otpserver.limits.limiter import ChargingIdStore, Limiter
 from otpserver.otp.policy import OtpPolicy
 from otpserver.settings.environment import MASTER_KEY_BYTES, Settings
@@ -50,17 +50,18 @@ class ExactRoute(Route):
 
 
 class OtpApp(Starlette):
-    """Starlette with the edge middleware outside even its own error pages."""
+    """Starlette with the edge middleware outside even its own error pages.
 
-    def __init__(
-        self, edge: EdgePolicy, api_routes: Mapping[str, ApiHandler], **kwargs: Any
-    ) -> None:
+    Middleware added the ordinary way (`app.add_middleware`) runs inside the edge and sees
+    every route, the API's included.
+    """
+
+    def __init__(self, edge: EdgePolicy, **kwargs: Any) -> None:
         self.edge = edge
-        self.api_routes = api_routes
         super().__init__(**kwargs)
 
     def build_middleware_stack(self) -> ASGIApp:
-        return EdgeMiddleware(super().build_middleware_stack(), self.edge, self.api_routes)
+        return EdgeMiddleware(super().build_middleware_stack(), self.edge)
 
 
 def derive_key(master_key: bytes, purpose: bytes) -> bytes:
@@ -147,13 +148,15 @@ def create_app(
         ),
     )
 
-    # Served by the edge middleware itself, not by Starlette's router (otpserver.http.exchange).
     api_routes: dict[str, ApiHandler] = {
         "/api/otp/create": endpoints.create,
         "/api/otp/resend": endpoints.resend,
         "/api/otp/verify": endpoints.verify,
     }
-    routes: list[BaseRoute] = [ExactRoute("/health", health, methods=["GET"])]
+    routes: list[BaseRoute] = [
+        *api_route_table(api_routes, settings.max_body_bytes),
+        ExactRoute("/health", health, methods=["GET"]),
+    ]
     if settings.is_development:
         routes.extend(static_routes())
         if isinstance(sender, OutboxSender):
@@ -177,7 +180,6 @@ def create_app(
             cors_origins=frozenset(settings.cors_origins),
             https_only=not settings.is_development,
         ),
-        api_routes=api_routes,
         routes=routes,
         lifespan=lifespan,
         exception_handlers={OtpError: _render_otp_error, Exception: _render_server_error},
@@ -192,6 +194,14 @@ def create_app(
     app.state.limits = limits
     app.state.sender = sender
     return app
+
+
+def api_route_table(handlers: Mapping[str, ApiHandler], max_body_bytes: int) -> list[BaseRoute]:
+    """The API's POST routes as Starlette routes served by plain-ASGI `ApiEndpoint`s."""
+    return [
+        ExactRoute(path, ApiEndpoint(handler, max_body_bytes), methods=["POST"])
+        for path, handler in handlers.items()
+    ]
 
 
 async def health(request: Request) -> Response:
