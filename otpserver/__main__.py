@@ -6,6 +6,7 @@ import sys
 
 import uvicorn
 
+from otpserver.observability.logs import logging_config
 from otpserver.settings.environment import Settings
 
 
@@ -46,7 +47,9 @@ def serve(
         proxy_headers=False,
         server_header=False,
         access_log=access_log,
-        log_level="info",
+        # One configuration, applied by uvicorn in the supervisor and in every worker.
+        log_config=logging_config(settings.operations.log_format, settings.operations.log_level),
+        log_level=settings.operations.log_level.lower(),
     )
 
 

@@ -11,16 +11,21 @@ A command is added with `commands.add_parser(...)` and `set_defaults(run=...)` i
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import functools
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from otpserver import asgi
 from otpserver.errors import ConfigError
+from otpserver.http.app import OtpApp
+from otpserver.http.health import Readiness
+from otpserver.observability import metrics, outage
 from otpserver.settings.environment import MASTER_KEY_BYTES, Settings
 
 Serve = Callable[[str, Settings], None]
@@ -29,6 +34,8 @@ Serve = Callable[[str, Settings], None]
 Command = Callable[[argparse.Namespace], int]
 
 PROG = "python -m otpserver"
+
+log = logging.getLogger("otpserver")
 
 _DESCRIPTION = """\
 A stateless one-time-password server. Every setting comes from the environment
@@ -99,10 +106,11 @@ def report_config_error(error: ConfigError, stream: TextIO | None = None) -> int
 
 
 def run_serve(args: argparse.Namespace, *, serve: Serve) -> int:
-    """Check the configuration and hooks in this process, then hand over to `serve`."""
+    """Check the configuration and hooks in this process, wait for the store, start the
+    metrics listener, then hand over to `serve`."""
     try:
-        asgi.configure_logging()
         settings = Settings.from_env()
+        asgi.configure_logging(settings.operations)
         ephemeral = settings.is_development and settings.master_key is None
         if ephemeral:
             # Every worker must seal with the same keys, so the ephemeral key is made once
@@ -110,16 +118,61 @@ def run_serve(args: argparse.Namespace, *, serve: Serve) -> int:
             os.environ["OTP_MASTER_KEY"] = (
                 base64.urlsafe_b64encode(os.urandom(MASTER_KEY_BYTES)).rstrip(b"=").decode()
             )
+        listener = None
+        if settings.operations.metrics_port is not None:
+            # Before the app is built, so this process and every worker count in files.
+            listener = metrics.Listener(
+                settings.operations.metrics_host, settings.operations.metrics_port
+            )
+            listener.prepare()
         # Build once in this process so bad hooks or settings fail before any worker starts.
-        asgi.build()
+        app = asgi.build()
         if ephemeral:
-            logging.getLogger("otpserver").warning(
+            log.warning(
                 "development mode: generated an ephemeral OTP_MASTER_KEY; cookies die on restart"
             )
     except ConfigError as error:
         return report_config_error(error)
-    serve("otpserver.asgi:build", settings)
+    wait_seconds = settings.operations.store_wait_seconds
+    if not asyncio.run(wait_for_store(app, wait_seconds)):
+        print(
+            f"otpserver: the store did not answer within {wait_seconds:g} s "
+            f"(OTP_STORE_WAIT_SECONDS): {outage.STORE.last_error or 'no answer'}",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        if listener is not None:
+            listener.start()
+            log.info("metrics on http://%s:%d/metrics", listener.host, listener.port)
+        serve("otpserver.asgi:build", settings)
+    finally:
+        if listener is not None:
+            listener.close()
     return 0
+
+
+async def wait_for_store(app: OtpApp, wait_seconds: float, *, pause_seconds: float = 0.5) -> bool:
+    """True once the application is ready (store answering, keys loading); False when it
+    is still not after `wait_seconds`. A store that is not up yet is waited for, saying so
+    once, so a server started alongside its store does not fail for arriving first."""
+    readiness: Readiness = app.state.readiness
+    async with app.router.lifespan_context(app):
+        started = time.monotonic()
+        problem = await readiness.problem()
+        if problem is None:
+            return True
+        log.warning(
+            "store not ready (%s); waiting up to %g s for it (OTP_STORE_WAIT_SECONDS)",
+            problem,
+            wait_seconds,
+        )
+        while time.monotonic() - started < wait_seconds:
+            await asyncio.sleep(pause_seconds)
+            if await readiness.problem() is None:
+                log.info("store ready after %.1f s", time.monotonic() - started)
+                return True
+        return False
 
 
 def run_check(args: argparse.Namespace) -> int:

@@ -26,9 +26,13 @@ from otpserver.http.browser import OtpEndpoints
 from otpserver.http.cookies import CookieCodec
 from otpserver.http.edge import EdgeMiddleware, EdgePolicy
 from otpserver.http.exchange import ApiEndpoint, ApiHandler, error_response
+from otpserver.http.health import Readiness, ready_endpoint
 from otpserver.limits.limiter import ChargingIdStore, Limiter
+from otpserver.observability import audit
+from otpserver.observability.requests import RequestContext
 from otpserver.otp.policy import OtpPolicy
 from otpserver.settings.environment import MASTER_KEY_BYTES, Settings
+from otpserver.settings.proxies import TrustedProxies
 
 log = logging.getLogger("otpserver")
 
@@ -56,12 +60,23 @@ class OtpApp(Starlette):
     every route, the API's included.
     """
 
-    def __init__(self, edge: EdgePolicy, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        edge: EdgePolicy,
+        *,
+        proxies: TrustedProxies | None = None,
+        access_log: bool = False,
+        **kwargs: Any,
+    ) -> None:
         self.edge = edge
+        self.proxies = proxies or TrustedProxies()
+        self.access_log = access_log
         super().__init__(**kwargs)
 
     def build_middleware_stack(self) -> ASGIApp:
-        return EdgeMiddleware(super().build_middleware_stack(), self.edge)
+        # The request id goes outermost, so every line logged for a request carries it.
+        edge = EdgeMiddleware(super().build_middleware_stack(), self.edge)
+        return RequestContext(edge, self.proxies, access_log_enabled=self.access_log)
 
 
 def derive_key(master_key: bytes, purpose: bytes) -> bytes:
@@ -127,6 +142,8 @@ def create_app(
             "OTP_SMS_ALLOWLIST is empty: SMS codes may go to every country; list the ones you serve"
         )
     keyring = KeyRing(key_store, master_key, settings.kek_rotation_seconds)
+    readiness = Readiness.of(ids, key_store, keyring, settings)
+    trail = audit.install_for(settings.operations, derive_key(master_key, b"otpserver/audit/v1"))
     endpoints = OtpEndpoints(
         policy=policy,
         credential_body=hooks.credential_body,
@@ -156,6 +173,11 @@ def create_app(
     routes: list[BaseRoute] = [
         *api_route_table(api_routes, settings.max_body_bytes),
         ExactRoute("/health", health, methods=["GET"]),
+        ExactRoute(
+            "/health/ready",
+            ready_endpoint(readiness),
+            methods=["GET"],
+        ),
     ]
     if settings.is_development:
         routes.extend(static_routes())
@@ -170,6 +192,7 @@ def create_app(
             await ids.aclose()
             await key_store.aclose()
             await counters.aclose()
+            trail.close()
             close_sender = getattr(sender, "aclose", None)
             if close_sender is not None:
                 await close_sender()
@@ -180,6 +203,8 @@ def create_app(
             cors_origins=frozenset(settings.cors_origins),
             https_only=not settings.is_development,
         ),
+        proxies=settings.trusted_proxies,
+        access_log=settings.operations.access_log,
         routes=routes,
         lifespan=lifespan,
         exception_handlers={OtpError: _render_otp_error, Exception: _render_server_error},
@@ -193,6 +218,7 @@ def create_app(
     app.state.counters = counters
     app.state.limits = limits
     app.state.sender = sender
+    app.state.readiness = readiness
     return app
 
 

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from starlette.requests import Request
@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from otpserver.crypto.keyring import KeyRing
 from otpserver.errors import OtpError
 from otpserver.observability import metrics
+from otpserver.settings.environment import Settings
 from otpserver.stores.base import IdStore, KeyStore
 
 log = logging.getLogger("otpserver.health")
@@ -36,6 +37,13 @@ class Readiness:
     keyring: KeyRing
     timeout_seconds: float
     clock: Callable[[], float] = time.time
+
+    @classmethod
+    def of(
+        cls, ids: IdStore, key_store: KeyStore, keyring: KeyRing, settings: Settings
+    ) -> Readiness:
+        """Probes bounded by the store timeout: each of the three round trips has its own."""
+        return cls(ids, key_store, keyring, 3 * settings.store_timeout_seconds)
 
     async def problem(self) -> str | None:
         """None when ready, else a short reason (no secret, no address)."""
@@ -64,7 +72,7 @@ async def health(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-def ready_endpoint(readiness: Readiness) -> Callable[[Request], object]:
+def ready_endpoint(readiness: Readiness) -> Callable[[Request], Awaitable[Response]]:
     """`GET /health/ready`: 200 `{"status": "ready"}`, else 503 with the reason."""
 
     async def ready(request: Request) -> Response:

@@ -29,6 +29,7 @@ from typing import Protocol
 
 from otpserver.observability.logs import REQUEST_ID
 from otpserver.observability.webhooks import WebhookSender
+from otpserver.settings.operations import OperationsConfig
 
 log = logging.getLogger("otpserver.audit")
 
@@ -137,6 +138,16 @@ def install(trail: AuditTrail) -> AuditTrail:
     global _trail
     previous, _trail = _trail, trail
     return previous
+
+
+def install_for(operations: OperationsConfig, credential_key: bytes) -> AuditTrail:
+    """Install the trail the settings describe (log only, or log and webhook); return it."""
+    webhook = None
+    if operations.events_webhook_url is not None and operations.events_webhook_key is not None:
+        webhook = WebhookSender(operations.events_webhook_url, operations.events_webhook_key)
+    trail = AuditTrail(credential_key, webhook)
+    install(trail)
+    return trail
 
 
 def emit(event_type: str, *, credential: Addressed | None = None, **fields: Field) -> None:

@@ -29,8 +29,9 @@ REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
-# Attributes every LogRecord has; anything else was passed in `extra=` and is a field.
-_STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+# Attributes every LogRecord has (and uvicorn's terminal-coloured copy of its message);
+# anything else was passed in `extra=` and is a field.
+_STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
 
 
 def _escape(match: re.Match[str]) -> str:

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from otpserver.observability import audit, metrics
 
 log = logging.getLogger("otpserver.store")
+
+T = TypeVar("T")
 
 
 class StoreCalls:
@@ -24,21 +27,41 @@ class StoreCalls:
         self._clock = clock
         self._down_since: float | None = None
         self._refused = 0
+        self._last_error = ""
+
+    @property
+    def last_error(self) -> str:
+        """The error behind the latest failure, for a start-up that gives up waiting."""
+        return self._last_error
 
     @property
     def down(self) -> bool:
         """True between a failed call and the next answered one."""
         return self._down_since is not None
 
+    async def timed(self, call: Awaitable[T]) -> T:
+        """Await one store call, reporting its answer or its failure (not a cancellation:
+        a request given up by its client says nothing about the store)."""
+        started = time.perf_counter()
+        try:
+            result = await call
+        except Exception as error:
+            self.failed(error, time.perf_counter() - started)
+            raise
+        self.answered(time.perf_counter() - started)
+        return result
+
     def failed(self, error: BaseException, seconds: float) -> None:
         """A call failed after `seconds`; the first failure of an outage is logged."""
         metrics.store_failed(_error_kind(error))
+        self._last_error = (
+            f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        )
         if self._down_since is not None:
             return
         self._down_since = self._clock()
         self._refused = 0
-        cause = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-        log.error("store unavailable: %s; answering 503 until it is back", cause)
+        log.error("store unavailable: %s; answering 503 until it is back", self._last_error)
         audit.emit("store.unavailable", error=type(error).__name__)
 
     def answered(self, seconds: float) -> None:
@@ -60,7 +83,7 @@ class StoreCalls:
 
 def _error_kind(error: BaseException) -> str:
     """A bounded label: timeouts, connection failures, and everything else."""
-    if isinstance(error, TimeoutError):
+    if isinstance(error, TimeoutError) or type(error).__name__ == "TimeoutError":
         return "timeout"
     if isinstance(error, (ConnectionError, OSError)) or "Connection" in type(error).__name__:
         return "connection"

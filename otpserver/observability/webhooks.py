@@ -72,8 +72,10 @@ class WebhookSender:
         self._dropped = 0
         # The host only: a webhook URL may carry a token in its path or query.
         self._where = urlsplit(url).hostname or "the events webhook"
-        self._thread = threading.Thread(target=self._run, name="otp-events-webhook", daemon=True)
-        self._thread.start()
+        # Started by the first event, so a process that only checks the configuration (or a
+        # supervisor whose workers serve) holds no idle thread.
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
 
     @property
     def dropped(self) -> int:
@@ -82,6 +84,13 @@ class WebhookSender:
 
     def submit(self, message_id: str, body: bytes) -> None:
         """Queue one event; never blocks (a full queue drops it and says so once per burst)."""
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name="otp-events-webhook", daemon=True
+                    )
+                    self._thread.start()
         try:
             self._queue.put_nowait(_Event(message_id, body))
         except queue.Full:
@@ -91,6 +100,8 @@ class WebhookSender:
 
     def close(self, timeout_seconds: float = 5.0) -> None:
         """Send what is queued, for at most `timeout_seconds`, then stop the thread."""
+        if self._thread is None:
+            return
         deadline = time.monotonic() + timeout_seconds
         with contextlib.suppress(queue.Full):
             self._queue.put(None, timeout=timeout_seconds)
