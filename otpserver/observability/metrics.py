@@ -13,10 +13,13 @@ calls: one line at the place where the thing happens.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from wsgiref.simple_server import WSGIServer
@@ -140,6 +143,26 @@ def send_finished(channel: str, provider: str, outcome: str, seconds: float) -> 
     """A provider accepted (`outcome="sent"`) or refused (`"failed"`) a code in `seconds`."""
     _series.sends.labels(channel, provider, outcome).inc()
     _series.send_seconds.labels(channel, provider).observe(seconds)
+
+
+@contextlib.contextmanager
+def timed_send(channel: str, provider: str) -> Iterator[None]:
+    """Around one hand-over to a provider: counts it as sent, or failed if it raises."""
+    started = time.perf_counter()
+    try:
+        yield
+    except Exception:
+        send_finished(channel, provider, "failed", time.perf_counter() - started)
+        raise
+    send_finished(channel, provider, "sent", time.perf_counter() - started)
+
+
+def provider_name(sender: object) -> str:
+    """A sender's `provider` attribute, else its class name (`SmtpSender` → `smtp`)."""
+    name = getattr(sender, "provider", None)
+    if isinstance(name, str):
+        return name
+    return type(sender).__name__.removesuffix("Sender").lower() or "custom"
 
 
 def verification(channel: str, method: str, outcome: str, seconds: float | None = None) -> None:
