@@ -236,6 +236,11 @@ def create_app(
         proxies=settings.trusted_proxies,
         results=results,
         atrest=AtRestRing(master_key, settings.api.previous_master_keys),
+        markers=markers,
+        memo_secrets=tuple(
+            derive_key(key, b"otpserver/idempotency/v1")
+            for key in (master_key, *settings.api.previous_master_keys)
+        ),
         clock=clock,
     )
     app.state.key_store = key_store
