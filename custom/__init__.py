@@ -10,6 +10,7 @@ from custom.final import final
 from custom.id import make_id_store
 from custom.kms import make_key_store
 from custom.limits import LIMITS, make_counter_store
+from custom.markers import make_marker_store
 from custom.otp import POLICY, generate_code
 from custom.send import make_sender
 from otpserver.hooks import Hooks
@@ -24,4 +25,5 @@ HOOKS = Hooks(
     make_key_store=make_key_store,
     limits=LIMITS,
     make_counter_store=make_counter_store,
+    make_marker_store=make_marker_store,
 )

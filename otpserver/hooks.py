@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from otpserver.delivery.message import Sender
 from otpserver.otp.credentials import Credential, CredentialBody
 from otpserver.otp.policy import CodeGenerator, OtpPolicy
-from otpserver.stores.base import CounterStore, IdStore, KeyStore
+from otpserver.stores.base import CounterStore, IdStore, KeyStore, MarkerStore
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -30,6 +30,9 @@ class VerifiedCredential:
 
     credential: Credential
     verified_at: float
+    result: str | None = None
+    """The signed result of this verification (SPEC §11): a compact JWS the page can hand
+    to its own backend, which checks it against `/.well-known/jwks.json`."""
 
 
 FinalHook = Callable[[VerifiedCredential, "Request"], Awaitable["Response"]]
@@ -49,3 +52,4 @@ class Hooks:
     make_key_store: Callable[[Settings], KeyStore]
     limits: LimitPolicy
     make_counter_store: Callable[[Settings], CounterStore]
+    make_marker_store: Callable[[Settings], MarkerStore]

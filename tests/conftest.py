@@ -15,12 +15,15 @@ from custom import HOOKS
 from otpserver.delivery import DeliveryConfig
 from otpserver.hooks import Hooks
 from otpserver.http.app import OtpApp, create_app
+from otpserver.settings.api import ApiSettings
 from otpserver.settings.environment import Settings
 from otpserver.stores import (
     MemoryIdStore,
     MemoryKeyStore,
+    MemoryMarkerStore,
     RedisIdStore,
     RedisKeyStore,
+    RedisMarkerStore,
     redis_client,
 )
 from tests.support.fakes import FakeClock, RecordingSender
@@ -32,6 +35,9 @@ MASTER_KEY_TEXT = base64.urlsafe_b64encode(MASTER_KEY).rstrip(b"=").decode()
 STORES = ["memory", "redis"]
 PUBLIC_SITE = DeliveryConfig(autofill_domain="otp.example.com")
 """Production requires the site name for messages; the tests' clients use this host."""
+ISSUER = "https://otp.example.com"
+SIGNING = ApiSettings(issuer=ISSUER)
+"""Production requires the issuer of signed results."""
 
 
 @pytest.fixture(scope="session")
@@ -94,6 +100,7 @@ async def make_app(
             "master_key": MASTER_KEY,
             "store_url": url,
             "delivery": PUBLIC_SITE,
+            "api": SIGNING,
         }
         values.update(settings)
         hooks = test_hooks(hooks, clock, None if real_sender else sender)
@@ -111,6 +118,7 @@ async def close_app(app: OtpApp) -> None:
     await app.state.verifications.ids.aclose()
     await app.state.key_store.aclose()
     await app.state.counters.aclose()
+    await app.state.markers.aclose()
 
 
 def test_hooks(hooks: Hooks, clock: FakeClock, sender: RecordingSender | None) -> Hooks:
@@ -126,7 +134,14 @@ def test_hooks(hooks: Hooks, clock: FakeClock, sender: RecordingSender | None) -
             return MemoryKeyStore(clock=clock)
         return RedisKeyStore(redis_client(settings.store_url, settings.store_timeout_seconds))
 
-    hooks = dataclasses.replace(hooks, make_id_store=ids, make_key_store=keys)
+    def markers(settings: Settings) -> Any:
+        if settings.uses_memory_store:
+            return MemoryMarkerStore(clock=clock)
+        return RedisMarkerStore(redis_client(settings.store_url, settings.store_timeout_seconds))
+
+    hooks = dataclasses.replace(
+        hooks, make_id_store=ids, make_key_store=keys, make_marker_store=markers
+    )
     if sender is None:
         return hooks
     return dataclasses.replace(hooks, make_sender=lambda settings: sender)

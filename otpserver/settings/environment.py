@@ -15,7 +15,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from otpserver.errors import ConfigError
+from otpserver.settings.api import ApiSettings
 from otpserver.settings.delivery import DeliveryConfig
+from otpserver.settings.factors import FactorSettings
+from otpserver.settings.operations import OperationsConfig
 from otpserver.settings.overrides import (
     LIMIT_ENV_FIELDS,
     POLICY_ENV_FIELDS,
@@ -179,6 +182,9 @@ class Settings:
     limit_overrides: LimitOverrides = field(default_factory=LimitOverrides)
     delivery: DeliveryConfig = field(default_factory=lambda: DeliveryConfig.from_env({}))
     test_credentials: Mapping[str, str] = field(default_factory=dict)
+    factors: FactorSettings = field(default_factory=FactorSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
+    operations: OperationsConfig = field(default_factory=OperationsConfig)
 
     @property
     def is_development(self) -> bool:
@@ -224,6 +230,9 @@ class Settings:
             limit_overrides=parse_limit_overrides(env),
             delivery=DeliveryConfig.from_env(env),
             test_credentials=parse_test_credentials(env.get("OTP_TEST_CREDENTIALS", "")),
+            factors=FactorSettings.from_env(env),
+            api=ApiSettings.from_env(env),
+            operations=OperationsConfig.from_env(env),
         )
 
 

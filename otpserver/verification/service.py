@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from otpserver.delivery.message import DeliveryError, OutgoingCode, Sender
 from otpserver.errors import OtpError, SendFailed, ServerError, StoreUnavailable
 from otpserver.limits.limiter import Action, Limiter
+from otpserver.observability import outcomes
 from otpserver.otp import flow
 from otpserver.otp.codes import code_digest, digests_match
 from otpserver.otp.credentials import Credential
@@ -202,6 +203,7 @@ class Verifications:
         if not correct:
             failed_state = flow.replace_current(held, flow.failed(entry, now, self.policy), new_id)
             await self._spend("guess", held, failed_state, requester, now)
+            outcomes.code_failed(entry.credential, method="code", outcome="incorrect")
             raise HandBack(flow.incorrect(failed_state.current_entry, now), failed_state)
         # The unchanged entries are filed under the new ID, so a refusal can hand them
         # back; after a success the other pending credentials live on under it.
@@ -268,8 +270,10 @@ class Verifications:
             await self.sender.send(message)
         except DeliveryError as error:
             log.warning("delivery failed for channel %s: %s", entry.credential.channel, error)
+            outcomes.code_not_sent(entry.credential, resend=is_resend)
             await self._roll_back(previous, updated, now)
             raise SendFailed() from None
+        outcomes.code_sent(entry.credential, resend=is_resend)
 
     async def _roll_back(self, previous: TokenList | None, updated: TokenList, now: int) -> None:
         """Revive the carrier the client still holds and retire the one it never received."""
