@@ -18,6 +18,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
 from otpserver.crypto.atrest import AtRestRing, InvalidBlob, Opened
 from otpserver.errors import OtpInvalidFormat
 from otpserver.factors import backup_codes, enrolment
@@ -59,6 +62,13 @@ class ResultIssuer(Protocol):
     ) -> str: ...
 
 
+def name_key(master_key: bytes) -> bytes:
+    """The key that names a subject's markers and counters, derived from a master key."""
+    return HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=b"otpserver/factor-names/v1"
+    ).derive(master_key)
+
+
 def name(key: bytes, label: bytes, *parts: bytes) -> bytes:
     """A marker or counter name: HMAC-SHA256 under `key` of a label and length-prefixed
     parts, so no two kinds of name and no two splits of the parts ever collide."""
@@ -90,6 +100,31 @@ class SecondFactors:
         if not _BLOB_TEXT.fullmatch(token):
             raise InvalidBlob()
         return self.ring.open(purpose, token, bound_to=subject.encode())
+
+    @classmethod
+    def build(
+        cls,
+        settings: FactorSettings,
+        *,
+        master_key: bytes,
+        previous_master_keys: Sequence[bytes],
+        ring: AtRestRing,
+        markers: MarkerStore,
+        counters: CounterStore,
+        issuer: ResultIssuer,
+        clock: Callable[[], float],
+    ) -> SecondFactors:
+        """The service with its names keyed from the current and previous master keys."""
+        return cls(
+            ring=ring,
+            markers=markers,
+            counters=counters,
+            issuer=issuer,
+            settings=settings,
+            name_key=name_key(master_key),
+            previous_name_keys=tuple(name_key(key) for key in previous_master_keys),
+            clock=clock,
+        )
 
     # --- TOTP -----------------------------------------------------------------------------
 

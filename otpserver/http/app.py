@@ -22,6 +22,8 @@ from otpserver.crypto.atrest import AtRestRing
 from otpserver.crypto.keyring import KeyRing
 from otpserver.delivery.outbox import OutboxSender, outbox_routes
 from otpserver.errors import ConfigError, OtpError, ServerError
+from otpserver.factors.routes import routes as factor_routes
+from otpserver.factors.service import SecondFactors
 from otpserver.hooks import Hooks
 from otpserver.http.browser import OtpEndpoints
 from otpserver.http.cookies import CookieCodec
@@ -32,6 +34,7 @@ from otpserver.otp.policy import OtpPolicy
 from otpserver.results.jwks import JWKS_PATH, jwks_endpoint
 from otpserver.results.signer import ResultSigner
 from otpserver.settings.environment import MASTER_KEY_BYTES, Settings
+from otpserver.v1.auth import authenticate
 from otpserver.v1.keys import ApiKeyring
 from otpserver.v1.services import ApiServices
 
@@ -163,8 +166,20 @@ def create_app(
         "/api/otp/resend": endpoints.resend,
         "/api/otp/verify": endpoints.verify,
     }
+    atrest = AtRestRing(master_key, settings.api.previous_master_keys)
+    factors = SecondFactors.build(
+        settings.factors,
+        master_key=master_key,
+        previous_master_keys=settings.api.previous_master_keys,
+        ring=atrest,
+        markers=markers,
+        counters=counters,
+        issuer=results,
+        clock=clock,
+    )
     routes: list[BaseRoute] = [
         *api_route_table(api_routes, settings.max_body_bytes),
+        *factor_routes(factors, authenticate),
         ExactRoute("/health", health, methods=["GET"]),
         ExactRoute(JWKS_PATH, jwks_endpoint(results, clock), methods=["GET"]),
     ]
@@ -210,7 +225,7 @@ def create_app(
         key_window_seconds=settings.api.key_window_seconds,
         proxies=settings.trusted_proxies,
         results=results,
-        atrest=AtRestRing(master_key, settings.api.previous_master_keys),
+        atrest=atrest,
         clock=clock,
     )
     app.state.key_store = key_store
