@@ -179,11 +179,15 @@ def _error_responses(
 
 
 FACTOR_ERRORS: tuple[type[errors.OtpError], ...] = (
+    errors.ApiUnauthorized,
+    errors.ApiForbidden,
+    errors.RateLimited,
     errors.BodyInvalid,
     errors.UnsupportedMediaType,
     *COMMON_ERRORS,
 )
-"""What every second-factor route may refuse with, besides its API key's refusals."""
+"""What every second-factor route may refuse with: its API key's refusals, the key's own
+rate limit, and malformed bodies."""
 
 _FACTOR_ROUTES: tuple[tuple[str, str, str, type[BaseModel], type[BaseModel], int], ...] = (
     (
