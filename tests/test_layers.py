@@ -17,6 +17,7 @@ PACKAGE_ROOT = Path(otpserver.__file__).parent
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"errors"}),
     frozenset({"settings"}),
+    frozenset({"observability"}),
     frozenset({"crypto", "stores"}),
     frozenset({"otp"}),
     frozenset({"limits", "delivery", "results"}),
@@ -24,6 +25,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"factors", "v1"}),
     frozenset({"http"}),
     frozenset({"asgi"}),
+    frozenset({"cli"}),
     frozenset({"__main__", "__init__"}),
 )
 """Lowest first. A new package takes its place here, with the reason in its docstring."""

@@ -29,11 +29,15 @@ from otpserver.http.browser import OtpEndpoints
 from otpserver.http.cookies import CookieCodec
 from otpserver.http.edge import EdgeMiddleware, EdgePolicy
 from otpserver.http.exchange import ApiEndpoint, ApiHandler, error_response
+from otpserver.http.health import Readiness, ready_endpoint
 from otpserver.limits.limiter import ChargingIdStore, Limiter
+from otpserver.observability import audit
+from otpserver.observability.requests import RequestContext
 from otpserver.otp.policy import OtpPolicy
 from otpserver.results.jwks import JWKS_PATH, jwks_endpoint
 from otpserver.results.signer import ResultSigner
 from otpserver.settings.environment import MASTER_KEY_BYTES, Settings
+from otpserver.settings.proxies import TrustedProxies
 from otpserver.v1.auth import authenticate
 from otpserver.v1.keys import ApiKeyring
 from otpserver.v1.services import ApiServices
@@ -64,12 +68,23 @@ class OtpApp(Starlette):
     every route, the API's included.
     """
 
-    def __init__(self, edge: EdgePolicy, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        edge: EdgePolicy,
+        *,
+        proxies: TrustedProxies | None = None,
+        access_log: bool = False,
+        **kwargs: Any,
+    ) -> None:
         self.edge = edge
+        self.proxies = proxies or TrustedProxies()
+        self.access_log = access_log
         super().__init__(**kwargs)
 
     def build_middleware_stack(self) -> ASGIApp:
-        return EdgeMiddleware(super().build_middleware_stack(), self.edge)
+        # The request id goes outermost, so every line logged for a request carries it.
+        edge = EdgeMiddleware(super().build_middleware_stack(), self.edge)
+        return RequestContext(edge, self.proxies, access_log_enabled=self.access_log)
 
 
 def derive_key(master_key: bytes, purpose: bytes) -> bytes:
@@ -139,6 +154,8 @@ def create_app(
     results = ResultSigner.from_settings(
         settings.api, master_key, development=settings.is_development
     )
+    readiness = Readiness.of(ids, key_store, keyring, settings)
+    trail = audit.install_for(settings.operations, derive_key(master_key, b"otpserver/audit/v1"))
     endpoints = OtpEndpoints(
         policy=policy,
         credential_body=hooks.credential_body,
@@ -182,6 +199,11 @@ def create_app(
         *factor_routes(factors, authenticate),
         ExactRoute("/health", health, methods=["GET"]),
         ExactRoute(JWKS_PATH, jwks_endpoint(results, clock), methods=["GET"]),
+        ExactRoute(
+            "/health/ready",
+            ready_endpoint(readiness),
+            methods=["GET"],
+        ),
     ]
     if settings.is_development:
         routes.extend(static_routes())
@@ -197,6 +219,7 @@ def create_app(
             await key_store.aclose()
             await counters.aclose()
             await markers.aclose()
+            trail.close()
             close_sender = getattr(sender, "aclose", None)
             if close_sender is not None:
                 await close_sender()
@@ -207,6 +230,8 @@ def create_app(
             cors_origins=frozenset(settings.cors_origins),
             https_only=not settings.is_development,
         ),
+        proxies=settings.trusted_proxies,
+        access_log=settings.operations.access_log,
         routes=routes,
         lifespan=lifespan,
         exception_handlers={OtpError: _render_otp_error, Exception: _render_server_error},
@@ -226,6 +251,11 @@ def create_app(
         proxies=settings.trusted_proxies,
         results=results,
         atrest=atrest,
+        markers=markers,
+        memo_secrets=tuple(
+            derive_key(key, b"otpserver/idempotency/v1")
+            for key in (master_key, *settings.api.previous_master_keys)
+        ),
         clock=clock,
     )
     app.state.key_store = key_store
@@ -233,6 +263,7 @@ def create_app(
     app.state.markers = markers
     app.state.limits = limits
     app.state.sender = sender
+    app.state.readiness = readiness
     return app
 
 

@@ -32,6 +32,7 @@ from otpserver.http.bodies import read_code, read_json_object
 from otpserver.http.cookies import CookieCodec, read_cookie
 from otpserver.http.exchange import ApiRequest, ApiResponse, json_response
 from otpserver.limits.limiter import Action, Limiter
+from otpserver.observability import outcomes
 from otpserver.otp import flow
 from otpserver.otp.codes import code_digest, digests_match, parse_code
 from otpserver.otp.credentials import Credential, CredentialBody
@@ -186,7 +187,11 @@ class OtpEndpoints:
         if not digests_match(entry.digest, expected):
             error = flow.incorrect(failed_state.current_entry, now)
             error.headers["Set-Cookie"] = await self._cookie_header(failed_state, now)
+            outcomes.code_failed(entry.credential, method="code", outcome="incorrect")
             raise error
+        outcomes.code_verified(
+            entry.credential, method="code", seconds_since_sent=now - entry.issued_at
+        )
         await self.limiter.forget_failures(entry.credential)
 
         remaining = flow.without_current(tokens, failed_state.list_id, now)
@@ -270,8 +275,10 @@ class OtpEndpoints:
             await self.sender.send(message)
         except DeliveryError as error:
             log.warning("delivery failed for channel %s: %s", entry.credential.channel, error)
+            outcomes.code_not_sent(entry.credential, resend=is_resend)
             await self._roll_back(previous, updated, now)
             raise SendFailed() from None
+        outcomes.code_sent(entry.credential, resend=is_resend)
 
     async def _roll_back(self, previous: TokenList | None, updated: TokenList, now: int) -> None:
         """Revive the cookie the client still holds and retire the one it never received."""

@@ -18,6 +18,7 @@ from otpserver.errors import ConfigError
 from otpserver.settings.api import ApiSettings
 from otpserver.settings.delivery import DeliveryConfig
 from otpserver.settings.factors import FactorSettings
+from otpserver.settings.operations import OperationsConfig
 from otpserver.settings.overrides import (
     LIMIT_ENV_FIELDS,
     POLICY_ENV_FIELDS,
@@ -183,6 +184,7 @@ class Settings:
     test_credentials: Mapping[str, str] = field(default_factory=dict)
     factors: FactorSettings = field(default_factory=FactorSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
+    operations: OperationsConfig = field(default_factory=OperationsConfig)
 
     @property
     def is_development(self) -> bool:
@@ -230,6 +232,7 @@ class Settings:
             test_credentials=parse_test_credentials(env.get("OTP_TEST_CREDENTIALS", "")),
             factors=FactorSettings.from_env(env),
             api=ApiSettings.from_env(env),
+            operations=OperationsConfig.from_env(env),
         )
 
 

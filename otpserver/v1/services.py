@@ -10,13 +10,13 @@ from starlette.requests import Request
 from otpserver.crypto.atrest import AtRestRing
 from otpserver.results.signer import ResultSigner
 from otpserver.settings.proxies import TrustedProxies
-from otpserver.stores.base import CounterStore
+from otpserver.stores.base import CounterStore, MarkerStore
 from otpserver.v1.keys import ApiKeyring
 
 
 @dataclass(frozen=True, slots=True)
 class ApiServices:
-    """The collaborators of every `/v1` route: keys, limits, signer, at-rest ring, clock."""
+    """The collaborators of every `/v1` route: keys, limits, signer, at-rest ring, markers."""
 
     keys: ApiKeyring
     counters: CounterStore
@@ -27,6 +27,10 @@ class ApiServices:
     proxies: TrustedProxies
     results: ResultSigner
     atrest: AtRestRing
+    markers: MarkerStore
+    memo_secrets: tuple[bytes, ...]
+    """Key the names of idempotency memos: the current master key's first, then those of
+    `OTP_MASTER_KEY_PREVIOUS`, so memos kept before a rotation are still found."""
     clock: Callable[[], float]
 
 

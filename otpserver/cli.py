@@ -1,0 +1,194 @@
+"""The command line: `serve` (the default), `check`, and the tools for keys and the store.
+
+`python -m otpserver --help` lists every command; `python -m otpserver COMMAND --help`
+explains one. Each command is a function taking the parsed arguments and returning the
+exit status: 0 done, 1 the command ran and found a problem, 2 bad configuration or usage.
+
+A command is added with `commands.add_parser(...)` and `set_defaults(run=...)` in
+`build_parser`; a family of commands (`keys ...`) hangs under `command_group`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import functools
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import TextIO
+
+from otpserver import asgi
+from otpserver.errors import ConfigError
+from otpserver.http.app import OtpApp
+from otpserver.http.health import Readiness
+from otpserver.observability import metrics, outage
+from otpserver.settings.environment import MASTER_KEY_BYTES, Settings
+
+Serve = Callable[[str, Settings], None]
+"""Starts the server for an ASGI factory (`module:function`) and blocks until it stops."""
+
+Command = Callable[[argparse.Namespace], int]
+
+PROG = "python -m otpserver"
+
+log = logging.getLogger("otpserver")
+
+_DESCRIPTION = """\
+A stateless one-time-password server. Every setting comes from the environment
+(OTP_* variables, see sample.env); with no command, `serve` runs."""
+
+_EPILOG = """\
+exit status: 0 done, 1 the command found a problem, 2 bad configuration or usage.
+Every configuration problem is reported at once, each line naming its variable."""
+
+
+def build_parser(serve: Serve) -> argparse.ArgumentParser:
+    """The whole command tree; `serve` is what the `serve` command calls to start uvicorn."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.set_defaults(run=functools.partial(run_serve, serve=serve))
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    serve_parser = commands.add_parser(
+        "serve",
+        help="check the configuration, then serve HTTP with uvicorn (the default)",
+        description=(
+            "Check the configuration, wait for the store to answer, then serve on "
+            "OTP_HOST:OTP_PORT with OTP_WORKERS worker processes. In development "
+            "(OTP_ENV=development) without OTP_MASTER_KEY, an ephemeral master key is made."
+        ),
+    )
+    serve_parser.set_defaults(run=functools.partial(run_serve, serve=serve))
+
+    check_parser = commands.add_parser(
+        "check",
+        help="validate the configuration without serving, reporting every problem at once",
+        description=(
+            "Read every OTP_* variable and build the application exactly as `serve` would, "
+            "without listening: every configuration problem is printed, one line each. "
+            "Exit status 0 when the configuration is valid, 2 when it is not."
+        ),
+    )
+    check_parser.set_defaults(run=run_check)
+    return parser
+
+
+def command_group(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """A command family such as `keys`: `python -m otpserver keys` alone prints its help."""
+    group = commands.add_parser(name, help=help_text, description=help_text)
+    group.set_defaults(run=functools.partial(_print_help, group))
+    return group.add_subparsers(title=f"{name} commands", metavar="COMMAND")
+
+
+def main(argv: Sequence[str], serve: Serve) -> int:
+    """Run the command `argv` names (without the program name); return the exit status."""
+    args = build_parser(serve).parse_args(list(argv))
+    run: Command = args.run
+    return run(args)
+
+
+def report_config_error(error: ConfigError, stream: TextIO | None = None) -> int:
+    """Print a configuration error, one line per problem, and return exit status 2."""
+    out = sys.stderr if stream is None else stream
+    for line in str(error).splitlines() or [""]:
+        print(f"otpserver: configuration error: {line}", file=out)
+    return 2
+
+
+def run_serve(args: argparse.Namespace, *, serve: Serve) -> int:
+    """Check the configuration and hooks in this process, wait for the store, start the
+    metrics listener, then hand over to `serve`."""
+    try:
+        settings = Settings.from_env()
+        asgi.configure_logging(settings.operations)
+        ephemeral = settings.is_development and settings.master_key is None
+        if ephemeral:
+            # Every worker must seal with the same keys, so the ephemeral key is made once
+            # here and inherited through the environment; it is never printed.
+            os.environ["OTP_MASTER_KEY"] = (
+                base64.urlsafe_b64encode(os.urandom(MASTER_KEY_BYTES)).rstrip(b"=").decode()
+            )
+        listener = None
+        if settings.operations.metrics_port is not None:
+            # Before the app is built, so this process and every worker count in files.
+            listener = metrics.Listener(
+                settings.operations.metrics_host, settings.operations.metrics_port
+            )
+            listener.prepare()
+        # Build once in this process so bad hooks or settings fail before any worker starts.
+        app = asgi.build()
+        if ephemeral:
+            log.warning(
+                "development mode: generated an ephemeral OTP_MASTER_KEY; cookies die on restart"
+            )
+    except ConfigError as error:
+        return report_config_error(error)
+    wait_seconds = settings.operations.store_wait_seconds
+    if not asyncio.run(wait_for_store(app, wait_seconds)):
+        print(
+            f"otpserver: the store did not answer within {wait_seconds:g} s "
+            f"(OTP_STORE_WAIT_SECONDS): {outage.STORE.last_error or 'no answer'}",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        if listener is not None:
+            listener.start()
+            log.info("metrics on http://%s:%d/metrics", listener.host, listener.port)
+        serve("otpserver.asgi:build", settings)
+    finally:
+        if listener is not None:
+            listener.close()
+    return 0
+
+
+async def wait_for_store(app: OtpApp, wait_seconds: float, *, pause_seconds: float = 0.5) -> bool:
+    """True once the application is ready (store answering, keys loading); False when it
+    is still not after `wait_seconds`. A store that is not up yet is waited for, saying so
+    once, so a server started alongside its store does not fail for arriving first."""
+    readiness: Readiness = app.state.readiness
+    async with app.router.lifespan_context(app):
+        started = time.monotonic()
+        problem = await readiness.problem()
+        if problem is None:
+            return True
+        log.warning(
+            "store not ready (%s); waiting up to %g s for it (OTP_STORE_WAIT_SECONDS)",
+            problem,
+            wait_seconds,
+        )
+        while time.monotonic() - started < wait_seconds:
+            await asyncio.sleep(pause_seconds)
+            if await readiness.problem() is None:
+                log.info("store ready after %.1f s", time.monotonic() - started)
+                return True
+        return False
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """Build the application from the environment without serving; report what is wrong."""
+    try:
+        settings = Settings.from_env()
+        asgi.build()
+    except ConfigError as error:
+        return report_config_error(error)
+    print(
+        f"otpserver: configuration OK (OTP_ENV={settings.env}, "
+        f"store {settings.store_url.partition(':')[0]}, {settings.workers} worker(s))"
+    )
+    return 0
+
+
+def _print_help(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    parser.print_help()
+    return 2
