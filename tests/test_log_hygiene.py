@@ -227,7 +227,8 @@ async def test_second_factor_paths_log_no_secret(
     make_app: AppFactory, store: str, clock: FakeClock, client_for: Callable[[OtpApp], Any]
 ) -> None:
     """Enrolment, confirmation, verification, generation and redemption, right and wrong,
-    rotated and tampered, log no TOTP secret, URI, QR code, code, blob, result or subject."""
+    and tampered, are audited and log no TOTP secret, URI, QR code, code, blob, result or
+    subject."""
     keys = factor_support.api_keys()
     with captured_records() as capture:
         client = client_for(make_app(store, api=ApiSettings(issuer=ISSUER, keys=keys)))
@@ -275,5 +276,11 @@ async def test_second_factor_paths_log_no_secret(
             json={"subject": "user-2", "enrolment": confirmed["enrolment"] + "x", "code": code},
             headers=factor_support.auth(),
         )
-    assert "backup_code.redeemed" in capture.text
+    for event in (
+        "totp.enrolled",
+        "totp.verified",
+        "backup_codes.generated",
+        "backup_code.redeemed",
+    ):
+        assert f"audit {event}" in capture.text
     assert_no_leaks(capture.text, seen)

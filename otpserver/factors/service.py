@@ -166,7 +166,7 @@ class SecondFactors:
         blob = self._seal_enrolment(new, subject, now)
         audit(
             "totp.enrolled",
-            {"subjectMac": self._subject_mac(subject), "enrolmentId": new.public_id},
+            {"subject_hmac": self._subject_mac(subject), "enrolment_id": new.public_id},
         )
         return {"status": "approved", "enrolment": blob, "enrolmentId": new.public_id}
 
@@ -191,7 +191,7 @@ class SecondFactors:
         )
         audit(
             "totp.verified",
-            {"subjectMac": self._subject_mac(subject), "enrolmentId": current.public_id},
+            {"subject_hmac": self._subject_mac(subject), "enrolment_id": current.public_id},
         )
         return {
             "status": "approved",
@@ -251,7 +251,11 @@ class SecondFactors:
         blob = self._seal_set(code_set, subject, now)
         audit(
             "backup_codes.generated",
-            {"subjectMac": self._subject_mac(subject), "setId": code_set.public_id, "count": count},
+            {
+                "subject_hmac": self._subject_mac(subject),
+                "set_id": code_set.public_id,
+                "count": count,
+            },
         )
         return {"codes": codes, "set": blob, "setId": code_set.public_id}
 
@@ -308,8 +312,8 @@ class SecondFactors:
         audit(
             "backup_code.redeemed",
             {
-                "subjectMac": self._subject_mac(subject),
-                "setId": used.public_id,
+                "subject_hmac": self._subject_mac(subject),
+                "set_id": used.public_id,
                 "remaining": used.remaining,
             },
         )
