@@ -44,7 +44,7 @@ ENROLMENT_PURPOSE = "totp-enrolment"
 SET_PURPOSE = "backup-codes"
 
 Body = dict[str, Any]
-_BLOB_TEXT = re.compile(r"[A-Za-z0-9_-]{1,8192}")
+BLOB_TEXT = re.compile(r"[A-Za-z0-9_-]{1,8192}")
 
 
 class ResultIssuer(Protocol):
@@ -97,7 +97,7 @@ class SecondFactors:
     def _open(self, purpose: str, token: str, subject: str) -> Opened:
         """The blob's payload; `InvalidBlob` for any defect, stray characters included (the
         base64 decoder would skip them, so a blob with one inserted would still open)."""
-        if not _BLOB_TEXT.fullmatch(token):
+        if not BLOB_TEXT.fullmatch(token):
             raise InvalidBlob()
         return self.ring.open(purpose, token, bound_to=subject.encode())
 

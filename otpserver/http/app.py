@@ -22,6 +22,7 @@ from otpserver.crypto.atrest import AtRestRing
 from otpserver.crypto.keyring import KeyRing
 from otpserver.delivery.outbox import OutboxSender, outbox_routes
 from otpserver.errors import ConfigError, OtpError, ServerError
+from otpserver.factors.devices import TrustedDevices
 from otpserver.factors.routes import routes as factor_routes
 from otpserver.factors.service import SecondFactors
 from otpserver.hooks import Hooks
@@ -194,9 +195,17 @@ def create_app(
         issuer=results,
         clock=clock,
     )
+    devices = TrustedDevices.build(
+        settings.factors,
+        master_key=master_key,
+        previous_master_keys=settings.api.previous_master_keys,
+        ring=atrest,
+        markers=markers,
+        clock=clock,
+    )
     routes: list[BaseRoute] = [
         *api_route_table(api_routes, settings.max_body_bytes),
-        *factor_routes(factors, authenticate),
+        *factor_routes(factors, devices, authenticate),
         ExactRoute("/health", health, methods=["GET"]),
         ExactRoute(JWKS_PATH, jwks_endpoint(results, clock), methods=["GET"]),
         ExactRoute(
