@@ -36,7 +36,7 @@ class Factors:
     def __init__(self, url: str) -> None:
         self.app = SyncApp(
             url,
-            api=ApiSettings(issuer=ISSUER, keys=api_keys()),
+            api=ApiSettings(issuer=ISSUER, keys=api_keys("totp", "backup_codes", "devices")),
             # Failures never lock here, so every example is compared in full.
             factors=FactorSettings(totp_max_failures=100, backup_max_failures=100),
         )
@@ -112,10 +112,19 @@ def test_any_backup_code_text_is_refused_cleanly(factors: Factors, code: str) ->
         st.text(max_size=200),
         st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
     ),
-    route=st.sampled_from(["/v1/totp/verify", "/v1/totp/enrolments/confirm", "redeem"]),
+    route=st.sampled_from(
+        ["/v1/totp/verify", "/v1/totp/enrolments/confirm", "redeem", "/v1/devices/check"]
+    ),
 )
 def test_any_blob_text_is_invalid_or_a_400(factors: Factors, blob: str, route: str) -> None:
-    """Arbitrary text in place of an enrolment, pending token or set never opens."""
+    """Arbitrary text in place of an enrolment, pending token, set or device never opens."""
+    if route == "/v1/devices/check":
+        status, answer = factors.send(route, {"subject": SUBJECT, "device": blob})
+        if status == 200:
+            assert answer == {"trusted": False, "reason": "invalid"}
+        else:
+            assert (status, answer["error"]) == (400, "BODY:INVALID"), answer
+        return
     if route == "redeem":
         path, body = "/v1/backup-codes/redeem", {"set": blob, "code": factors.codes[0]}
     elif route.endswith("confirm"):
