@@ -16,6 +16,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from otpserver.crypto.atrest import master_key_fingerprint
 from otpserver.crypto.envelope import KEY_BYTES, unwrap_key, wrap_key
 from otpserver.errors import StoreUnavailable
 from otpserver.settings.overrides import MAX_TTL_SECONDS
@@ -132,6 +133,24 @@ class KeyRing:
         kek = None if wrapped is None else self._unwrap(wrapped)
         self._remember(now, key_id, kek)
         return kek
+
+    async def inventory(self, now: float) -> list[tuple[int, bytes | None]]:
+        """The KEKs in the store that may still open cookies, oldest first: each epoch with
+        the fingerprint of the master key that opens it (None when no configured key does).
+        For `python -m otpserver keys status`; it never returns a key."""
+        first = max(0, int((now - MAX_TTL_SECONDS - CLOCK_SKEW_SECONDS) // self._rotation_seconds))
+        found: list[tuple[int, bytes | None]] = []
+        for key_id in range(first, self.epoch(now) + 2):
+            if now >= self.retire_at(key_id):
+                continue
+            wrapped = await self._store.get(key_id)
+            if wrapped is None:
+                continue
+            opener = next(
+                (key for key in self._master_keys if unwrap_key(key, wrapped) is not None), None
+            )
+            found.append((key_id, None if opener is None else master_key_fingerprint(opener)))
+        return found
 
     def _remember(self, now: float, key_id: int, kek: bytes | None) -> None:
         self._cache[key_id] = _CachedKey(kek, now)
