@@ -151,7 +151,9 @@ def create_app(
         log.warning(
             "OTP_SMS_ALLOWLIST is empty: SMS codes may go to every country; list the ones you serve"
         )
-    keyring = KeyRing(key_store, master_key, settings.kek_rotation_seconds)
+    keyring = KeyRing(
+        key_store, master_key, settings.kek_rotation_seconds, settings.api.previous_master_keys
+    )
     results = ResultSigner.from_settings(
         settings.api, master_key, development=settings.is_development
     )
@@ -169,6 +171,10 @@ def create_app(
         clock=clock,
         test_codes=test_codes,
         results=results,
+        previous_digest_keys=tuple(
+            derive_key(key, b"otpserver/code-digest/v1")
+            for key in settings.api.previous_master_keys
+        ),
         public_host=settings.delivery.autofill_domain,
         limiter=Limiter(
             policy=limits,

@@ -34,7 +34,7 @@ from otpserver.http.exchange import ApiRequest, ApiResponse, json_response
 from otpserver.limits.limiter import Action, Limiter
 from otpserver.observability import outcomes
 from otpserver.otp import flow
-from otpserver.otp.codes import code_digest, digests_match, parse_code
+from otpserver.otp.codes import code_digest, digest_matches, parse_code
 from otpserver.otp.credentials import Credential, CredentialBody
 from otpserver.otp.payload import LIST_ID_BYTES, Entry, TokenList
 from otpserver.otp.policy import OtpPolicy
@@ -67,6 +67,8 @@ class OtpEndpoints:
     """Development test identities: fixed codes, never delivered."""
     results: ResultSigner | None = None
     """Signs the result handed to the final hook (SPEC §11)."""
+    previous_digest_keys: tuple[bytes, ...] = ()
+    """Digest keys of `OTP_MASTER_KEY_PREVIOUS`: codes sent before a rotation still verify."""
     public_host: str | None = None
     """The site name for messages; None (development only) means the request's Host."""
 
@@ -183,8 +185,8 @@ class OtpEndpoints:
         )
         await self._claim("verify", request, tokens, failed_state, now)
 
-        expected = code_digest(self.digest_key, entry.credential.address, entry.issued_at, code)
-        if not digests_match(entry.digest, expected):
+        keys = (self.digest_key, *self.previous_digest_keys)
+        if not digest_matches(entry.digest, keys, entry.credential.address, entry.issued_at, code):
             error = flow.incorrect(failed_state.current_entry, now)
             error.headers["Set-Cookie"] = await self._cookie_header(failed_state, now)
             outcomes.code_failed(entry.credential, method="code", outcome="incorrect")
