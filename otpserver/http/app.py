@@ -22,6 +22,9 @@ from otpserver.crypto.atrest import AtRestRing
 from otpserver.crypto.keyring import KeyRing
 from otpserver.delivery.outbox import OutboxSender, outbox_routes
 from otpserver.errors import ConfigError, OtpError, ServerError
+from otpserver.factors.devices import TrustedDevices
+from otpserver.factors.routes import routes as factor_routes
+from otpserver.factors.service import SecondFactors
 from otpserver.hooks import Hooks
 from otpserver.http.browser import BrowserEndpoints
 from otpserver.http.cookies import CookieCodec
@@ -36,6 +39,7 @@ from otpserver.results.jwks import JWKS_PATH, jwks_endpoint
 from otpserver.results.signer import ResultSigner
 from otpserver.settings.environment import MASTER_KEY_BYTES, Settings
 from otpserver.settings.proxies import TrustedProxies
+from otpserver.v1.auth import authenticate
 from otpserver.v1.keys import ApiKeyring
 from otpserver.v1.services import ApiServices
 from otpserver.verification.service import Verifications
@@ -148,7 +152,9 @@ def create_app(
         log.warning(
             "OTP_SMS_ALLOWLIST is empty: SMS codes may go to every country; list the ones you serve"
         )
-    keyring = KeyRing(key_store, master_key, settings.kek_rotation_seconds)
+    keyring = KeyRing(
+        key_store, master_key, settings.kek_rotation_seconds, settings.api.previous_master_keys
+    )
     results = ResultSigner.from_settings(
         settings.api, master_key, development=settings.is_development
     )
@@ -168,6 +174,10 @@ def create_app(
         limiter=limiter,
         digest_key=derive_key(master_key, b"otpserver/code-digest/v1"),
         test_codes=test_codes,
+        previous_digest_keys=tuple(
+            derive_key(key, b"otpserver/code-digest/v1")
+            for key in settings.api.previous_master_keys
+        ),
         public_host=settings.delivery.autofill_domain,
     )
     endpoints = BrowserEndpoints(
@@ -184,8 +194,28 @@ def create_app(
         "/api/otp/resend": endpoints.resend,
         "/api/otp/verify": endpoints.verify,
     }
+    atrest = AtRestRing(master_key, settings.api.previous_master_keys)
+    factors = SecondFactors.build(
+        settings.factors,
+        master_key=master_key,
+        previous_master_keys=settings.api.previous_master_keys,
+        ring=atrest,
+        markers=markers,
+        counters=counters,
+        issuer=results,
+        clock=clock,
+    )
+    devices = TrustedDevices.build(
+        settings.factors,
+        master_key=master_key,
+        previous_master_keys=settings.api.previous_master_keys,
+        ring=atrest,
+        markers=markers,
+        clock=clock,
+    )
     routes: list[BaseRoute] = [
         *api_route_table(api_routes, settings.max_body_bytes),
+        *factor_routes(factors, devices, authenticate),
         ExactRoute("/health", health, methods=["GET"]),
         ExactRoute(JWKS_PATH, jwks_endpoint(results, clock), methods=["GET"]),
         ExactRoute(
@@ -240,7 +270,7 @@ def create_app(
         key_window_seconds=settings.api.key_window_seconds,
         proxies=settings.trusted_proxies,
         results=results,
-        atrest=AtRestRing(master_key, settings.api.previous_master_keys),
+        atrest=atrest,
         markers=markers,
         memo_secrets=tuple(
             derive_key(key, b"otpserver/idempotency/v1")

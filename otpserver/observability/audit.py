@@ -53,7 +53,7 @@ EVENT_TYPES = frozenset(
 )
 
 FORBIDDEN_FIELDS = frozenset(
-    {"code", "otp", "token", "cookie", "secret", "key", "password", "challenge", "credential"}
+    {"code", "otp", "token", "cookie", "secret", "key", "password", "challenge", "address"}
 )
 """Field names an event may never carry: what they would hold must never leave the server."""
 

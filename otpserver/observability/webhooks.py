@@ -17,14 +17,13 @@ import base64
 import contextlib
 import hashlib
 import hmac
+import http.client
 import logging
 import queue
 import threading
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
-
-import httpx
 
 log = logging.getLogger("otpserver.events")
 
@@ -109,14 +108,34 @@ class WebhookSender:
         self._stop.set()
 
     def _run(self) -> None:
-        with httpx.Client(timeout=self._timeout_seconds, follow_redirects=False) as client:
-            while True:
-                event = self._queue.get()
-                if event is None:
-                    return
-                self._deliver(client, event)
+        while True:
+            event = self._queue.get()
+            if event is None:
+                return
+            self._deliver(event)
 
-    def _deliver(self, client: httpx.Client, event: _Event) -> None:
+    def _post(self, headers: dict[str, str], body: bytes) -> int:
+        """One POST, the status it got. The standard library's client, not httpx: httpx
+        logs each request's full URL, and this URL may carry a token. No redirect is
+        followed (a moved endpoint is a configuration error, and a redirect could send
+        the events elsewhere)."""
+        parts = urlsplit(self._url)
+        connection_class = (
+            http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        )
+        connection = connection_class(
+            parts.hostname or "", parts.port, timeout=self._timeout_seconds
+        )
+        try:
+            target = parts.path or "/"
+            if parts.query:
+                target += "?" + parts.query
+            connection.request("POST", target, body=body, headers=headers)
+            return connection.getresponse().status
+        finally:
+            connection.close()
+
+    def _deliver(self, event: _Event) -> None:
         pause = self._backoff_seconds
         problem, attempt = "", 0
         for attempt in range(1, self._attempts + 1):
@@ -128,13 +147,13 @@ class WebhookSender:
                 "webhook-signature": signature(self._key, event.message_id, timestamp, event.body),
             }
             try:
-                response = client.post(self._url, content=event.body, headers=headers)
-            except httpx.HTTPError as error:
+                status = self._post(headers, event.body)
+            except (OSError, http.client.HTTPException) as error:
                 problem = type(error).__name__
             else:
-                if response.is_success:
+                if 200 <= status < 300:
                     return
-                problem = f"HTTP {response.status_code}"
+                problem = f"HTTP {status}"
             if attempt == self._attempts or self._stop.wait(pause):
                 break
             pause *= 2

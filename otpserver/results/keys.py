@@ -78,11 +78,11 @@ class SigningKeys:
         """The key id and private key that sign at `now`."""
         return self._key(0, self.period(now))
 
-    def published(self, now: float) -> list[tuple[int, str]]:
-        """(period, kid) of every public key the JWKS lists at `now`, current secret first."""
+    def published(self, now: float) -> list[tuple[bool, int, str]]:
+        """(from the current secret?, period, kid) of every key the JWKS lists at `now`."""
         current = self.period(now)
         return [
-            (period, self._key(which, period)[0])
+            (which == 0, period, self._key(which, period)[0])
             for which in range(len(self._secrets))
             for period in (current - 1, current, current + 1)
         ]
