@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from otpserver.delivery.message import Sender
 from otpserver.otp.credentials import Credential, CredentialBody
-from otpserver.stores.base import CounterStore, IdStore, KeyStore
+from otpserver.stores.base import CounterStore, IdStore, KeyStore, MarkerStore
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -52,3 +52,4 @@ class Hooks:
     make_key_store: Callable[[Settings], KeyStore]
     limits: LimitPolicy
     make_counter_store: Callable[[Settings], CounterStore]
+    make_marker_store: Callable[[Settings], MarkerStore]

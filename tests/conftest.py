@@ -11,7 +11,6 @@ import httpx
 import pytest
 import redis
 
-from custom import HOOKS
 from otpserver.delivery import DeliveryConfig
 from otpserver.hooks import Hooks
 from otpserver.http.app import OtpApp, create_app
@@ -19,11 +18,14 @@ from otpserver.settings.environment import Settings
 from otpserver.stores import (
     MemoryIdStore,
     MemoryKeyStore,
+    MemoryMarkerStore,
     RedisIdStore,
     RedisKeyStore,
+    RedisMarkerStore,
     redis_client,
 )
 from tests.support.fakes import FakeClock, RecordingSender
+from tests.support.hooks import HOOKS
 from tests.support.peers import Peers
 from tests.support.redis_server import RedisServer, external_redis_url
 
@@ -111,6 +113,7 @@ async def close_app(app: OtpApp) -> None:
     await app.state.endpoints.ids.aclose()
     await app.state.key_store.aclose()
     await app.state.counters.aclose()
+    await app.state.markers.aclose()
 
 
 def test_hooks(hooks: Hooks, clock: FakeClock, sender: RecordingSender | None) -> Hooks:
@@ -126,7 +129,14 @@ def test_hooks(hooks: Hooks, clock: FakeClock, sender: RecordingSender | None) -
             return MemoryKeyStore(clock=clock)
         return RedisKeyStore(redis_client(settings.store_url, settings.store_timeout_seconds))
 
-    hooks = dataclasses.replace(hooks, make_id_store=ids, make_key_store=keys)
+    def markers(settings: Settings) -> Any:
+        if settings.uses_memory_store:
+            return MemoryMarkerStore(clock=clock)
+        return RedisMarkerStore(redis_client(settings.store_url, settings.store_timeout_seconds))
+
+    hooks = dataclasses.replace(
+        hooks, make_id_store=ids, make_key_store=keys, make_marker_store=markers
+    )
     if sender is None:
         return hooks
     return dataclasses.replace(hooks, make_sender=lambda settings: sender)

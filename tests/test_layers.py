@@ -22,6 +22,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"otp"}),
     frozenset({"limits", "delivery"}),
     frozenset({"hooks"}),
+    frozenset({"factors", "v1"}),
     frozenset({"http"}),
     frozenset({"asgi"}),
     frozenset({"cli"}),

@@ -21,7 +21,6 @@ import redis
 from starlette.requests import Request
 from starlette.responses import Response
 
-from custom import HOOKS
 from otpserver.crypto.keyring import KEY_CACHE_SECONDS
 from otpserver.delivery import ConsoleSender
 from otpserver.delivery.message import OutgoingCode
@@ -33,6 +32,7 @@ from otpserver.stores.redis import KEY_PREFIX
 from tests.conftest import MASTER_KEY, MASTER_KEY_TEXT, AppFactory
 from tests.support.api import Browser, wrong
 from tests.support.fakes import FakeClock, RecordingSender
+from tests.support.hooks import HOOKS
 from tests.support.hygiene import (
     assert_no_leaks,
     captured_records,

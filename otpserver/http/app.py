@@ -137,6 +137,7 @@ def create_app(
     key_store = hooks.make_key_store(settings)
     limits = hooks.limits.with_overrides(settings.limit_overrides)
     counters = hooks.make_counter_store(settings)
+    markers = hooks.make_marker_store(settings)
     if not settings.is_development and not limits.sms_allowlist:
         log.warning(
             "OTP_SMS_ALLOWLIST is empty: SMS codes may go to every country; list the ones you serve"
@@ -192,6 +193,7 @@ def create_app(
             await ids.aclose()
             await key_store.aclose()
             await counters.aclose()
+            await markers.aclose()
             trail.close()
             close_sender = getattr(sender, "aclose", None)
             if close_sender is not None:
@@ -216,6 +218,7 @@ def create_app(
     app.state.keyring = keyring
     app.state.key_store = key_store
     app.state.counters = counters
+    app.state.markers = markers
     app.state.limits = limits
     app.state.sender = sender
     app.state.readiness = readiness

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from otpserver import errors
+from otpserver.factors import models as factor_models
 from otpserver.http.bodies import MAX_FORM_FIELDS
 from otpserver.http.cookies import MAX_VALUE_CHARS
 from otpserver.http.models import ErrorBody, Health, TokenState, Verified
@@ -156,11 +157,88 @@ def _error_responses(
     return responses
 
 
+FACTOR_ERRORS: tuple[type[errors.OtpError], ...] = (
+    errors.BodyInvalid,
+    errors.UnsupportedMediaType,
+    *COMMON_ERRORS,
+)
+"""What every second-factor route may refuse with, besides its API key's refusals."""
+
+_FACTOR_ROUTES: tuple[tuple[str, str, str, type[BaseModel], type[BaseModel], int], ...] = (
+    (
+        "/v1/totp/enrolments",
+        "totpEnrol",
+        "Start a TOTP enrolment: a new secret, its otpauth URI and QR code (scope totp).",
+        factor_models.TotpEnrolRequest,
+        factor_models.TotpEnrolment,
+        201,
+    ),
+    (
+        "/v1/totp/enrolments/confirm",
+        "totpConfirm",
+        "Activate a pending enrolment with a code from the app (scope totp).",
+        factor_models.TotpConfirmRequest,
+        factor_models.TotpConfirmation,
+        200,
+    ),
+    (
+        "/v1/totp/verify",
+        "totpVerify",
+        "Check a TOTP code; each time step is accepted at most once (scope totp).",
+        factor_models.TotpVerifyRequest,
+        factor_models.TotpVerification,
+        200,
+    ),
+    (
+        "/v1/backup-codes",
+        "backupCodesGenerate",
+        "Generate a set of backup codes; older sets stop working (scope backup_codes).",
+        factor_models.BackupCodesRequest,
+        factor_models.BackupCodeSet,
+        201,
+    ),
+    (
+        "/v1/backup-codes/redeem",
+        "backupCodeRedeem",
+        "Spend one backup code of a set, at most once (scope backup_codes).",
+        factor_models.BackupCodeRedeemRequest,
+        factor_models.BackupCodeRedemption,
+        200,
+    ),
+)
+
+
+def _factor_paths() -> dict[str, Any]:
+    """The second-factor routes (SPEC §13-§14), from their own request and response models."""
+    paths: dict[str, Any] = {}
+    for path, operation, summary, request, response, status in _FACTOR_ROUTES:
+        refusals = FACTOR_ERRORS
+        if "code" in request.model_fields:
+            refusals = (errors.OtpInvalidFormat, *refusals)
+        paths[path] = {
+            "post": {
+                "operationId": operation,
+                "summary": summary,
+                "security": [{"apiKey": []}],
+                "requestBody": {"required": True, "content": _json(_ref(request))},
+                "responses": {
+                    str(status): {
+                        "description": "Created." if status == 201 else "The outcome, as `status`.",
+                        "content": _json(_ref(response)),
+                    },
+                    **_error_responses(refusals),
+                },
+            }
+        }
+    return paths
+
+
 def build_openapi(
     credential_body: type[CredentialBody], policy: OtpPolicy | None = None
 ) -> dict[str, Any]:
     """The OpenAPI 3.1 document for the API, with the fork's credential schema and code policy."""
     models: list[type[BaseModel]] = [credential_body, TokenState, Verified, Health, ErrorBody]
+    models += [*factor_models.REQUEST_MODELS, *factor_models.RESPONSE_MODELS]
     schemas = {
         model.__name__: model.model_json_schema(ref_template="#/components/schemas/{model}")
         for model in models
@@ -237,6 +315,7 @@ def build_openapi(
                     },
                 }
             },
+            **_factor_paths(),
             "/health": {
                 "get": {
                     "operationId": "health",
@@ -245,7 +324,16 @@ def build_openapi(
                 }
             },
         },
-        "components": {"schemas": schemas},
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "apiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API key `otpk_<id>_<secret>` with the route's scope.",
+                }
+            },
+        },
     }
 
 
