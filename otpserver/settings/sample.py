@@ -12,10 +12,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
+from otpserver.settings.api import API_ENV_VARS
 from otpserver.settings.delivery import DELIVERY_ENV_VARS
 from otpserver.settings.environment import ENV_VARS
 from otpserver.settings.factors import FACTOR_ENV_VARS
 from otpserver.settings.hardening import LIMIT_ENV_VARS, SERVER_ENV_VARS
+from otpserver.settings.operations import OPERATIONS_ENV_VARS
 
 SAMPLE_ENV_PATH = Path(__file__).parents[2] / "sample.env"
 README_PATH = Path(__file__).parents[2] / "README.md"
@@ -38,6 +40,8 @@ SECTIONS: tuple[tuple[str, Iterable[Documented]], ...] = (
     ("Server, store, keys and policy", ENV_VARS),
     ("Delivery (custom/send.py)", DELIVERY_ENV_VARS),
     ("Second factors: TOTP and backup codes", FACTOR_ENV_VARS),
+    ("Server-to-server API, signed results, master-key rotation", API_ENV_VARS),
+    ("Operations: logs, metrics, audit events", OPERATIONS_ENV_VARS),
     ("Abuse limits on networks and failures (custom/limits.py)", LIMIT_ENV_VARS),
     ("HTTP server: connections, request heads, slow clients", SERVER_ENV_VARS),
 )
