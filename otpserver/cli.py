@@ -22,6 +22,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
+from pydantic import ValidationError
+
 from otpserver import asgi
 from otpserver.errors import ConfigError, StoreUnavailable
 from otpserver.http.app import OtpApp
@@ -138,6 +140,21 @@ def build_parser(
         ),
     )
     status_parser.set_defaults(run=run_keys_status)
+
+    unlock_parser = commands.add_parser(
+        "unlock",
+        help="clear a credential's consecutive wrong codes, lifting its lockout and failure cap",
+        description=(
+            "Clear both failure counts of one credential (the short lockout's and the long "
+            "cap's, OTP_LIMIT_FAILURE_CAP), as a correct code would. Use it once the owner has "
+            "proved who they are some other way. The address is normalised as the server does "
+            "it, so any spelling of the mailbox works. Needs the shared store (redis://): the "
+            "memory store lives inside the server process, which only a restart clears."
+        ),
+    )
+    unlock_parser.add_argument("channel", help="the credential's field, e.g. email or phone")
+    unlock_parser.add_argument("address", help="the address, as a user would type it")
+    unlock_parser.set_defaults(run=functools.partial(run_unlock, application=application))
     return parser
 
 
@@ -294,6 +311,41 @@ def run_keys_status(args: argparse.Namespace) -> int:
         return 1
     print("\n".join(lines))
     return 1 if any("no configured master key" in line for line in lines) else 0
+
+
+def run_unlock(args: argparse.Namespace, *, application: Callable[[], Application]) -> int:
+    """Clear one credential's failure counts in the shared store."""
+    try:
+        settings = Settings.from_env()
+        app = application().build()
+    except ConfigError as error:
+        return report_config_error(error)
+    if settings.uses_memory_store:
+        print(
+            "otpserver: unlock: the memory store lives in the server process; restarting the "
+            "server clears every count",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        body = app.state.endpoints.credential_body.model_validate({args.channel: args.address})
+    except ValidationError:
+        print(f"otpserver: unlock: not a valid {args.channel} credential", file=sys.stderr)
+        return 2
+    credential = body.credential()
+
+    async def unlock() -> None:
+        async with app.router.lifespan_context(app):
+            await app.state.verifications.limiter.forget_failures(credential)
+
+    try:
+        asyncio.run(unlock())
+    except StoreUnavailable:
+        print("otpserver: unlock: the store did not answer", file=sys.stderr)
+        return 1
+    # The address is not echoed: the operator typed it, and output may end up in a log.
+    print(f"otpserver: unlock: cleared the failure counts of that {credential.channel} credential")
+    return 0
 
 
 def _print_help(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
