@@ -20,6 +20,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"crypto", "stores"}),
     frozenset({"otp"}),
     frozenset({"limits", "delivery"}),
+    frozenset({"verification"}),
     frozenset({"hooks"}),
     frozenset({"factors", "v1"}),
     frozenset({"http"}),

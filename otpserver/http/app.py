@@ -22,13 +22,14 @@ from otpserver.crypto.keyring import KeyRing
 from otpserver.delivery.outbox import OutboxSender, outbox_routes
 from otpserver.errors import ConfigError, OtpError, ServerError
 from otpserver.hooks import Hooks
-from otpserver.http.browser import OtpEndpoints
+from otpserver.http.browser import BrowserEndpoints
 from otpserver.http.cookies import CookieCodec
 from otpserver.http.edge import EdgeMiddleware, EdgePolicy
 from otpserver.http.exchange import ApiEndpoint, ApiHandler, error_response
-from otpserver.limits.limiter import ChargingIdStore, Limiter
+from otpserver.limits.limiter import Limiter
 from otpserver.otp.policy import OtpPolicy
 from otpserver.settings.environment import MASTER_KEY_BYTES, Settings
+from otpserver.verification.service import Verifications
 
 log = logging.getLogger("otpserver")
 
@@ -128,25 +129,28 @@ def create_app(
             "OTP_SMS_ALLOWLIST is empty: SMS codes may go to every country; list the ones you serve"
         )
     keyring = KeyRing(key_store, master_key, settings.kek_rotation_seconds)
-    endpoints = OtpEndpoints(
+    limiter = Limiter(
+        policy=limits,
+        counters=counters,
+        secret=derive_key(master_key, b"otpserver/limit-key/v1"),
+        proxies=settings.trusted_proxies,
+    )
+    verifications = Verifications(
         policy=policy,
-        credential_body=hooks.credential_body,
         generate_code=hooks.generate_code,
         sender=sender,
-        final=hooks.final,
         ids=ids,
-        codec=CookieCodec(keyring, secure=not settings.is_development),
+        limiter=limiter,
         digest_key=derive_key(master_key, b"otpserver/code-digest/v1"),
-        clock=clock,
         test_codes=test_codes,
         public_host=settings.delivery.autofill_domain,
-        limiter=Limiter(
-            policy=limits,
-            counters=counters,
-            secret=derive_key(master_key, b"otpserver/limit-key/v1"),
-            proxies=settings.trusted_proxies,
-            claims=ids if isinstance(ids, ChargingIdStore) and ids.charges_with(counters) else None,
-        ),
+    )
+    endpoints = BrowserEndpoints(
+        verifications=verifications,
+        credential_body=hooks.credential_body,
+        codec=CookieCodec(keyring, secure=not settings.is_development),
+        final=hooks.final,
+        clock=clock,
     )
 
     api_routes: dict[str, ApiHandler] = {
@@ -190,6 +194,7 @@ def create_app(
     app.state.settings = settings
     app.state.policy = policy
     app.state.endpoints = endpoints
+    app.state.verifications = verifications
     app.state.keyring = keyring
     app.state.key_store = key_store
     app.state.counters = counters
