@@ -30,6 +30,9 @@ class VerifiedCredential:
 
     credential: Credential
     verified_at: float
+    result: str | None = None
+    """The signed result of this verification (SPEC §11): a compact JWS the page can hand
+    to its own backend, which checks it against `/.well-known/jwks.json`."""
 
 
 FinalHook = Callable[[VerifiedCredential, "Request"], Awaitable["Response"]]

@@ -18,17 +18,30 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Scope
 
+from otpserver.crypto.atrest import AtRestRing
 from otpserver.crypto.keyring import KeyRing
 from otpserver.delivery.outbox import OutboxSender, outbox_routes
 from otpserver.errors import ConfigError, OtpError, ServerError
+from otpserver.factors.devices import TrustedDevices
+from otpserver.factors.routes import routes as factor_routes
+from otpserver.factors.service import SecondFactors
 from otpserver.hooks import Hooks
 from otpserver.http.browser import BrowserEndpoints
 from otpserver.http.cookies import CookieCodec
 from otpserver.http.edge import EdgeMiddleware, EdgePolicy
 from otpserver.http.exchange import ApiEndpoint, ApiHandler, error_response
+from otpserver.http.health import Readiness, ready_endpoint
 from otpserver.limits.limiter import Limiter
+from otpserver.observability import audit
+from otpserver.observability.requests import RequestContext
 from otpserver.otp.policy import OtpPolicy
+from otpserver.results.jwks import JWKS_PATH, jwks_endpoint
+from otpserver.results.signer import ResultSigner
 from otpserver.settings.environment import MASTER_KEY_BYTES, Settings
+from otpserver.settings.proxies import TrustedProxies
+from otpserver.v1.auth import authenticate
+from otpserver.v1.keys import ApiKeyring
+from otpserver.v1.services import ApiServices
 from otpserver.verification.service import Verifications
 
 log = logging.getLogger("otpserver")
@@ -57,12 +70,23 @@ class OtpApp(Starlette):
     every route, the API's included.
     """
 
-    def __init__(self, edge: EdgePolicy, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        edge: EdgePolicy,
+        *,
+        proxies: TrustedProxies | None = None,
+        access_log: bool = False,
+        **kwargs: Any,
+    ) -> None:
         self.edge = edge
+        self.proxies = proxies or TrustedProxies()
+        self.access_log = access_log
         super().__init__(**kwargs)
 
     def build_middleware_stack(self) -> ASGIApp:
-        return EdgeMiddleware(super().build_middleware_stack(), self.edge)
+        # The request id goes outermost, so every line logged for a request carries it.
+        edge = EdgeMiddleware(super().build_middleware_stack(), self.edge)
+        return RequestContext(edge, self.proxies, access_log_enabled=self.access_log)
 
 
 def derive_key(master_key: bytes, purpose: bytes) -> bytes:
@@ -128,7 +152,14 @@ def create_app(
         log.warning(
             "OTP_SMS_ALLOWLIST is empty: SMS codes may go to every country; list the ones you serve"
         )
-    keyring = KeyRing(key_store, master_key, settings.kek_rotation_seconds)
+    keyring = KeyRing(
+        key_store, master_key, settings.kek_rotation_seconds, settings.api.previous_master_keys
+    )
+    results = ResultSigner.from_settings(
+        settings.api, master_key, development=settings.is_development
+    )
+    readiness = Readiness.of(ids, key_store, keyring, settings)
+    trail = audit.install_for(settings.operations, derive_key(master_key, b"otpserver/audit/v1"))
     limiter = Limiter(
         policy=limits,
         counters=counters,
@@ -143,6 +174,10 @@ def create_app(
         limiter=limiter,
         digest_key=derive_key(master_key, b"otpserver/code-digest/v1"),
         test_codes=test_codes,
+        previous_digest_keys=tuple(
+            derive_key(key, b"otpserver/code-digest/v1")
+            for key in settings.api.previous_master_keys
+        ),
         public_host=settings.delivery.autofill_domain,
     )
     endpoints = BrowserEndpoints(
@@ -151,6 +186,7 @@ def create_app(
         codec=CookieCodec(keyring, secure=not settings.is_development),
         final=hooks.final,
         clock=clock,
+        results=results,
     )
 
     api_routes: dict[str, ApiHandler] = {
@@ -158,9 +194,35 @@ def create_app(
         "/api/otp/resend": endpoints.resend,
         "/api/otp/verify": endpoints.verify,
     }
+    atrest = AtRestRing(master_key, settings.api.previous_master_keys)
+    factors = SecondFactors.build(
+        settings.factors,
+        master_key=master_key,
+        previous_master_keys=settings.api.previous_master_keys,
+        ring=atrest,
+        markers=markers,
+        counters=counters,
+        issuer=results,
+        clock=clock,
+    )
+    devices = TrustedDevices.build(
+        settings.factors,
+        master_key=master_key,
+        previous_master_keys=settings.api.previous_master_keys,
+        ring=atrest,
+        markers=markers,
+        clock=clock,
+    )
     routes: list[BaseRoute] = [
         *api_route_table(api_routes, settings.max_body_bytes),
+        *factor_routes(factors, devices, authenticate),
         ExactRoute("/health", health, methods=["GET"]),
+        ExactRoute(JWKS_PATH, jwks_endpoint(results, clock), methods=["GET"]),
+        ExactRoute(
+            "/health/ready",
+            ready_endpoint(readiness),
+            methods=["GET"],
+        ),
     ]
     if settings.is_development:
         routes.extend(static_routes())
@@ -176,6 +238,7 @@ def create_app(
             await key_store.aclose()
             await counters.aclose()
             await markers.aclose()
+            trail.close()
             close_sender = getattr(sender, "aclose", None)
             if close_sender is not None:
                 await close_sender()
@@ -186,6 +249,8 @@ def create_app(
             cors_origins=frozenset(settings.cors_origins),
             https_only=not settings.is_development,
         ),
+        proxies=settings.trusted_proxies,
+        access_log=settings.operations.access_log,
         routes=routes,
         lifespan=lifespan,
         exception_handlers={OtpError: _render_otp_error, Exception: _render_server_error},
@@ -196,11 +261,29 @@ def create_app(
     app.state.endpoints = endpoints
     app.state.verifications = verifications
     app.state.keyring = keyring
+    app.state.results = results
+    app.state.api = ApiServices(
+        keys=ApiKeyring(settings.api.keys),
+        counters=counters,
+        limit_secret=derive_key(master_key, b"otpserver/limit-key/v1"),
+        key_requests=settings.api.key_requests,
+        key_window_seconds=settings.api.key_window_seconds,
+        proxies=settings.trusted_proxies,
+        results=results,
+        atrest=atrest,
+        markers=markers,
+        memo_secrets=tuple(
+            derive_key(key, b"otpserver/idempotency/v1")
+            for key in (master_key, *settings.api.previous_master_keys)
+        ),
+        clock=clock,
+    )
     app.state.key_store = key_store
     app.state.counters = counters
     app.state.markers = markers
     app.state.limits = limits
     app.state.sender = sender
+    app.state.readiness = readiness
     return app
 
 

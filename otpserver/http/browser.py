@@ -22,6 +22,7 @@ from otpserver.otp import flow
 from otpserver.otp.codes import parse_code
 from otpserver.otp.credentials import CredentialBody
 from otpserver.otp.payload import TokenList
+from otpserver.results.signer import ResultSigner
 from otpserver.verification.service import HandBack, Requester, Verifications
 
 
@@ -34,6 +35,8 @@ class BrowserEndpoints:
     codec: CookieCodec
     final: FinalHook
     clock: Callable[[], float]
+    results: ResultSigner | None = None
+    """Signs the result handed to the final hook (SPEC §11)."""
 
     async def create(self, request: ApiRequest) -> ApiResponse:
         """Send a code to a credential, or make an already pending one current again."""
@@ -84,8 +87,13 @@ class BrowserEndpoints:
             if remaining is None
             else await self._cookie_header(remaining, now)
         )
+        result = (
+            None
+            if self.results is None
+            else self.results.for_browser(approved.credential, approved.verified_at)
+        )
         response = await self.final(
-            VerifiedCredential(approved.credential, float(approved.verified_at)),
+            VerifiedCredential(approved.credential, float(approved.verified_at), result),
             request.starlette(),
         )
         response.headers.append("Set-Cookie", cookie)

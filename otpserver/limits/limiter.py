@@ -26,6 +26,7 @@ from otpserver.errors import (
 from otpserver.limits import rules
 from otpserver.limits.clientaddr import client_address, limit_bucket
 from otpserver.limits.rules import LimitPolicy
+from otpserver.observability import outcomes
 from otpserver.otp.credentials import Credential
 from otpserver.settings.proxies import TrustedProxies
 from otpserver.stores.base import Claim, CounterStore, IdStore
@@ -168,6 +169,7 @@ class Limiter:
     def _refusal(action: str, counters: Sequence[Counter], decision: Decision) -> RateLimited:
         kinds = tuple(counters[i].kind for i in decision.refused)
         log.info("rate limited: %s refused by %s", action, ",".join(kinds))
+        outcomes.rate_limited(action, list(kinds))
         retry_after = retry_after_seconds(decision)
         return RateLimited(
             extra={"retryAfter": retry_after},

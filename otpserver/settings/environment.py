@@ -17,8 +17,10 @@ from typing import Literal
 
 from otpserver.errors import ConfigError
 from otpserver.settings import defaults
+from otpserver.settings.api import ApiSettings
 from otpserver.settings.delivery import DeliveryConfig
 from otpserver.settings.factors import FactorSettings
+from otpserver.settings.operations import OperationsConfig
 from otpserver.settings.overrides import (
     LIMIT_BOUNDS,
     LIMIT_ENV_FIELDS,
@@ -228,6 +230,8 @@ class Settings:
     delivery: DeliveryConfig = field(default_factory=lambda: DeliveryConfig.from_env({}))
     test_credentials: Mapping[str, str] = field(default_factory=dict)
     factors: FactorSettings = field(default_factory=FactorSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
+    operations: OperationsConfig = field(default_factory=OperationsConfig)
 
     @property
     def is_development(self) -> bool:
@@ -278,6 +282,8 @@ class Settings:
                 lambda: parse_test_credentials(reader.raw("OTP_TEST_CREDENTIALS")), {}
             ),
             factors=problems.read(lambda: FactorSettings.from_env(env), FactorSettings()),
+            operations=OperationsConfig.from_env(env, problems),
+            api=problems.read(lambda: ApiSettings.from_env(env), ApiSettings()),
         )
         problems.raise_if_any()
         return settings

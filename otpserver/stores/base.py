@@ -135,45 +135,6 @@ class CounterStore(Protocol):
         ...
 
 
-class MarkerStore(Protocol):
-    """Short-lived markers under HMAC-derived names: replay guards, spent codes, revocations.
-
-    Markers are how the server remembers without keeping per-user rows: each is a small
-    value under a name the caller derives with a keyed hash, and each expires by itself.
-    Every method is one atomic step, also across processes sharing the backend, and raises
-    `otpserver.errors.StoreUnavailable` when the backend cannot answer (fail closed).
-    """
-
-    async def put_if_absent(self, key: bytes, value: bytes, ttl_seconds: float) -> bool:
-        """Store `value` under `key` unless a live marker is there; True for exactly one caller."""
-        ...
-
-    async def get(self, key: bytes) -> bytes | None:
-        """The live marker under `key`, or None."""
-        ...
-
-    async def advance(self, key: bytes, value: int, ttl_seconds: float) -> bool:
-        """Store the integer `value` only if it is greater than the live integer under `key`
-        (or nothing live is there), restarting the time to live; True when stored.
-
-        Concurrent callers offering the same value: exactly one wins. A marker written by
-        `put` with a value that is not an integer is never advanced.
-        """
-        ...
-
-    async def put(self, key: bytes, value: bytes, ttl_seconds: float) -> None:
-        """Store `value` under `key`, replacing whatever is there."""
-        ...
-
-    async def delete(self, key: bytes) -> None:
-        """Remove the marker under `key`, if any."""
-        ...
-
-    async def aclose(self) -> None:
-        """Release connections."""
-        ...
-
-
 async def claim_in_steps(
     ids: IdStore, counters: CounterStore, claim: Claim, now_ms: int
 ) -> ClaimOutcome:
@@ -219,3 +180,42 @@ async def _reset(counters: CounterStore, keys: tuple[bytes, ...]) -> None:
         # punish the user for an outage. A count left behind can only make the lockout
         # stricter, never looser.
         log.warning("could not reset limit counters after an allowed step")
+
+
+class MarkerStore(Protocol):
+    """Short-lived markers under HMAC-derived names: replay guards, spent codes, revocations.
+
+    Markers are how the server remembers without keeping per-user rows: each is a small
+    value under a name the caller derives with a keyed hash, and each expires by itself.
+    Every method is one atomic step, also across processes sharing the backend, and raises
+    `otpserver.errors.StoreUnavailable` when the backend cannot answer (fail closed).
+    """
+
+    async def put_if_absent(self, key: bytes, value: bytes, ttl_seconds: float) -> bool:
+        """Store `value` under `key` unless a live marker is there; True for exactly one caller."""
+        ...
+
+    async def get(self, key: bytes) -> bytes | None:
+        """The live marker under `key`, or None."""
+        ...
+
+    async def advance(self, key: bytes, value: int, ttl_seconds: float) -> bool:
+        """Store the integer `value` only if it is greater than the live integer under `key`
+        (or nothing live is there), restarting the time to live; True when stored.
+
+        Concurrent callers offering the same value: exactly one wins. A marker written by
+        `put` with a value that is not an integer is never advanced.
+        """
+        ...
+
+    async def put(self, key: bytes, value: bytes, ttl_seconds: float) -> None:
+        """Store `value` under `key`, replacing whatever is there."""
+        ...
+
+    async def delete(self, key: bytes) -> None:
+        """Remove the marker under `key`, if any."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from redis.exceptions import RedisError
 
 from otpserver.errors import StoreUnavailable
+from otpserver.observability.outage import STORE
 from otpserver.stores.base import Claim, ClaimOutcome, CounterStore, claim_in_steps
 from otpserver.stores.connections import MAX_CONNECTIONS, Argument, RedisClient, Script
 from otpserver.stores.counters import ALLOWED, Counter, Decision
@@ -178,7 +179,7 @@ class _RedisBackend:
 
     async def _call(self, operation: Awaitable[T]) -> T:
         try:
-            return await self._deadline.run(operation)
+            return await STORE.timed(self._deadline.run(operation))
         except (RedisError, OSError, TimeoutError):
             raise StoreUnavailable() from None
 

@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from otpserver.delivery.message import DeliveryError, OutgoingCode, Sender
 from otpserver.errors import OtpError, SendFailed, ServerError, StoreUnavailable
 from otpserver.limits.limiter import Action, Limiter
+from otpserver.observability import outcomes
 from otpserver.otp import flow
-from otpserver.otp.codes import code_digest, digests_match
+from otpserver.otp.codes import code_digest, digest_matches
 from otpserver.otp.credentials import Credential
 from otpserver.otp.payload import LIST_ID_BYTES, Entry, TokenList
 from otpserver.otp.policy import CodeGenerator, OtpPolicy
@@ -99,6 +100,8 @@ class Verifications:
     digest_key: bytes
     test_codes: Mapping[str, str] = field(default_factory=dict)
     """Development test identities: fixed codes, never delivered."""
+    previous_digest_keys: tuple[bytes, ...] = ()
+    """Digest keys of `OTP_MASTER_KEY_PREVIOUS`: codes sent before a rotation still verify."""
     public_host: str | None = None
     """The site name for messages; None (development only) means the requester's host."""
 
@@ -196,12 +199,15 @@ class Verifications:
         """
         entry = held.current_entry
         flow.check_verifiable(entry, now)
-        expected = code_digest(self.digest_key, entry.credential.address, entry.issued_at, code)
-        correct = digests_match(entry.digest, expected)
+        keys = (self.digest_key, *self.previous_digest_keys)
+        correct = digest_matches(
+            entry.digest, keys, entry.credential.address, entry.issued_at, code
+        )
         new_id = new_list_id()
         if not correct:
             failed_state = flow.replace_current(held, flow.failed(entry, now, self.policy), new_id)
             await self._spend("guess", held, failed_state, requester, now)
+            outcomes.code_failed(entry.credential, method="code", outcome="incorrect")
             raise HandBack(flow.incorrect(failed_state.current_entry, now), failed_state)
         # The unchanged entries are filed under the new ID, so a refusal can hand them
         # back; after a success the other pending credentials live on under it.
@@ -268,8 +274,10 @@ class Verifications:
             await self.sender.send(message)
         except DeliveryError as error:
             log.warning("delivery failed for channel %s: %s", entry.credential.channel, error)
+            outcomes.code_not_sent(entry.credential, resend=is_resend)
             await self._roll_back(previous, updated, now)
             raise SendFailed() from None
+        outcomes.code_sent(entry.credential, resend=is_resend)
 
     async def _roll_back(self, previous: TokenList | None, updated: TokenList, now: int) -> None:
         """Revive the carrier the client still holds and retire the one it never received."""
