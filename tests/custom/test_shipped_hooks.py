@@ -87,7 +87,7 @@ async def test_final_answers_with_the_verified_credential() -> None:
     )
     response = await final(verified, request)
     assert response.status_code == 200
-    assert json.loads(response.body) == {
+    assert json.loads(bytes(response.body)) == {
         "verified": True,
         "credential": "ada@example.com",
         "channel": "email",
