@@ -75,7 +75,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         if len(self.connections) >= self._max_connections and not self._make_room():
-            # Every open connection is serving a request: this one is refused.
+            # Every open connection is serving a request: this one is refused. (The transport
+            # is kept so that uvicorn's `connection_lost` has one to close.)
+            self.transport = transport
             transport.abort()
             return
         super().connection_made(transport)
