@@ -76,6 +76,11 @@ def sender() -> RecordingSender:
 
 AppFactory = Callable[..., OtpApp]
 
+TEST_STORE_TIMEOUT_SECONDS = 5.0
+"""The apps' store deadline: generous, so a machine busy with other work never turns a slow
+Redis reply into a 503 (a burst of 50 requests once took over a second there). Tests of
+timeouts and outages pass a short `store_timeout_seconds` of their own."""
+
 
 @pytest.fixture(params=STORES)
 def store(request: pytest.FixtureRequest) -> str:
@@ -99,6 +104,7 @@ async def make_app(
         values: dict[str, Any] = {
             "master_key": MASTER_KEY,
             "store_url": url,
+            "store_timeout_seconds": TEST_STORE_TIMEOUT_SECONDS,
             "delivery": PUBLIC_SITE,
             "api": SIGNING,
         }
