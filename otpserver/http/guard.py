@@ -60,7 +60,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._max_connections = bounds.max_connections
         self._deadline: asyncio.TimerHandle | None = None
         self._in_head = True
-        self._head_bytes = 0
+        # Two counts of the head so far, each never above its true size: the bytes read
+        # while it was incomplete (all of them head), and the headers parsed whole.
+        self._raw_head_bytes = 0
+        self._header_bytes = 0
         self._refusal = 0
         self._idle_since = time.monotonic()
 
@@ -136,7 +139,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = True
-        self._head_bytes = 0
+        self._raw_head_bytes = 0
+        self._header_bytes = 0
         if self._deadline is None:
             self._arm_deadline()
 
@@ -157,8 +161,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._head_bytes += len(name) + len(value) + 4
-        if self._head_bytes > self._max_header_bytes:
+        # Catches a head that arrived whole in one read, which the raw count never sees.
+        self._header_bytes += len(name) + len(value) + 4
+        if self._header_bytes > self._max_header_bytes:
             self._refusal = 431
             raise _HeadTooLarge()
         super().on_header(name, value)
@@ -170,15 +175,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self.parser is None:
             return
-        before = self._head_bytes if self._in_head else 0
         super().data_received(data)
         if self._refusal or self.transport.is_closing():
             return
         if self.parser is not None and self._in_head:
             # Everything fed while the head is still incomplete is head: count it as it
             # arrives, so a huge header is refused after one read, never buffered whole.
-            self._head_bytes = before + len(data)
-            if self._head_bytes > self._max_header_bytes:
+            self._raw_head_bytes += len(data)
+            if self._raw_head_bytes > self._max_header_bytes:
                 self._refuse(431)
 
     def send_400_response(self, msg: str) -> None:
