@@ -95,3 +95,10 @@ async def test_spellings_of_one_inbox_share_one_send_allowance(
         assert (await peers.browser(app, address(i)).create(spelling)).status_code == 200
     assert_rate_limited(await peers.browser(app, address(9)).create("ad.a+3@gmail.com"))
     assert [m.credential.address for m in sender.sent] == [s.lower() for s in spellings]
+
+
+@pytest.mark.parametrize("separator", ["\r", "\n", "\x0b", "\x0c", "\x85", "\u2028", "\u2029"])
+def test_every_kind_of_line_break_in_an_address_is_refused(separator: str) -> None:
+    """Nothing the email library could write as a line break passes validation."""
+    with pytest.raises(ValueError, match="."):
+        normalize_email(f"a{separator}b@example.com")
