@@ -11,7 +11,6 @@ import httpx
 import pytest
 import redis
 
-from custom import HOOKS
 from otpserver.delivery import DeliveryConfig
 from otpserver.hooks import Hooks
 from otpserver.http.app import OtpApp, create_app
@@ -27,6 +26,7 @@ from otpserver.stores import (
     redis_client,
 )
 from tests.support.fakes import FakeClock, RecordingSender
+from tests.support.hooks import HOOKS
 from tests.support.peers import Peers
 from tests.support.redis_server import RedisServer, external_redis_url
 
@@ -115,7 +115,7 @@ async def make_app(
 
 async def close_app(app: OtpApp) -> None:
     """Release the store connections an app opened (what its lifespan does on shutdown)."""
-    await app.state.endpoints.ids.aclose()
+    await app.state.verifications.ids.aclose()
     await app.state.key_store.aclose()
     await app.state.counters.aclose()
     await app.state.markers.aclose()

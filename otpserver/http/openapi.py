@@ -224,7 +224,8 @@ FACTOR_ERRORS: tuple[type[errors.OtpError], ...] = (
     errors.UnsupportedMediaType,
     *COMMON_ERRORS,
 )
-"""What every second-factor route may refuse with."""
+"""What every second-factor route may refuse with: its API key's refusals, the key's own
+rate limit, and malformed bodies."""
 
 _FACTOR_ROUTES: tuple[tuple[str, str, str, type[BaseModel], type[BaseModel], int], ...] = (
     (
@@ -265,6 +266,31 @@ _FACTOR_ROUTES: tuple[tuple[str, str, str, type[BaseModel], type[BaseModel], int
         "Spend one backup code of a set, at most once (scope backup_codes).",
         factor_models.BackupCodeRedeemRequest,
         factor_models.BackupCodeRedemption,
+        200,
+    ),
+    (
+        "/v1/devices/trust",
+        "deviceTrust",
+        "Trust a device for up to OTP_TRUSTED_DEVICE_DAYS; it only waives a second factor "
+        "(scope devices).",
+        factor_models.DeviceTrustRequest,
+        factor_models.DeviceTrusted,
+        201,
+    ),
+    (
+        "/v1/devices/check",
+        "deviceCheck",
+        "Whether a device token is still trusted, else why not (scope devices).",
+        factor_models.DeviceCheckRequest,
+        factor_models.DeviceCheck,
+        200,
+    ),
+    (
+        "/v1/devices/revoke",
+        "deviceRevoke",
+        "Revoke one device, or every device of the subject (scope devices).",
+        factor_models.DeviceRevokeRequest,
+        factor_models.DeviceRevoked,
         200,
     ),
 )
