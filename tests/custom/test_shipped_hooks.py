@@ -78,12 +78,17 @@ def test_codes_have_the_policys_length_and_alphabet() -> None:
 
 
 async def test_final_answers_with_the_verified_credential() -> None:
-    """The shipped final hook returns 200 JSON naming the verified credential."""
+    """The shipped final hook returns 200 JSON naming the verified credential and passing
+    on the core's signed result."""
     request = Request({"type": "http", "method": "POST", "path": "/", "headers": []})
-    verified = VerifiedCredential(Credential("email", "ada@example.com"), verified_at=0.0)
+    verified = VerifiedCredential(
+        Credential("email", "ada@example.com"), verified_at=0.0, result="h.c.s"
+    )
     response = await final(verified, request)
     assert response.status_code == 200
-    assert response.body == b'{"verified":true,"credential":"ada@example.com","channel":"email"}'
+    assert response.body == (
+        b'{"verified":true,"credential":"ada@example.com","channel":"email","result":"h.c.s"}'
+    )
 
 
 async def test_send_builds_from_settings() -> None:

@@ -29,8 +29,6 @@ def test_the_shipped_server_sends_and_verifies_a_code(shipped_server: ServerProc
         code = shipped_server.wait_for_code("ada@example.com")
         verified = client.post("/api/otp/verify", data={"otp": code})
     assert verified.status_code == 200
-    assert verified.json() == {
-        "verified": True,
-        "credential": "ada@example.com",
-        "channel": "email",
-    }
+    body = verified.json()
+    assert body.pop("result").count(".") == 2
+    assert body == {"verified": True, "credential": "ada@example.com", "channel": "email"}

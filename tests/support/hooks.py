@@ -76,12 +76,14 @@ def generate_code(policy: OtpPolicy) -> str:
 
 
 async def verified_json(verified: VerifiedCredential, request: Request) -> Response:
-    """200 `{"verified": true, "credential": ..., "channel": ...}`."""
+    """200 `{"verified": true, "credential": ..., "channel": ..., "result": ...}`, as the
+    shipped hook answers: the core's signed result passed on."""
     return JSONResponse(
         {
             "verified": True,
             "credential": verified.credential.address,
             "channel": verified.credential.channel,
+            "result": verified.result,
         }
     )
 
