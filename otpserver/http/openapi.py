@@ -212,12 +212,6 @@ def idempotency_parameter() -> dict[str, Any]:
     }
 
 
-IDEMPOTENT_REPLAYED = {
-    "description": "`true` on an answer replayed for an Idempotency-Key.",
-    "schema": {"type": "string", "enum": ["true"]},
-}
-
-
 FACTOR_ERRORS: tuple[type[errors.OtpError], ...] = (
     *API_KEY_ERRORS,
     errors.BodyInvalid,
