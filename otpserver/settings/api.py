@@ -21,6 +21,14 @@ _DIGEST = re.compile(r"[0-9a-f]{64}")
 MAX_RESULT_TTL_SECONDS = 300
 MASTER_KEY_BYTES = 32
 
+# Each default is written once, here: the dataclass and the documented variables use these.
+KEY_REQUESTS = 600
+KEY_WINDOW_SECONDS = 60
+RESULT_AUDIENCE = "otp-browser"
+"""A `-` no API key id can contain, so a browser result never names a key as its audience."""
+RESULT_TTL_SECONDS = 120
+SIGNING_PERIOD_SECONDS = 7 * 86400
+
 API_ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar(
         "OTP_MASTER_KEY_PREVIOUS",
@@ -32,8 +40,10 @@ API_ENV_VARS: tuple[EnvVar, ...] = (
         "",
         "comma list of id:sha256-hex:scope+scope, one per /v1 key (python -m otpserver apikey new)",
     ),
-    EnvVar("OTP_API_KEY_REQUESTS", "600", "requests one API key may make per window on /v1"),
-    EnvVar("OTP_API_KEY_WINDOW_SECONDS", "60", "window of that per-key limit"),
+    EnvVar(
+        "OTP_API_KEY_REQUESTS", str(KEY_REQUESTS), "requests one API key may make per window on /v1"
+    ),
+    EnvVar("OTP_API_KEY_WINDOW_SECONDS", str(KEY_WINDOW_SECONDS), "window of that per-key limit"),
     EnvVar(
         "OTP_ISSUER",
         "",
@@ -41,10 +51,14 @@ API_ENV_VARS: tuple[EnvVar, ...] = (
     ),
     EnvVar(
         "OTP_RESULT_AUDIENCE",
-        "otp-browser",
+        RESULT_AUDIENCE,
         "aud of the results the browser flow gets (API results name the key id instead)",
     ),
-    EnvVar("OTP_RESULT_TTL_SECONDS", "120", "lifetime of a signed result, at most 300"),
+    EnvVar(
+        "OTP_RESULT_TTL_SECONDS",
+        str(RESULT_TTL_SECONDS),
+        f"lifetime of a signed result, at most {MAX_RESULT_TTL_SECONDS}",
+    ),
     EnvVar(
         "OTP_SIGNING_SEED",
         "",
@@ -52,7 +66,7 @@ API_ENV_VARS: tuple[EnvVar, ...] = (
     ),
     EnvVar(
         "OTP_SIGNING_PERIOD_SECONDS",
-        "604800",
+        str(SIGNING_PERIOD_SECONDS),
         "how long one result-signing key signs before the next one takes over",
     ),
 )
@@ -73,13 +87,13 @@ class ApiSettings:
 
     previous_master_keys: tuple[bytes, ...] = ()
     keys: tuple[ApiKeyEntry, ...] = ()
-    key_requests: int = 600
-    key_window_seconds: int = 60
+    key_requests: int = KEY_REQUESTS
+    key_window_seconds: int = KEY_WINDOW_SECONDS
     issuer: str | None = None
-    result_audience: str = "otp-browser"
-    result_ttl_seconds: int = 120
+    result_audience: str = RESULT_AUDIENCE
+    result_ttl_seconds: int = RESULT_TTL_SECONDS
     signing_seed: bytes | None = None
-    signing_period_seconds: int = 604800
+    signing_period_seconds: int = SIGNING_PERIOD_SECONDS
 
     @classmethod
     def from_env(
