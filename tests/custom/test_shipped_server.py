@@ -22,7 +22,8 @@ def shipped_server() -> Iterator[ServerProcess]:
 
 
 def test_the_shipped_server_sends_and_verifies_a_code(shipped_server: ServerProcess) -> None:
-    """The composition root wires `custom/`: create prints a code, verify answers `final`'s JSON."""
+    """The composition root wires `custom/`: create prints a code, verify answers `final`'s JSON
+    with a signed result."""
     with httpx.Client(base_url=shipped_server.url) as client:
         created = client.post("/api/otp/create", json={"email": "Ada@Example.com"})
         assert created.status_code == 200, created.text
