@@ -13,7 +13,7 @@ import httpx
 import pytest
 import redis
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from otpserver.errors import IdempotencyKeyInvalid, RateLimited
 from otpserver.http.app import ExactRoute, OtpApp
@@ -38,6 +38,7 @@ class Probe:
 
     runs: int = 0
     refuse: bool = False
+    stream: bool = False
     hold: asyncio.Event | None = None
     entered: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -52,6 +53,8 @@ class Probe:
                 await self.hold.wait()
             if self.refuse:
                 raise RateLimited(headers={"Retry-After": "1"})
+            if self.stream:
+                return StreamingResponse(iter([b"{}"]), media_type="application/json")
             # Random content: a replay can only match it by returning the kept bytes.
             return JSONResponse(
                 {"run": self.runs, "nonce": os.urandom(8).hex(), "echo": json.loads(body)},
@@ -154,6 +157,19 @@ async def test_a_refusal_is_not_kept(
     assert ok.status_code == 201
     again = await client.post("/v1/probe", headers=headers(), json={"n": 1})
     assert again.content == ok.content
+    assert probe.runs == 2
+
+
+async def test_a_streamed_answer_is_not_kept(
+    make_client: Callable[..., tuple[OtpApp, httpx.AsyncClient]], probe: Probe
+) -> None:
+    """An answer without a whole body cannot be replayed: the key is released and a retry
+    runs again rather than failing."""
+    _, client = make_client()
+    probe.stream = True
+    for _ in range(2):
+        response = await client.post("/v1/probe", headers=headers(), json={"n": 1})
+        assert response.status_code == 200
     assert probe.runs == 2
 
 
