@@ -44,6 +44,12 @@ class OtpApiError(Exception):
         value = self.body.get("retryAfter")
         return int(value) if isinstance(value, int) else None
 
+    @property
+    def challenge(self) -> str | None:
+        """The new challenge token a refusal carries (it replaces the one you sent)."""
+        value = self.body.get("challenge")
+        return value if isinstance(value, str) else None
+
 
 @dataclass(frozen=True, slots=True)
 class Challenge:
@@ -200,11 +206,14 @@ class OtpClient:
         )
         return Challenge.from_json(await self._post("/v1/challenges", body, idempotency_key))
 
-    async def resend(self, challenge: str) -> Challenge:
-        """Send a new code for the challenge; the old code stops working."""
-        return Challenge.from_json(
-            await self._post("/v1/challenges/resend", {"challenge": challenge})
-        )
+    async def resend(self, challenge: str) -> Challenge | CheckOutcome:
+        """Send a new code for the challenge; the old code stops working. A challenge that
+        can no longer be resent answers its `status` instead (`invalid`, `expired`,
+        `too_many_attempts`), as a `CheckOutcome`."""
+        body = await self._post("/v1/challenges/resend", {"challenge": challenge})
+        if body.get("status") != "pending":
+            return CheckOutcome.from_json(body)
+        return Challenge.from_json(body)
 
     async def check(
         self,
