@@ -90,7 +90,7 @@ async def cookie_sizes() -> dict[str, Any]:
             "longest",
             [longest_email(i) for i in range(policy.max_credentials)],
         )
-    await app.state.endpoints.ids.aclose()
+    await app.state.verifications.ids.aclose()
     return results
 
 

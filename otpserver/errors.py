@@ -97,9 +97,24 @@ class TooManyCredentials(OtpError):
 
 
 class RateLimited(OtpError):
+    """A limit refused the request. `refused_by` names the limits that said no, for the
+    server's own use (a locked credential is a domain outcome on `/v1`); it never reaches
+    the client, which learns only when to come back."""
+
     code = "RATE:LIMITED"
     status = 429
     message = "Too many requests. Try again later."
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        extra: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        refused_by: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(message, extra=extra, headers=headers)
+        self.refused_by = refused_by
 
 
 class OriginNotAllowed(OtpError):

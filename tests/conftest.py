@@ -115,7 +115,7 @@ async def make_app(
 
 async def close_app(app: OtpApp) -> None:
     """Release the store connections an app opened (what its lifespan does on shutdown)."""
-    await app.state.endpoints.ids.aclose()
+    await app.state.verifications.ids.aclose()
     await app.state.key_store.aclose()
     await app.state.counters.aclose()
     await app.state.markers.aclose()

@@ -23,6 +23,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"crypto", "stores"}),
     frozenset({"otp"}),
     frozenset({"limits", "delivery", "results"}),
+    frozenset({"verification"}),
     frozenset({"hooks"}),
     frozenset({"factors", "v1"}),
     frozenset({"http"}),

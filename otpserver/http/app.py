@@ -26,12 +26,12 @@ from otpserver.factors.devices import TrustedDevices
 from otpserver.factors.routes import routes as factor_routes
 from otpserver.factors.service import SecondFactors
 from otpserver.hooks import Hooks
-from otpserver.http.browser import OtpEndpoints
+from otpserver.http.browser import BrowserEndpoints
 from otpserver.http.cookies import CookieCodec
 from otpserver.http.edge import EdgeMiddleware, EdgePolicy
 from otpserver.http.exchange import ApiEndpoint, ApiHandler, error_response
 from otpserver.http.health import Readiness, ready_endpoint
-from otpserver.limits.limiter import ChargingIdStore, Limiter
+from otpserver.limits.limiter import Limiter
 from otpserver.observability import audit
 from otpserver.observability.requests import RequestContext
 from otpserver.otp.policy import OtpPolicy
@@ -42,6 +42,7 @@ from otpserver.settings.proxies import TrustedProxies
 from otpserver.v1.auth import authenticate
 from otpserver.v1.keys import ApiKeyring
 from otpserver.v1.services import ApiServices
+from otpserver.verification.service import Verifications
 
 log = logging.getLogger("otpserver")
 
@@ -159,30 +160,33 @@ def create_app(
     )
     readiness = Readiness.of(ids, key_store, keyring, settings)
     trail = audit.install_for(settings.operations, derive_key(master_key, b"otpserver/audit/v1"))
-    endpoints = OtpEndpoints(
+    limiter = Limiter(
+        policy=limits,
+        counters=counters,
+        secret=derive_key(master_key, b"otpserver/limit-key/v1"),
+        proxies=settings.trusted_proxies,
+    )
+    verifications = Verifications(
         policy=policy,
-        credential_body=hooks.credential_body,
         generate_code=hooks.generate_code,
         sender=sender,
-        final=hooks.final,
         ids=ids,
-        codec=CookieCodec(keyring, secure=not settings.is_development),
+        limiter=limiter,
         digest_key=derive_key(master_key, b"otpserver/code-digest/v1"),
-        clock=clock,
         test_codes=test_codes,
-        results=results,
         previous_digest_keys=tuple(
             derive_key(key, b"otpserver/code-digest/v1")
             for key in settings.api.previous_master_keys
         ),
         public_host=settings.delivery.autofill_domain,
-        limiter=Limiter(
-            policy=limits,
-            counters=counters,
-            secret=derive_key(master_key, b"otpserver/limit-key/v1"),
-            proxies=settings.trusted_proxies,
-            claims=ids if isinstance(ids, ChargingIdStore) and ids.charges_with(counters) else None,
-        ),
+    )
+    endpoints = BrowserEndpoints(
+        verifications=verifications,
+        credential_body=hooks.credential_body,
+        codec=CookieCodec(keyring, secure=not settings.is_development),
+        final=hooks.final,
+        clock=clock,
+        results=results,
     )
 
     api_routes: dict[str, ApiHandler] = {
@@ -255,6 +259,7 @@ def create_app(
     app.state.settings = settings
     app.state.policy = policy
     app.state.endpoints = endpoints
+    app.state.verifications = verifications
     app.state.keyring = keyring
     app.state.results = results
     app.state.api = ApiServices(

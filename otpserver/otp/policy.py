@@ -7,12 +7,15 @@ The defaults live in `custom/otp.py`; environment variables may override single 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from otpserver.errors import ConfigError
 from otpserver.settings.overrides import MAX_TTL_SECONDS
+
+CodeGenerator = Callable[["OtpPolicy"], str]
+"""Returns a fresh code drawn uniformly from the policy's alphabet with the policy's length."""
 
 
 @dataclass(frozen=True, slots=True)
