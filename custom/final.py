@@ -11,7 +11,7 @@ What the core guarantees before calling
     The core adds a `Set-Cookie` that clears (or shrinks) the OTP cookie to your response.
 
 What to raise
-    An `otpserver.errors.OtpError` subclass to refuse with a clear code (the code is spent
+    An `otpserver.OtpError` subclass to refuse with a clear code (the code is spent
     either way). Anything else becomes 500 `SERVER`; keep side effects idempotent or
     transactional, because a crash here cannot be retried with the same code.
 
@@ -33,7 +33,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from otpserver.hooks import VerifiedCredential
+from otpserver import VerifiedCredential
 
 
 async def final(verified: VerifiedCredential, request: Request) -> Response:

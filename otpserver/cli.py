@@ -19,13 +19,14 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TextIO
 
 from otpserver import asgi
 from otpserver.errors import ConfigError, StoreUnavailable
 from otpserver.http.app import OtpApp
 from otpserver.http.health import Readiness
-from otpserver.observability import metrics, outage
+from otpserver.observability import logs, metrics, outage
 from otpserver.settings.environment import MASTER_KEY_BYTES, Settings
 from otpserver.v1 import admin
 
@@ -33,6 +34,24 @@ Serve = Callable[[str, Settings], None]
 """Starts the server for an ASGI factory (`module:function`) and blocks until it stops."""
 
 Command = Callable[[argparse.Namespace], int]
+
+
+@dataclass(frozen=True, slots=True)
+class Application:
+    """What the commands serve and check: `build` makes the app in this process, and
+    `factory` (`module:function`) names the same builder for each worker to import."""
+
+    factory: str
+    build: Callable[[], OtpApp]
+
+
+def shipped_application() -> Application:
+    """The application composed with `custom/` (`otpserver.asgi`)."""
+    # Imported here: importing it loads `custom/`, which only serving and checking need.
+    from otpserver import asgi
+
+    return Application("otpserver.asgi:build", asgi.build)
+
 
 PROG = "python -m otpserver"
 
@@ -47,15 +66,18 @@ exit status: 0 done, 1 the command found a problem, 2 bad configuration or usage
 Every configuration problem is reported at once, each line naming its variable."""
 
 
-def build_parser(serve: Serve) -> argparse.ArgumentParser:
-    """The whole command tree; `serve` is what the `serve` command calls to start uvicorn."""
+def build_parser(
+    serve: Serve, application: Callable[[], Application] = shipped_application
+) -> argparse.ArgumentParser:
+    """The whole command tree; `serve` is what the `serve` command calls to start uvicorn,
+    and `application` gives what `serve` and `check` build."""
     parser = argparse.ArgumentParser(
         prog=PROG,
         description=_DESCRIPTION,
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.set_defaults(run=functools.partial(run_serve, serve=serve))
+    parser.set_defaults(run=functools.partial(run_serve, serve=serve, application=application))
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     serve_parser = commands.add_parser(
@@ -67,7 +89,9 @@ def build_parser(serve: Serve) -> argparse.ArgumentParser:
             "(OTP_ENV=development) without OTP_MASTER_KEY, an ephemeral master key is made."
         ),
     )
-    serve_parser.set_defaults(run=functools.partial(run_serve, serve=serve))
+    serve_parser.set_defaults(
+        run=functools.partial(run_serve, serve=serve, application=application)
+    )
 
     check_parser = commands.add_parser(
         "check",
@@ -78,7 +102,7 @@ def build_parser(serve: Serve) -> argparse.ArgumentParser:
             "Exit status 0 when the configuration is valid, 2 when it is not."
         ),
     )
-    check_parser.set_defaults(run=run_check)
+    check_parser.set_defaults(run=functools.partial(run_check, application=application))
 
     apikey_commands = command_group(
         commands, "apikey", "make API keys for the server-to-server API (/v1)"
@@ -126,9 +150,11 @@ def command_group(
     return group.add_subparsers(title=f"{name} commands", metavar="COMMAND")
 
 
-def main(argv: Sequence[str], serve: Serve) -> int:
+def main(
+    argv: Sequence[str], serve: Serve, application: Callable[[], Application] = shipped_application
+) -> int:
     """Run the command `argv` names (without the program name); return the exit status."""
-    args = build_parser(serve).parse_args(list(argv))
+    args = build_parser(serve, application).parse_args(list(argv))
     run: Command = args.run
     return run(args)
 
@@ -136,17 +162,19 @@ def main(argv: Sequence[str], serve: Serve) -> int:
 def report_config_error(error: ConfigError, stream: TextIO | None = None) -> int:
     """Print a configuration error, one line per problem, and return exit status 2."""
     out = sys.stderr if stream is None else stream
-    for line in str(error).splitlines() or [""]:
-        print(f"otpserver: configuration error: {line}", file=out)
+    for problem in error.problems:
+        print(f"otpserver: configuration error: {problem}", file=out)
     return 2
 
 
-def run_serve(args: argparse.Namespace, *, serve: Serve) -> int:
+def run_serve(
+    args: argparse.Namespace, *, serve: Serve, application: Callable[[], Application]
+) -> int:
     """Check the configuration and hooks in this process, wait for the store, start the
     metrics listener, then hand over to `serve`."""
     try:
         settings = Settings.from_env()
-        asgi.configure_logging(settings.operations)
+        logs.configure_logging(settings.operations.log_format, settings.operations.log_level)
         ephemeral = settings.is_development and settings.master_key is None
         if ephemeral:
             # Every worker must seal with the same keys, so the ephemeral key is made once
@@ -162,7 +190,8 @@ def run_serve(args: argparse.Namespace, *, serve: Serve) -> int:
             )
             listener.prepare()
         # Build once in this process so bad hooks or settings fail before any worker starts.
-        app = asgi.build()
+        chosen = application()
+        app = chosen.build()
         if ephemeral:
             log.warning(
                 "development mode: generated an ephemeral OTP_MASTER_KEY; cookies die on restart"
@@ -181,7 +210,7 @@ def run_serve(args: argparse.Namespace, *, serve: Serve) -> int:
         if listener is not None:
             listener.start()
             log.info("metrics on http://%s:%d/metrics", listener.host, listener.port)
-        serve("otpserver.asgi:build", settings)
+        serve(chosen.factory, settings)
     finally:
         if listener is not None:
             listener.close()
@@ -211,11 +240,11 @@ async def wait_for_store(app: OtpApp, wait_seconds: float, *, pause_seconds: flo
         return False
 
 
-def run_check(args: argparse.Namespace) -> int:
+def run_check(args: argparse.Namespace, *, application: Callable[[], Application]) -> int:
     """Build the application from the environment without serving; report what is wrong."""
     try:
         settings = Settings.from_env()
-        asgi.build()
+        application().build()
     except ConfigError as error:
         return report_config_error(error)
     print(

@@ -219,4 +219,16 @@ ERROR_CLASSES: tuple[type[OtpError], ...] = (
 
 
 class ConfigError(Exception):
-    """Bad configuration found at start-up; the message is one line naming the variable."""
+    """Bad configuration found at start-up: one line per problem, each naming its variable.
+
+    `problems` holds the lines; `str()` joins them with newlines, so a single problem reads
+    as the one line it is. Start-up collects every problem it finds before raising
+    (`otpserver.settings.reader.ConfigProblems`), so an operator fixes them all in one go.
+    """
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__(*problems)
+        self.problems: tuple[str, ...] = problems
+
+    def __str__(self) -> str:
+        return "\n".join(self.problems)

@@ -11,7 +11,6 @@ import httpx
 import pytest
 import redis
 
-from custom import HOOKS
 from otpserver.delivery import DeliveryConfig
 from otpserver.hooks import Hooks
 from otpserver.http.app import OtpApp, create_app
@@ -27,6 +26,7 @@ from otpserver.stores import (
     redis_client,
 )
 from tests.support.fakes import FakeClock, RecordingSender
+from tests.support.hooks import HOOKS
 from tests.support.peers import Peers
 from tests.support.redis_server import RedisServer, external_redis_url
 

@@ -68,3 +68,29 @@ def test_check_names_a_bad_variable_and_exits_2() -> None:
     assert result.returncode == 2
     assert "OTP_PORT" in result.stderr
     assert result.stdout == ""
+
+
+def test_check_names_every_bad_variable_in_one_run() -> None:
+    """Four mistakes in four variables, settings and operations alike, are four lines of
+    one `check` run, each naming its variable, with exit status 2."""
+    result = run_cli(
+        "check",
+        env={
+            **PRODUCTION,
+            "OTP_PORT": "http",
+            "OTP_STORE_TIMEOUT_SECONDS": "-1",
+            "OTP_LOG_FORMAT": "xml",
+            "OTP_EVENTS_WEBHOOK_SECRET": "not-a-whsec",
+        },
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert all(line.startswith("otpserver: configuration error: ") for line in lines), lines
+    for variable in (
+        "OTP_PORT",
+        "OTP_STORE_TIMEOUT_SECONDS",
+        "OTP_LOG_FORMAT",
+        "OTP_EVENTS_WEBHOOK_SECRET",
+    ):
+        assert sum(variable in line for line in lines) == 1, (variable, lines)
+    assert len(lines) == 4

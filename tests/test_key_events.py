@@ -14,7 +14,6 @@ import httpx
 import pytest
 import redis
 
-from custom import HOOKS
 from otpserver.crypto import envelope
 from otpserver.crypto.keyring import KEY_CACHE_SECONDS
 from otpserver.http.app import OtpApp, create_app
@@ -24,6 +23,7 @@ from otpserver.stores.redis import KEY_PREFIX
 from tests.conftest import MASTER_KEY, MASTER_KEY_TEXT, PUBLIC_SITE, SIGNING, close_app, test_hooks
 from tests.support.api import Browser, wrong
 from tests.support.fakes import FakeClock, RecordingSender
+from tests.support.hooks import HOOKS
 from tests.support.hygiene import assert_no_leaks, captured_records, redis_key_material
 from tests.support.process import ServerProcess
 from tests.support.remote import RemoteBrowser, Seen, burst

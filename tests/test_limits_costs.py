@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from custom import HOOKS
 from otpserver.hooks import Hooks
 from otpserver.settings.environment import Settings
 from otpserver.stores.base import CounterStore
@@ -18,6 +17,7 @@ from otpserver.stores.counters import Counter, Decision
 from tests.conftest import AppFactory
 from tests.support.api import Browser, wrong
 from tests.support.fakes import AllowAll, RecordingSender
+from tests.support.hooks import HOOKS
 from tests.support.peers import Peers
 
 ROUTES = ("create", "switch", "resend", "verify-wrong", "verify-right")

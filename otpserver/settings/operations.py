@@ -10,7 +10,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from otpserver.errors import ConfigError
-from otpserver.settings.reader import EnvReader, EnvVar
+from otpserver.settings.reader import ConfigProblems, EnvReader, EnvVar, collecting
 
 LogFormat = Literal["text", "json"]
 _LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
@@ -62,31 +62,44 @@ class OperationsConfig:
     events_webhook_key: bytes | None = None
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> OperationsConfig:
-        """Read and check the operations variables; raise `ConfigError` naming a bad one."""
-        env = EnvReader(environ, OPERATIONS_ENV_VARS)
-        level = env.choice("OTP_LOG_LEVEL", ("debug", "info", "warning", "error"))
-        port = env.integer("OTP_METRICS_PORT", 1, 65535) if env.is_set("OTP_METRICS_PORT") else None
-        url = env.optional("OTP_EVENTS_WEBHOOK_URL")
-        secret = env.optional("OTP_EVENTS_WEBHOOK_SECRET")
-        if url is not None:
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ConfigError("OTP_EVENTS_WEBHOOK_URL must be an http:// or https:// URL")
-            if secret is None:
-                raise ConfigError(
-                    "OTP_EVENTS_WEBHOOK_SECRET is required with OTP_EVENTS_WEBHOOK_URL"
-                )
-        return cls(
-            log_format=env.choice("OTP_LOG_FORMAT", _LOG_FORMATS),
-            log_level=level.upper(),
-            access_log=env.choice("OTP_ACCESS_LOG", _SWITCHES) == "true",
-            store_wait_seconds=env.seconds("OTP_STORE_WAIT_SECONDS", maximum=3600),
-            metrics_port=port,
-            metrics_host=env.required("OTP_METRICS_HOST"),
-            events_webhook_url=url,
-            events_webhook_key=None if secret is None else parse_webhook_secret(secret),
-        )
+    def from_env(
+        cls, environ: Mapping[str, str], problems: ConfigProblems | None = None
+    ) -> OperationsConfig:
+        """Read and check the operations variables, reporting every problem found."""
+        with collecting(problems) as found:
+            env = EnvReader(environ, OPERATIONS_ENV_VARS, found)
+            level = env.choice("OTP_LOG_LEVEL", ("debug", "info", "warning", "error"))
+            port = None
+            if env.is_set("OTP_METRICS_PORT"):
+                port = env.integer("OTP_METRICS_PORT", 1, 65535)
+            url = env.optional("OTP_EVENTS_WEBHOOK_URL")
+            secret = env.optional("OTP_EVENTS_WEBHOOK_SECRET")
+            key = None
+            if secret is not None:
+                key = found.read(lambda: parse_webhook_secret(secret), None)
+            if url is not None:
+                parts = urlsplit(url)
+                if parts.scheme not in ("http", "https") or not parts.hostname:
+                    env.problem(
+                        "OTP_EVENTS_WEBHOOK_URL",
+                        "OTP_EVENTS_WEBHOOK_URL must be an http:// or https:// URL",
+                    )
+                    url = None
+                if secret is None:
+                    env.problem(
+                        "OTP_EVENTS_WEBHOOK_SECRET",
+                        "OTP_EVENTS_WEBHOOK_SECRET is required with OTP_EVENTS_WEBHOOK_URL",
+                    )
+            return cls(
+                log_format=env.choice("OTP_LOG_FORMAT", _LOG_FORMATS),
+                log_level=level.upper(),
+                access_log=env.choice("OTP_ACCESS_LOG", _SWITCHES) == "true",
+                store_wait_seconds=env.seconds("OTP_STORE_WAIT_SECONDS", maximum=3600),
+                metrics_port=port,
+                metrics_host=env.required("OTP_METRICS_HOST"),
+                events_webhook_url=url if key is not None else None,
+                events_webhook_key=key if url is not None else None,
+            )
 
 
 def parse_webhook_secret(value: str) -> bytes:
