@@ -17,6 +17,7 @@ Three built-in checks are replaced, not dropped:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import json
 import re
@@ -39,6 +40,7 @@ from otpserver.http.app import OtpApp, create_app
 from otpserver.settings.environment import Settings
 from otpserver.settings.overrides import LimitOverrides
 from tests.conftest import MASTER_KEY, MASTER_KEY_TEXT, PUBLIC_SITE, SIGNING, test_hooks
+from tests.support.factors import API_KEY, api_keys
 from tests.support.fakes import FakeClock, RecordingSender
 from tests.support.hooks import HOOKS
 from tests.support.hygiene import RecordCapture, assert_no_leaks, captured_records
@@ -112,6 +114,9 @@ def with_cookie_links(document: dict[str, Any]) -> dict[str, Any]:
 CONFIG = SchemathesisConfig.from_dict(
     {
         "base-url": BASE_URL,
+        # The key of the fuzzed app (`FuzzTarget`), so /v1 cases reach past authentication;
+        # negative cases that leave the header out must get a 401.
+        "auth": {"openapi": {"apiKey": {"bearer": API_KEY}}},
         "generation": {"mode": "all", "max-examples": 25, "database": "none"},
         "phases": {
             "stateful": {
@@ -120,11 +125,15 @@ CONFIG = SchemathesisConfig.from_dict(
         },
         "checks": {
             "unsupported_method": {"enabled": False},
+            # It re-sends cases through its own HTTP session, not the in-process app (traffic
+            # stays on loopback); API-key refusals are proven in tests/test_v1_auth.py.
+            "ignored_auth": {"enabled": False},
             "allow_header_conformance": {"enabled": False},
             # Narrower than the default: data outside the schema is a malformed request
-            # (400), a body over OTP_MAX_BODY_BYTES refused before parsing (413), or the wrong
-            # media type (415); never a 2xx, a 401-409 or a 5xx.
-            "negative_data_rejection": {"expected-statuses": [400, 413, 415]},
+            # (400), a /v1 request without its API key (401), a body over OTP_MAX_BODY_BYTES
+            # refused before parsing (413), or the wrong media type (415); never a 2xx, a
+            # 402-409 or a 5xx. The browser routes never answer 401.
+            "negative_data_rejection": {"expected-statuses": [400, 401, 413, 415]},
         },
         "operations": [
             {
@@ -207,7 +216,10 @@ class FuzzTarget:
         settings = Settings(
             master_key=MASTER_KEY,
             delivery=PUBLIC_SITE,
-            api=SIGNING,
+            # One key with every second-factor scope, so fuzzing reaches past authentication.
+            api=dataclasses.replace(
+                SIGNING, keys=api_keys("totp", "backup_codes", "devices"), key_requests=10**9
+            ),
             # Resends are allowed at once, so fuzzed resends reach the sender.
             policy_overrides={"resend_cooldown_seconds": 0},
             limit_overrides=LimitOverrides(
