@@ -216,9 +216,11 @@ class FuzzTarget:
         settings = Settings(
             master_key=MASTER_KEY,
             delivery=PUBLIC_SITE,
-            # One key with every second-factor scope, so fuzzing reaches past authentication.
+            # One key with every /v1 scope, so fuzzing reaches past authentication.
             api=dataclasses.replace(
-                SIGNING, keys=api_keys("totp", "backup_codes", "devices"), key_requests=10**9
+                SIGNING,
+                keys=api_keys("challenges", "totp", "backup_codes", "devices"),
+                key_requests=10**9,
             ),
             # Resends are allowed at once, so fuzzed resends reach the sender.
             policy_overrides={"resend_cooldown_seconds": 0},
