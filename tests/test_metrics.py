@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from collections.abc import Callable
@@ -19,6 +20,8 @@ from tests.support.api import Browser, wrong
 from tests.support.fakes import RecordingSender
 from tests.support.process import ServerProcess
 from tests.support.redis_server import free_port
+
+ROOT = Path(__file__).parent.parent
 
 
 def sample(name: str, **labels: str) -> float:
@@ -166,3 +169,24 @@ async def test_two_workers_are_scraped_as_one_sum(redis_url: str, tmp_path: Path
     assert _value(text, "otp_store_latency_seconds_count") >= creates
     assert _value(text, "otp_current_key_number") > 0
     assert not metric_directories(tmp_path)
+
+
+def test_the_grafana_dashboard_queries_only_series_the_server_exports() -> None:
+    """Every metric name in docs/grafana-otpserver.json is one the server exports (with its
+    `_total`, `_bucket` or no suffix), and every exported series has a panel."""
+    dashboard = json.loads((ROOT / "docs" / "grafana-otpserver.json").read_text())
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\b(otp_[a-z_]+)", target["expr"])
+    }
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+    exported = {
+        family.name + suffix
+        for family in metrics.registry().collect()
+        for suffix in suffixes[family.type]
+    }
+    assert queried <= exported, queried - exported
+    families = {family.name for family in metrics.registry().collect()}
+    assert {q.removesuffix("_total").removesuffix("_bucket") for q in queried} == families
