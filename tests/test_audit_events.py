@@ -268,3 +268,23 @@ async def test_the_browser_flow_emits_its_events_to_the_webhook(
     text = "\n".join(b.decode() for _, b in receiver.requests)
     assert_no_leaks(text, ["ada@example.com", *(m.code for m in sender.sent)])
     audit.install(AuditTrail(b"k" * 32))
+
+
+async def test_a_new_key_is_one_key_rotated_event_across_instances(
+    make_app: AppFactory, redis_url: str
+) -> None:
+    """Two instances on one Redis seal their first cookies of a period: the one whose
+    candidate key won emits `key.rotated` with the key number, the other emits nothing."""
+    first = make_app(store_url=redis_url)
+    second = make_app(store_url=redis_url)
+    with captured_records() as records:
+        now = time.time()
+        number, _ = await first.state.keyring.current(now)
+        assert (await second.state.keyring.current(now))[0] == number
+    rotated = [
+        line for line in records.lines if line.startswith("INFO otpserver.audit: audit key.rotated")
+    ]
+    assert len(rotated) == 1
+    events = [json.loads(line) for line in records.lines if line.startswith("{")]
+    keyed = [e["event"] for e in events if e.get("event", {}).get("type") == "key.rotated"]
+    assert [e["data"]["key_number"] for e in keyed] == [number]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from otpserver.crypto.envelope import KEY_BYTES, unwrap_key, wrap_key
 from otpserver.errors import ServerError
+from otpserver.observability import audit
 from otpserver.settings.overrides import MAX_TTL_SECONDS
 from otpserver.stores.base import KeyStore
 
@@ -74,6 +75,9 @@ class KeyRing:
             # client's. Refuse to seal rather than silently fork onto a different key.
             log.error("key %d in the store does not open with OTP_MASTER_KEY", key_id)
             raise ServerError()
+        if wrapped == candidate:
+            # This instance's candidate won: the key is new, made once across all instances.
+            audit.emit("key.rotated", key_number=key_id)
         self._remember(now, key_id, kek)
         return key_id, kek
 
