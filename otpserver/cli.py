@@ -22,11 +22,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
-from otpserver.errors import ConfigError
+from otpserver import asgi
+from otpserver.errors import ConfigError, StoreUnavailable
 from otpserver.http.app import OtpApp
 from otpserver.http.health import Readiness
 from otpserver.observability import logs, metrics, outage
 from otpserver.settings.environment import MASTER_KEY_BYTES, Settings
+from otpserver.v1 import admin
 
 Serve = Callable[[str, Settings], None]
 """Starts the server for an ASGI factory (`module:function`) and blocks until it stops."""
@@ -101,6 +103,41 @@ def build_parser(
         ),
     )
     check_parser.set_defaults(run=functools.partial(run_check, application=application))
+
+    apikey_commands = command_group(
+        commands, "apikey", "make API keys for the server-to-server API (/v1)"
+    )
+    new_parser = apikey_commands.add_parser(
+        "new",
+        help="print a fresh API key once, and the OTP_API_KEYS entry that admits it",
+        description=(
+            "Print a fresh otpk_<id>_<secret> key (shown once, kept nowhere) and the "
+            "id:sha256:scopes entry to add to OTP_API_KEYS. To rotate a client's key, add the "
+            "new entry beside the old one, switch the client, then remove the old entry."
+        ),
+    )
+    new_parser.add_argument(
+        "--id", required=True, help="the client's id: 4-32 of a-z, 0-9 (the aud of its results)"
+    )
+    new_parser.add_argument(
+        "--scopes",
+        required=True,
+        help="comma or + separated: challenges, totp, backup_codes, devices, forward_ip",
+    )
+    new_parser.set_defaults(run=run_apikey_new)
+
+    keys_commands = command_group(commands, "keys", "inspect the server's keys")
+    status_parser = keys_commands.add_parser(
+        "status",
+        help="show master-key fingerprints, the KEKs in the store and the signing key ids",
+        description=(
+            "Show the key ring without revealing a key: fingerprints of OTP_MASTER_KEY and "
+            "OTP_MASTER_KEY_PREVIOUS, each KEK epoch in the store with the master key that "
+            "opens it, and the JWKS key ids of the result-signing keys. Exit status 1 when a "
+            "stored KEK opens with no configured master key."
+        ),
+    )
+    status_parser.set_defaults(run=run_keys_status)
     return parser
 
 
@@ -215,6 +252,48 @@ def run_check(args: argparse.Namespace, *, application: Callable[[], Application
         f"store {settings.store_url.partition(':')[0]}, {settings.workers} worker(s))"
     )
     return 0
+
+
+def run_apikey_new(args: argparse.Namespace) -> int:
+    """Print a new API key and its configuration entry."""
+    scopes = [s for s in str(args.scopes).replace("+", ",").split(",") if s.strip()]
+    try:
+        lines = admin.new_key_lines(str(args.id), [s.strip() for s in scopes])
+    except ValueError as error:
+        print(f"otpserver: apikey new: {error}", file=sys.stderr)
+        return 2
+    print("\n".join(lines))
+    return 0
+
+
+def run_keys_status(args: argparse.Namespace) -> int:
+    """Print the key ring as the configuration and the store have it."""
+    try:
+        settings = Settings.from_env()
+        app = asgi.build()
+    except ConfigError as error:
+        return report_config_error(error)
+    if settings.master_key is None:
+        print("otpserver: keys status: OTP_MASTER_KEY is not set", file=sys.stderr)
+        return 2
+
+    async def status() -> list[str]:
+        async with app.router.lifespan_context(app):
+            return await admin.ring_status(
+                settings.master_key or b"",
+                settings.api,
+                app.state.keyring,
+                app.state.results,
+                time.time(),
+            )
+
+    try:
+        lines = asyncio.run(status())
+    except StoreUnavailable:
+        print("otpserver: keys status: the store did not answer", file=sys.stderr)
+        return 1
+    print("\n".join(lines))
+    return 1 if any("no configured master key" in line for line in lines) else 0
 
 
 def _print_help(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ import redis
 from otpserver.delivery import DeliveryConfig
 from otpserver.hooks import Hooks
 from otpserver.http.app import OtpApp, create_app
+from otpserver.settings.api import ApiSettings
 from otpserver.settings.environment import Settings
 from otpserver.stores import (
     MemoryIdStore,
@@ -34,6 +35,9 @@ MASTER_KEY_TEXT = base64.urlsafe_b64encode(MASTER_KEY).rstrip(b"=").decode()
 STORES = ["memory", "redis"]
 PUBLIC_SITE = DeliveryConfig(autofill_domain="otp.example.com")
 """Production requires the site name for messages; the tests' clients use this host."""
+ISSUER = "https://otp.example.com"
+SIGNING = ApiSettings(issuer=ISSUER)
+"""Production requires the issuer of signed results."""
 
 
 @pytest.fixture(scope="session")
@@ -96,6 +100,7 @@ async def make_app(
             "master_key": MASTER_KEY,
             "store_url": url,
             "delivery": PUBLIC_SITE,
+            "api": SIGNING,
         }
         values.update(settings)
         hooks = test_hooks(hooks, clock, None if real_sender else sender)
@@ -110,7 +115,7 @@ async def make_app(
 
 async def close_app(app: OtpApp) -> None:
     """Release the store connections an app opened (what its lifespan does on shutdown)."""
-    await app.state.endpoints.ids.aclose()
+    await app.state.verifications.ids.aclose()
     await app.state.key_store.aclose()
     await app.state.counters.aclose()
     await app.state.markers.aclose()

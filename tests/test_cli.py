@@ -16,6 +16,7 @@ PRODUCTION = {
     "OTP_SMTP_HOST": "127.0.0.1",
     "OTP_EMAIL_FROM": "codes@example.com",
     "OTP_SMS_PROVIDER": "none",
+    "OTP_ISSUER": "https://otp.example.com",
 }
 
 

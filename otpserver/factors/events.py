@@ -1,21 +1,16 @@
-"""Audit events of the second factors: the one place they leave the core.
+"""Audit events of the second factors, through the server's one audit trail.
 
-Every event is one JSON object on the `otpserver.audit` logger, named as in SPEC §16
-(`totp.enrolled`, `totp.verified`, `backup_codes.generated`, `backup_code.redeemed`). The
-fields never hold a subject, a code, a secret or a blob: the subject appears as a keyed
-hash (`subjectMac`), enrolments and sets by their random public ids. Routing audit events
-elsewhere (a webhook, a SIEM) means changing `audit` alone.
+Events (SPEC §16): `totp.enrolled`, `totp.verified`, `backup_codes.generated`,
+`backup_code.redeemed`. Their fields never hold a subject, a code, a secret or a blob: the
+subject appears as a keyed hash (`subject_hmac`), enrolments and sets by their random
+public ids.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-from collections.abc import Mapping
-
-audit_log = logging.getLogger("otpserver.audit")
+from otpserver.observability import audit as trail
 
 
-def audit(event: str, fields: Mapping[str, str | int]) -> None:
-    """Record one security outcome."""
-    audit_log.info("%s", json.dumps({"event": event, **fields}, sort_keys=True))
+def audit(event: str, fields: dict[str, str | int]) -> None:
+    """Record one second-factor outcome on the installed audit trail (log and webhook)."""
+    trail.emit(event, credential=None, **fields)

@@ -90,6 +90,41 @@ class BackupCodeRedeemRequest(_Request):
     nonce: Nonce | None = None
 
 
+Generation = Annotated[
+    int,
+    Field(
+        ge=0,
+        le=2**53 - 1,
+        description="The host's device generation for the user; raising it revokes older tokens.",
+    ),
+]
+
+
+class DeviceTrustRequest(_Request):
+    """Trust the browser the user just completed a second factor on."""
+
+    subject: Subject
+    days: int | None = Field(
+        default=None, ge=1, le=30, description="At most OTP_TRUSTED_DEVICE_DAYS (the default)."
+    )
+    generation: Generation = 0
+
+
+class DeviceCheckRequest(_Request):
+    """Check the device token the browser presented."""
+
+    subject: Subject
+    device: Blob
+    generation: Generation | None = None
+
+
+class DeviceRevokeRequest(_Request):
+    """Revoke one device of the subject, or all of them when `deviceId` is absent."""
+
+    subject: Subject
+    deviceId: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+
+
 class _Response(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -145,12 +180,41 @@ class BackupCodeRedemption(_Response):
     retryAfter: int | None = Field(default=None, description="Seconds, when `locked`.")
 
 
+class DeviceTrusted(_Response):
+    """A device token for the host's own HttpOnly cookie."""
+
+    device: str = Field(description="Sealed device token.")
+    deviceId: str
+    expires: str = Field(description="When the trust ends (ISO-8601 UTC).")
+
+
+class DeviceCheck(_Response):
+    """Trusted (with the device and its expiry), or why not."""
+
+    trusted: bool
+    deviceId: str | None = None
+    expires: str | None = None
+    reason: Literal["expired", "revoked", "invalid"] | None = None
+    device: str | None = Field(
+        default=None, description="Re-sealed token: replace the cookie's value when present."
+    )
+
+
+class DeviceRevoked(_Response):
+    """What was revoked: a `deviceId`, or `all`."""
+
+    revoked: str
+
+
 RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     TotpEnrolment,
     TotpConfirmation,
     TotpVerification,
     BackupCodeSet,
     BackupCodeRedemption,
+    DeviceTrusted,
+    DeviceCheck,
+    DeviceRevoked,
 )
 REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     TotpEnrolRequest,
@@ -158,4 +222,7 @@ REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     TotpVerifyRequest,
     BackupCodesRequest,
     BackupCodeRedeemRequest,
+    DeviceTrustRequest,
+    DeviceCheckRequest,
+    DeviceRevokeRequest,
 )

@@ -1,8 +1,9 @@
-"""The second-factor routes of `/v1` (SPEC §13-§14): authenticate, parse, call the service.
+"""The second-factor routes of `/v1` (SPEC §13-§15): authenticate, parse, call the service.
 
-Each route needs an API key with its scope (`totp` or `backup_codes`), takes a strict JSON
-body and answers JSON: 201 for what it creates, 200 with a `status` for every outcome of a
-check. `routes` returns plain Starlette routes for the application to mount.
+Each route needs an API key with its scope (`totp`, `backup_codes` or `devices`), takes a
+strict JSON body and answers JSON: 201 for what it creates, 200 with the outcome of every
+check (`status`, or `trusted` and a `reason` for devices). `routes` returns plain
+Starlette routes for the application to mount.
 """
 
 from __future__ import annotations
@@ -17,9 +18,13 @@ from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Scope
 
 from otpserver.errors import BodyInvalid, UnsupportedMediaType
+from otpserver.factors.devices import TrustedDevices
 from otpserver.factors.models import (
     BackupCodeRedeemRequest,
     BackupCodesRequest,
+    DeviceCheckRequest,
+    DeviceRevokeRequest,
+    DeviceTrustRequest,
     TotpConfirmRequest,
     TotpEnrolRequest,
     TotpVerifyRequest,
@@ -29,6 +34,7 @@ from otpserver.factors.totp import TotpParameters
 
 TOTP_SCOPE = "totp"
 BACKUP_CODES_SCOPE = "backup_codes"
+DEVICES_SCOPE = "devices"
 
 RequestModel = TypeVar("RequestModel", bound=BaseModel)
 
@@ -78,8 +84,10 @@ def _json(body: dict[str, Any], status: int = 200) -> Response:
     return JSONResponse(body, status_code=status)
 
 
-def routes(factors: SecondFactors, authenticate: Authenticate) -> list[BaseRoute]:
-    """The TOTP and backup-code routes, served by `factors`, guarded by `authenticate`."""
+def routes(
+    factors: SecondFactors, devices: TrustedDevices, authenticate: Authenticate
+) -> list[BaseRoute]:
+    """The TOTP, backup-code and trusted-device routes, guarded by `authenticate`."""
 
     async def totp_enrol(request: Request) -> Response:
         await authenticate(request, TOTP_SCOPE)
@@ -128,7 +136,36 @@ def routes(factors: SecondFactors, authenticate: Authenticate) -> list[BaseRoute
         )
         return _json(answer)
 
+    async def device_trust(request: Request) -> Response:
+        await authenticate(request, DEVICES_SCOPE)
+        body = await read_model(request, DeviceTrustRequest)
+        if body.days is not None and body.days > devices.settings.trusted_device_days:
+            raise BodyInvalid(
+                f"Invalid `days`: at most {devices.settings.trusted_device_days} here."
+            )
+        answer = await devices.trust(
+            subject=body.subject, days=body.days, generation=body.generation
+        )
+        return _json(answer, 201)
+
+    async def device_check(request: Request) -> Response:
+        await authenticate(request, DEVICES_SCOPE)
+        body = await read_model(request, DeviceCheckRequest)
+        return _json(
+            await devices.check(
+                subject=body.subject, device=body.device, generation=body.generation
+            )
+        )
+
+    async def device_revoke(request: Request) -> Response:
+        await authenticate(request, DEVICES_SCOPE)
+        body = await read_model(request, DeviceRevokeRequest)
+        return _json(await devices.revoke(subject=body.subject, device_id=body.deviceId))
+
     return [
+        PostRoute("/v1/devices/trust", device_trust),
+        PostRoute("/v1/devices/check", device_check),
+        PostRoute("/v1/devices/revoke", device_revoke),
         PostRoute("/v1/totp/enrolments", totp_enrol),
         PostRoute("/v1/totp/enrolments/confirm", totp_confirm),
         PostRoute("/v1/totp/verify", totp_verify),

@@ -18,6 +18,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
 from otpserver.crypto.atrest import AtRestRing, InvalidBlob, Opened
 from otpserver.errors import OtpInvalidFormat
 from otpserver.factors import backup_codes, enrolment
@@ -41,7 +44,7 @@ ENROLMENT_PURPOSE = "totp-enrolment"
 SET_PURPOSE = "backup-codes"
 
 Body = dict[str, Any]
-_BLOB_TEXT = re.compile(r"[A-Za-z0-9_-]{1,8192}")
+BLOB_TEXT = re.compile(r"[A-Za-z0-9_-]{1,8192}")
 
 
 class ResultIssuer(Protocol):
@@ -57,6 +60,13 @@ class ResultIssuer(Protocol):
         nonce: str | None,
         now: float,
     ) -> str: ...
+
+
+def name_key(master_key: bytes) -> bytes:
+    """The key that names a subject's markers and counters, derived from a master key."""
+    return HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=b"otpserver/factor-names/v1"
+    ).derive(master_key)
 
 
 def name(key: bytes, label: bytes, *parts: bytes) -> bytes:
@@ -87,9 +97,34 @@ class SecondFactors:
     def _open(self, purpose: str, token: str, subject: str) -> Opened:
         """The blob's payload; `InvalidBlob` for any defect, stray characters included (the
         base64 decoder would skip them, so a blob with one inserted would still open)."""
-        if not _BLOB_TEXT.fullmatch(token):
+        if not BLOB_TEXT.fullmatch(token):
             raise InvalidBlob()
         return self.ring.open(purpose, token, bound_to=subject.encode())
+
+    @classmethod
+    def build(
+        cls,
+        settings: FactorSettings,
+        *,
+        master_key: bytes,
+        previous_master_keys: Sequence[bytes],
+        ring: AtRestRing,
+        markers: MarkerStore,
+        counters: CounterStore,
+        issuer: ResultIssuer,
+        clock: Callable[[], float],
+    ) -> SecondFactors:
+        """The service with its names keyed from the current and previous master keys."""
+        return cls(
+            ring=ring,
+            markers=markers,
+            counters=counters,
+            issuer=issuer,
+            settings=settings,
+            name_key=name_key(master_key),
+            previous_name_keys=tuple(name_key(key) for key in previous_master_keys),
+            clock=clock,
+        )
 
     # --- TOTP -----------------------------------------------------------------------------
 
@@ -131,7 +166,7 @@ class SecondFactors:
         blob = self._seal_enrolment(new, subject, now)
         audit(
             "totp.enrolled",
-            {"subjectMac": self._subject_mac(subject), "enrolmentId": new.public_id},
+            {"subject_hmac": self._subject_mac(subject), "enrolment_id": new.public_id},
         )
         return {"status": "approved", "enrolment": blob, "enrolmentId": new.public_id}
 
@@ -156,7 +191,7 @@ class SecondFactors:
         )
         audit(
             "totp.verified",
-            {"subjectMac": self._subject_mac(subject), "enrolmentId": current.public_id},
+            {"subject_hmac": self._subject_mac(subject), "enrolment_id": current.public_id},
         )
         return {
             "status": "approved",
@@ -216,7 +251,11 @@ class SecondFactors:
         blob = self._seal_set(code_set, subject, now)
         audit(
             "backup_codes.generated",
-            {"subjectMac": self._subject_mac(subject), "setId": code_set.public_id, "count": count},
+            {
+                "subject_hmac": self._subject_mac(subject),
+                "set_id": code_set.public_id,
+                "count": count,
+            },
         )
         return {"codes": codes, "set": blob, "setId": code_set.public_id}
 
@@ -273,8 +312,8 @@ class SecondFactors:
         audit(
             "backup_code.redeemed",
             {
-                "subjectMac": self._subject_mac(subject),
-                "setId": used.public_id,
+                "subject_hmac": self._subject_mac(subject),
+                "set_id": used.public_id,
                 "remaining": used.remaining,
             },
         )

@@ -185,9 +185,12 @@ def forget_traceback(error: OtpError) -> None:
     (`error = ...; raise error`): the traceback holds that frame, the frame holds the
     error, and the error holds the traceback. Left alone, every wrong code or limited
     request would leave such a cycle, with the request's closures and token lists in it,
-    for the cycle collector to find; cut here, reference counting frees it at once.
+    for the cycle collector to find; cut here, reference counting frees it at once. The
+    exception it replaced (`__context__`, e.g. a `HandBack` that holds this very error) is
+    let go for the same reason.
     """
     error.__traceback__ = None
+    error.__context__ = None
 
 
 def header_map(raw: Iterable[tuple[bytes, bytes]]) -> dict[bytes, bytes]:

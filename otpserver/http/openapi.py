@@ -72,6 +72,27 @@ _RATE_LIMIT = {
     "description": 'IETF RateLimit fields on RATE:LIMITED, e.g. `"otp";r=0;t=30`.',
     "schema": {"type": "string"},
 }
+_JWKS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["keys"],
+    "properties": {
+        "keys": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["kty", "crv", "x", "kid", "use", "alg"],
+                "properties": {
+                    "kty": {"const": "OKP"},
+                    "crv": {"const": "Ed25519"},
+                    "x": {"type": "string", "description": "The public key, base64url."},
+                    "kid": {"type": "string", "description": "RFC 7638 thumbprint."},
+                    "use": {"const": "sig"},
+                    "alg": {"const": "EdDSA"},
+                },
+            },
+        }
+    },
+}
 _SET_COOKIE = {
     "description": "The OTP cookie (`__Host-otp` in production, `otp` in development): "
     "HttpOnly, SameSite=Strict, Path=/; Secure in production.",
@@ -158,11 +179,15 @@ def _error_responses(
 
 
 FACTOR_ERRORS: tuple[type[errors.OtpError], ...] = (
+    errors.ApiUnauthorized,
+    errors.ApiForbidden,
+    errors.RateLimited,
     errors.BodyInvalid,
     errors.UnsupportedMediaType,
     *COMMON_ERRORS,
 )
-"""What every second-factor route may refuse with, besides its API key's refusals."""
+"""What every second-factor route may refuse with: its API key's refusals, the key's own
+rate limit, and malformed bodies."""
 
 _FACTOR_ROUTES: tuple[tuple[str, str, str, type[BaseModel], type[BaseModel], int], ...] = (
     (
@@ -203,6 +228,31 @@ _FACTOR_ROUTES: tuple[tuple[str, str, str, type[BaseModel], type[BaseModel], int
         "Spend one backup code of a set, at most once (scope backup_codes).",
         factor_models.BackupCodeRedeemRequest,
         factor_models.BackupCodeRedemption,
+        200,
+    ),
+    (
+        "/v1/devices/trust",
+        "deviceTrust",
+        "Trust a device for up to OTP_TRUSTED_DEVICE_DAYS; it only waives a second factor "
+        "(scope devices).",
+        factor_models.DeviceTrustRequest,
+        factor_models.DeviceTrusted,
+        201,
+    ),
+    (
+        "/v1/devices/check",
+        "deviceCheck",
+        "Whether a device token is still trusted, else why not (scope devices).",
+        factor_models.DeviceCheckRequest,
+        factor_models.DeviceCheck,
+        200,
+    ),
+    (
+        "/v1/devices/revoke",
+        "deviceRevoke",
+        "Revoke one device, or every device of the subject (scope devices).",
+        factor_models.DeviceRevokeRequest,
+        factor_models.DeviceRevoked,
         200,
     ),
 )
@@ -316,6 +366,27 @@ def build_openapi(
                 }
             },
             **_factor_paths(),
+            "/.well-known/jwks.json": {
+                "get": {
+                    "operationId": "jwks",
+                    "summary": "The public keys that verify signed results (previous, current "
+                    "and next signing period).",
+                    "responses": {
+                        "200": {
+                            "description": "A JSON Web Key Set (RFC 7517) of Ed25519 keys "
+                            "(RFC 8037); cache it for the `max-age` given, at most a third of "
+                            "a signing period.",
+                            "headers": {
+                                "Cache-Control": {
+                                    "description": "`public, max-age=N`.",
+                                    "schema": {"type": "string"},
+                                }
+                            },
+                            "content": {"application/jwk-set+json": {"schema": _JWKS_SCHEMA}},
+                        }
+                    },
+                }
+            },
             "/health": {
                 "get": {
                     "operationId": "health",

@@ -241,9 +241,9 @@ def switch_counters(
 def verify_counters(
     policy: LimitPolicy, secret: bytes, credential: Credential, address: str
 ) -> tuple[Counter, ...]:
-    """A verification: the failure is charged before the code is compared, and a success
-    takes it back with the rest (`lockout(...).key` reset), so concurrent wrong guesses can
-    never overshoot `max_failures`."""
+    """A wrong code: one failure more for the credential, charged in the same atomic step
+    that spends the carrier's ID, so concurrent wrong guesses can never overshoot
+    `max_failures`."""
     return (
         lockout(policy, secret, credential, cost=1),
         Counter(
@@ -261,4 +261,20 @@ def _address_requests(policy: LimitPolicy, secret: bytes, address: str) -> Count
         counter_key(secret, "a", address),
         policy.address_requests,
         policy.address_window_seconds * 1000,
+    )
+
+
+def correct_code_counters(
+    policy: LimitPolicy, secret: bytes, credential: Credential, address: str
+) -> tuple[Counter, ...]:
+    """A correct code: refused while the credential is locked (a lock is never lifted by a
+    guess), counted against the address like any check; its step clears the failures."""
+    return (
+        lockout(policy, secret, credential, cost=0),
+        Counter(
+            "address-verifies",
+            counter_key(secret, "v", address),
+            policy.address_verifies,
+            policy.address_window_seconds * 1000,
+        ),
     )

@@ -8,13 +8,16 @@ environment variables may override single numbers (`Settings.policy_overrides`).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from otpserver.errors import ConfigError
 from otpserver.settings import defaults
 from otpserver.settings.overrides import MAX_TTL_SECONDS, POLICY_BOUNDS, POLICY_ENV_FIELDS
+
+CodeGenerator = Callable[["OtpPolicy"], str]
+"""Returns a fresh code drawn uniformly from the policy's alphabet with the policy's length."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from typing import Literal
 
 from otpserver.errors import ConfigError
 from otpserver.settings import defaults
+from otpserver.settings.api import ApiSettings
 from otpserver.settings.delivery import DeliveryConfig
 from otpserver.settings.factors import FactorSettings
 from otpserver.settings.operations import OperationsConfig
@@ -229,6 +230,7 @@ class Settings:
     delivery: DeliveryConfig = field(default_factory=lambda: DeliveryConfig.from_env({}))
     test_credentials: Mapping[str, str] = field(default_factory=dict)
     factors: FactorSettings = field(default_factory=FactorSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
     operations: OperationsConfig = field(default_factory=OperationsConfig)
 
     @property
@@ -281,6 +283,7 @@ class Settings:
             ),
             factors=problems.read(lambda: FactorSettings.from_env(env), FactorSettings()),
             operations=OperationsConfig.from_env(env, problems),
+            api=problems.read(lambda: ApiSettings.from_env(env), ApiSettings()),
         )
         problems.raise_if_any()
         return settings

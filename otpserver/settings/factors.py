@@ -1,4 +1,5 @@
-"""Second-factor settings (SPEC §13-§14): the TOTP window, failure limits, backup-set life.
+"""Second-factor settings (SPEC §13-§15): TOTP window, failure limits, backup-set and
+trusted-device lifetimes.
 
 `FACTOR_ENV_VARS` lists the variables with their defaults and comments; `FactorSettings`
 reads them once, and every refusal is a `ConfigError` whose one line names the variable.
@@ -47,6 +48,11 @@ FACTOR_ENV_VARS: tuple[EnvVar, ...] = (
         "400",
         "a backup code set's maximum life; older sets answer expired (spent markers live as long)",
     ),
+    EnvVar(
+        "OTP_TRUSTED_DEVICE_DAYS",
+        "30",
+        "longest trust a device may get, 1-30 days (also the default; revocations live as long)",
+    ),
 )
 
 
@@ -61,6 +67,7 @@ class FactorSettings:
     backup_max_failures: int = 5
     backup_failure_window_seconds: int = 900
     backup_set_max_days: int = 400
+    trusted_device_days: int = 30
 
     @property
     def backup_set_max_seconds(self) -> int:
@@ -83,4 +90,5 @@ class FactorSettings:
                 "OTP_BACKUP_FAILURE_WINDOW_SECONDS", 60, 86400
             ),
             backup_set_max_days=reader.integer("OTP_BACKUP_SET_MAX_DAYS", 1, 3650),
+            trusted_device_days=reader.integer("OTP_TRUSTED_DEVICE_DAYS", 1, 30),
         )

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
+from otpserver.settings.api import API_ENV_VARS
 from otpserver.settings.delivery import DELIVERY_ENV_VARS
 from otpserver.settings.environment import ENV_VARS
 from otpserver.settings.factors import FACTOR_ENV_VARS
@@ -38,6 +39,7 @@ SECTIONS: tuple[tuple[str, Iterable[Documented]], ...] = (
     ("Server, store, keys and policy", ENV_VARS),
     ("Delivery (custom/send.py)", DELIVERY_ENV_VARS),
     ("Second factors: TOTP and backup codes", FACTOR_ENV_VARS),
+    ("Server-to-server API, signed results, master-key rotation", API_ENV_VARS),
     ("Operations: logs, metrics, audit events", OPERATIONS_ENV_VARS),
 )
 
