@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
+from custom import HOOKS
 from otpserver.errors import ConfigError
+from otpserver.http.app import create_app
 from otpserver.settings.environment import Settings
 
 ROOT = Path(__file__).parent.parent
@@ -93,6 +95,7 @@ def test_compose_variables_are_documented_and_make_a_valid_configuration() -> No
     }
     try:
         settings = Settings.from_env(env)
+        create_app(settings, HOOKS)
     except ConfigError as error:  # pragma: no cover - the failure message is the point
         raise AssertionError(f"docker-compose.yml is refused: {error}") from None
     assert settings.env == "production"

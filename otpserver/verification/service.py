@@ -214,6 +214,9 @@ class Verifications:
         await self._spend(
             "correct", held, TokenList(new_id, held.current, held.entries), requester, now
         )
+        outcomes.code_verified(
+            entry.credential, method="code", seconds_since_sent=now - entry.issued_at
+        )
         return Approved(entry.credential, now, flow.without_current(held, new_id, now))
 
     async def cancel(self, held: TokenList) -> bool:
