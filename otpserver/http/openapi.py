@@ -16,11 +16,11 @@ from pydantic import BaseModel
 from otpserver import errors
 from otpserver.factors import models as factor_models
 from otpserver.http.bodies import MAX_FORM_FIELDS
-from otpserver.http.cookies import MAX_VALUE_CHARS
 from otpserver.http.models import ErrorBody, Health, TokenState, Verified
 from otpserver.otp.codes import ASCII_WHITESPACE
 from otpserver.otp.credentials import CredentialBody
 from otpserver.otp.policy import OtpPolicy
+from otpserver.verification.sealing import MAX_VALUE_CHARS
 
 OPENAPI_PATH = Path(__file__).parents[2] / "openapi.json"
 
