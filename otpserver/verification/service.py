@@ -216,9 +216,6 @@ class Verifications:
         outcomes.code_verified(
             entry.credential, method="code", seconds_since_sent=now - entry.issued_at
         )
-        outcomes.code_verified(
-            entry.credential, method="code", seconds_since_sent=now - entry.issued_at
-        )
         return Approved(entry.credential, now, flow.without_current(held, new_id, now))
 
     async def cancel(self, held: TokenList) -> bool:
