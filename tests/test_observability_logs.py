@@ -5,9 +5,14 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import re
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -25,6 +30,7 @@ from otpserver.settings.operations import OperationsConfig
 from otpserver.settings.proxies import parse_trusted_proxies
 from tests.conftest import AppFactory
 from tests.support.process import ServerProcess
+from tests.support.redis_server import free_port
 
 
 def test_control_characters_are_escaped() -> None:
@@ -199,3 +205,48 @@ def test_a_real_server_escapes_what_clients_send(log_format: str) -> None:
     ]
     assert line["message"].startswith("GET /\nINFO forged\r\x1b[2J\u2028 404")
     assert line["request_id"] == request_id.group(1).decode()
+
+
+@pytest.mark.e2e
+def test_uvicorn_run_by_hand_logs_in_the_same_format(tmp_path: Path) -> None:
+    """`uvicorn --factory otpserver.asgi:build`, not `python -m otpserver`: the factory sets
+    up the same JSON lines, uvicorn's own included, with request ids on the access line."""
+    port = free_port()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OTP_")}
+    env = {**clean, "OTP_ENV": "development", "OTP_LOG_FORMAT": "json", "OTP_ACCESS_LOG": "true"}
+    log = tmp_path / "uvicorn.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "otpserver.asgi:build",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+    documents = [json.loads(line) for line in log.read_text().splitlines()]
+    loggers = {d["logger"] for d in documents}
+    assert {"uvicorn.error", "otpserver.access"} <= loggers
+    access = [d for d in documents if d["logger"] == "otpserver.access"]
+    assert access[0]["request_id"] == answer.headers["x-request-id"]
