@@ -190,3 +190,32 @@ def test_the_grafana_dashboard_queries_only_series_the_server_exports() -> None:
     assert queried <= exported, queried - exported
     families = {family.name for family in metrics.registry().collect()}
     assert {q.removesuffix("_total").removesuffix("_bucket") for q in queried} == families
+
+
+async def test_labels_stay_bounded_whatever_clients_send(
+    make_app: AppFactory,
+    client_for: Callable[[OtpApp], httpx.AsyncClient],
+    sender: RecordingSender,
+) -> None:
+    """Thirty different addresses, wrong codes and unknown paths add no series once each
+    outcome has been seen: no label takes a value from a client."""
+    client = client_for(make_app())
+
+    async def round_of_traffic(i: int) -> None:
+        browser = Browser(client)
+        await browser.create(f"user{i}@example{i}.com")
+        await browser.verify(wrong(sender.last_code))
+        await client.get(f"/no-such-path-{i}")
+
+    def series() -> set[tuple[str, tuple[tuple[str, str], ...]]]:
+        return {
+            (s.name, tuple(sorted(s.labels.items())))
+            for family in metrics.registry().collect()
+            for s in family.samples
+        }
+
+    await round_of_traffic(0)
+    seen = series()
+    for i in range(1, 30):
+        await round_of_traffic(i)
+    assert series() == seen
