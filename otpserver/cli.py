@@ -102,6 +102,14 @@ def build_parser(
             "Exit status 0 when the configuration is valid, 2 when it is not."
         ),
     )
+    check_parser.add_argument(
+        "--store",
+        action="store_true",
+        help=(
+            "also ask the store once and load the current key, as /health/ready does; "
+            "exit status 1 when it does not answer"
+        ),
+    )
     check_parser.set_defaults(run=functools.partial(run_check, application=application))
 
     apikey_commands = command_group(
@@ -244,14 +252,30 @@ def run_check(args: argparse.Namespace, *, application: Callable[[], Application
     """Build the application from the environment without serving; report what is wrong."""
     try:
         settings = Settings.from_env()
-        application().build()
+        app = application().build()
     except ConfigError as error:
         return report_config_error(error)
     print(
         f"otpserver: configuration OK (OTP_ENV={settings.env}, "
         f"store {settings.store_url.partition(':')[0]}, {settings.workers} worker(s))"
     )
+    if args.store:
+        problem = asyncio.run(_probe_once(app))
+        if problem is not None:
+            print(
+                f"otpserver: the store is not ready ({problem}): "
+                f"{outage.STORE.last_error or 'no answer'}",
+                file=sys.stderr,
+            )
+            return 1
+        print("otpserver: store ready")
     return 0
+
+
+async def _probe_once(app: OtpApp) -> str | None:
+    readiness: Readiness = app.state.readiness
+    async with app.router.lifespan_context(app):
+        return await readiness.problem()
 
 
 def run_apikey_new(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 from tests.conftest import MASTER_KEY_TEXT
+from tests.support.redis_server import free_port
 
 PRODUCTION = {
     "OTP_ENV": "production",
@@ -94,3 +95,21 @@ def test_check_names_every_bad_variable_in_one_run() -> None:
     ):
         assert sum(variable in line for line in lines) == 1, (variable, lines)
     assert len(lines) == 4
+
+
+def test_check_with_store_asks_the_store(redis_url: str) -> None:
+    """`check --store` reports a reachable store as ready (exit 0), and an unreachable one
+    with its error and exit status 1, after the configuration itself passed."""
+    ready = run_cli("check", "--store", env={**PRODUCTION, "OTP_STORE_URL": redis_url})
+    assert ready.returncode == 0, ready.stderr
+    assert "store ready" in ready.stdout
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"
+    down = run_cli(
+        "check",
+        "--store",
+        env={**PRODUCTION, "OTP_STORE_URL": nowhere, "OTP_STORE_TIMEOUT_SECONDS": "0.3"},
+    )
+    assert down.returncode == 1
+    assert "configuration OK" in down.stdout
+    assert "otpserver: the store is not ready" in down.stderr
+    assert "ConnectionError" in down.stderr
