@@ -35,14 +35,14 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
 
 def test_help_explains_every_command() -> None:
-    """`--help` names serve and check, says serve is the default, and each has its own help."""
+    """`--help` names every command, says serve is the default, and each has its own help."""
     result = run_cli("--help")
     assert result.returncode == 0
-    for command in ("serve", "check"):
+    for command in ("serve", "check", "apikey", "keys"):
         assert command in result.stdout
     assert "with no command, `serve` runs" in result.stdout
-    for command in ("serve", "check"):
-        own = run_cli(command, "--help")
+    for command in ("serve", "check", "apikey new", "keys status"):
+        own = run_cli(*command.split(), "--help")
         assert own.returncode == 0
         assert f"python -m otpserver {command}" in own.stdout
 
