@@ -216,7 +216,15 @@ def run_serve(
         return 1
     try:
         if listener is not None:
-            listener.start()
+            try:
+                listener.start()
+            except OSError as error:
+                print(
+                    f"otpserver: cannot serve metrics on {listener.host}:{listener.port} "
+                    f"(OTP_METRICS_HOST, OTP_METRICS_PORT): {error.strerror or error}",
+                    file=sys.stderr,
+                )
+                return 1
             log.info("metrics on http://%s:%d/metrics", listener.host, listener.port)
         serve(chosen.factory, settings)
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -113,3 +114,23 @@ def test_check_with_store_asks_the_store(redis_url: str) -> None:
     assert "configuration OK" in down.stdout
     assert "otpserver: the store is not ready" in down.stderr
     assert "ConnectionError" in down.stderr
+
+
+def test_a_taken_metrics_port_stops_start_up_with_one_line() -> None:
+    """A metrics port another process holds stops start-up with status 1 and a line naming
+    the variables, not a traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = run_cli(
+            env={
+                "OTP_ENV": "development",
+                "OTP_PORT": str(free_port()),
+                "OTP_METRICS_PORT": str(port),
+            }
+        )
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"otpserver: cannot serve metrics on 127.0.0.1:{port} (OTP_METRICS_HOST")
+    assert "Traceback" not in result.stderr
