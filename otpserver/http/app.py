@@ -40,7 +40,7 @@ from otpserver.results.signer import ResultSigner
 from otpserver.settings.environment import MASTER_KEY_BYTES, Settings
 from otpserver.settings.proxies import TrustedProxies
 from otpserver.v1.auth import authenticate
-from otpserver.v1.challenges import Challenges, ChallengeTokens
+from otpserver.v1.challenges import Challenges, ChallengeTokens, create_body_model
 from otpserver.v1.keys import ApiKeyring
 from otpserver.v1.services import ApiServices
 from otpserver.verification.sealing import PendingSealer
@@ -217,7 +217,7 @@ def create_app(
     )
     challenges = Challenges(
         verifications=verifications,
-        credential_body=hooks.credential_body,
+        create_body=create_body_model(hooks.credential_body),
         tokens=ChallengeTokens(PendingSealer(keyring)),
         results=results,
         clock=clock,

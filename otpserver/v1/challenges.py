@@ -17,10 +17,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import msgpack
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic_core import from_json
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -56,6 +56,9 @@ PURPOSE = b"otpserver/challenge/v1"
 """With the API key id after it, the associated data of every challenge token."""
 TOKEN_VERSION = 1
 MAX_NONCE_CHARS = 255
+MAX_TOKEN_CHARS = 2048
+"""Far above a real token (one pending code seals to about 250 characters), and small enough
+that a body holding one stays under the smallest body limit (`OTP_MAX_BODY_BYTES`)."""
 LOCKOUT_LIMIT = "failures"
 """The limit whose refusal is the credential's lockout: a domain outcome (`locked`)."""
 RESERVED_FIELDS = ("end_user_ip", "nonce")
@@ -63,17 +66,79 @@ RESERVED_FIELDS = ("end_user_ip", "nonce")
 
 
 class TokenBody(BaseModel):
-    """A body naming a challenge token."""
+    """A body naming a challenge token: resend and cancel."""
 
     model_config = ConfigDict(extra="forbid")
-    challenge: str = Field(min_length=1, max_length=4096)
+    challenge: str = Field(min_length=1, max_length=MAX_TOKEN_CHARS)
 
 
 class CheckBody(TokenBody):
     """A check: the token, the code the user typed, and an optional nonce for the result."""
 
-    code: str = Field(max_length=64)
+    code: str = Field(max_length=64, description="As typed; the code format is checked.")
     nonce: str | None = Field(default=None, min_length=1, max_length=MAX_NONCE_CHARS)
+
+
+class ChallengePending(BaseModel):
+    """A challenge waiting for its code: the token to keep (replacing any older one)."""
+
+    challenge: str
+    status: Literal["pending"]
+    credential: str
+    channel: str
+    sent: bool
+    expires: str
+    resendBlock: str | None
+    attemptsLeft: int
+    resendsLeft: int
+
+
+class ChallengeOutcome(BaseModel):
+    """The outcome of a check (or of a resend that could not send): `status`, and what the
+    caller may do next. `challenge`, when present, replaces the token the caller holds."""
+
+    status: Literal[
+        "approved", "incorrect", "blocked", "too_many_attempts", "expired", "locked", "invalid"
+    ]
+    credential: str | None = None
+    channel: str | None = None
+    result: str | None = Field(default=None, description="The signed result (SPEC §11).")
+    attemptsLeft: int | None = None
+    otpBlock: str | None = None
+    retryAfter: int | None = None
+    challenge: str | None = None
+
+
+class ChallengeCanceled(BaseModel):
+    """The outcome of a cancel: `invalid` when the token was already spent or never valid."""
+
+    status: Literal["canceled", "invalid"]
+
+
+def create_body_model(credential_body: type[CredentialBody]) -> type[CredentialBody]:
+    """The create body: the fork's own credential schema, plus the API's two fields."""
+    model: type[CredentialBody] = create_model(
+        "ChallengeCreate",
+        __base__=credential_body,
+        end_user_ip=(
+            str | None,
+            Field(
+                default=None,
+                min_length=1,
+                max_length=64,
+                description="The end user's address; limits count it for forward_ip keys.",
+                json_schema_extra={
+                    "anyOf": [
+                        {"type": "string", "format": "ipv4"},
+                        {"type": "string", "format": "ipv6"},
+                        {"type": "null"},
+                    ]
+                },
+            ),
+        ),
+        nonce=(str | None, Field(default=None, min_length=1, max_length=MAX_NONCE_CHARS)),
+    )
+    return model
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,17 +218,6 @@ def model(data: dict[str, Any], kind: type[BaseModel]) -> Any:
         raise BodyInvalid(f"Invalid `{where}`: {first['msg']}.") from None
 
 
-def text_field(data: dict[str, Any], name: str, limit: int) -> str | None:
-    """An optional string field of the create body, checked here since the credential
-    schema never sees it."""
-    value = data.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not 0 < len(value) <= limit:
-        raise BodyInvalid(f"Invalid `{name}`: a string of 1-{limit} characters.")
-    return value
-
-
 Endpoint = Callable[[Request], Awaitable[Response]]
 RouteMaker = Callable[[str, Endpoint], BaseRoute]
 
@@ -173,7 +227,8 @@ class Challenges:
     """The four challenge routes, bound to the flow and the token sealer."""
 
     verifications: Verifications
-    credential_body: type[CredentialBody]
+    create_body: type[CredentialBody]
+    """The fork's credential schema with `end_user_ip` and `nonce` (`create_body_model`)."""
     tokens: ChallengeTokens
     results: ResultSigner
     clock: Callable[[], float]
@@ -193,14 +248,15 @@ class Challenges:
         raw, data = await json_object(request)
 
         async def run() -> Response:
-            end_user_ip = text_field(data, "end_user_ip", 64)
-            nonce = text_field(data, "nonce", MAX_NONCE_CHARS)
-            schema_fields = {k: v for k, v in data.items() if k not in RESERVED_FIELDS}
             try:
-                body = self.credential_body.model_validate(schema_fields)
+                body = self.create_body.model_validate(data)
             except ValidationError as error:
                 fields = sorted({str(e["loc"][0]) for e in error.errors() if e["loc"]})
+                if set(fields) <= set(RESERVED_FIELDS):
+                    raise BodyInvalid(extra={"fields": fields}) from None
                 raise CredentialInvalid(extra={"fields": fields}) from None
+            end_user_ip: str | None = getattr(body, "end_user_ip", None)
+            nonce: str | None = getattr(body, "nonce", None)
             credential = body.credential()
             now = int(self.clock())
             forwarded = end_user_address(key, end_user_ip)
