@@ -196,7 +196,17 @@ def run_serve(
             listener = metrics.Listener(
                 settings.operations.metrics_host, settings.operations.metrics_port
             )
-            listener.prepare()
+            try:
+                listener.open()
+            except OSError as error:
+                listener.close()
+                print(
+                    f"otpserver: cannot serve metrics on {listener.host}:{listener.port} "
+                    f"(OTP_METRICS_HOST, OTP_METRICS_PORT): {error.strerror or error}",
+                    file=sys.stderr,
+                )
+                return 1
+            log.info("metrics on http://%s:%d/metrics", listener.host, listener.port)
         # Build once in this process so bad hooks or settings fail before any worker starts.
         chosen = application()
         app = chosen.build()
@@ -205,27 +215,18 @@ def run_serve(
                 "development mode: generated an ephemeral OTP_MASTER_KEY; cookies die on restart"
             )
     except ConfigError as error:
-        return report_config_error(error)
-    wait_seconds = settings.operations.store_wait_seconds
-    if not asyncio.run(wait_for_store(app, wait_seconds)):
-        print(
-            f"otpserver: the store did not answer within {wait_seconds:g} s "
-            f"(OTP_STORE_WAIT_SECONDS): {outage.STORE.last_error or 'no answer'}",
-            file=sys.stderr,
-        )
-        return 1
-    try:
         if listener is not None:
-            try:
-                listener.start()
-            except OSError as error:
-                print(
-                    f"otpserver: cannot serve metrics on {listener.host}:{listener.port} "
-                    f"(OTP_METRICS_HOST, OTP_METRICS_PORT): {error.strerror or error}",
-                    file=sys.stderr,
-                )
-                return 1
-            log.info("metrics on http://%s:%d/metrics", listener.host, listener.port)
+            listener.close()
+        return report_config_error(error)
+    try:
+        wait_seconds = settings.operations.store_wait_seconds
+        if not asyncio.run(wait_for_store(app, wait_seconds)):
+            print(
+                f"otpserver: the store did not answer within {wait_seconds:g} s "
+                f"(OTP_STORE_WAIT_SECONDS): {outage.STORE.last_error or 'no answer'}",
+                file=sys.stderr,
+            )
+            return 1
         serve(chosen.factory, settings)
     finally:
         if listener is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import time
 from collections.abc import Callable
@@ -130,9 +131,13 @@ def counting_processes(parent: Path) -> set[str]:
 @pytest.mark.e2e
 async def test_two_workers_are_scraped_as_one_sum(redis_url: str, tmp_path: Path) -> None:
     """Two uvicorn workers on Redis count creates in their own files; the one `/metrics`
-    listener sums them to exactly the number of creates, whichever worker served each, and
-    the directory it managed is gone after shutdown."""
+    listener sums them to exactly the number of creates, whichever worker served each; a
+    file an earlier run left is gone at start, and the directory after shutdown."""
     metrics_port = free_port()
+    # What a server killed outright on this port left behind: must not be counted.
+    stale = tmp_path / f"otpserver-metrics-{os.getuid()}-{metrics_port}"
+    stale.mkdir()
+    (stale / "counter_1.db").write_bytes(b"left by a killed server")
     server = ServerProcess(
         {
             "OTP_WORKERS": "2",
@@ -156,6 +161,7 @@ async def test_two_workers_are_scraped_as_one_sum(redis_url: str, tmp_path: Path
         statuses = await asyncio.gather(*(create(i) for i in range(creates)))
         assert statuses == [200] * creates
         pids = counting_processes(tmp_path)
+        assert "1" not in pids
         async with httpx.AsyncClient(timeout=10) as client:
             scraped = await client.get(f"http://127.0.0.1:{metrics_port}/metrics")
         assert scraped.status_code == 200
