@@ -78,12 +78,14 @@ def receiver() -> Iterator[Receiver]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", "0")))
             status = state.statuses.pop(0) if state.statuses else 204
-            self.send_response(status)
-            self.send_header("content-length", "0")
-            self.end_headers()
+            # Recorded before answering: the sender waits for the answer before its next
+            # request, so the record keeps the order the events were sent in.
             with state.arrived:
                 state.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
                 state.arrived.notify_all()
+            self.send_response(status)
+            self.send_header("content-length", "0")
+            self.end_headers()
 
         def log_message(self, format: str, *args: object) -> None:
             """Quiet: the tests read what arrived."""
