@@ -47,9 +47,6 @@ class Application:
 
 def shipped_application() -> Application:
     """The application composed with `custom/` (`otpserver.asgi`)."""
-    # Imported here: importing it loads `custom/`, which only serving and checking need.
-    from otpserver import asgi
-
     return Application("otpserver.asgi:build", asgi.build)
 
 
