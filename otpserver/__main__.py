@@ -6,13 +6,15 @@ import importlib.util
 import logging
 import resource
 import sys
+from typing import TYPE_CHECKING
 
-import uvicorn
+if TYPE_CHECKING:
+    from otpserver.settings.environment import Settings
 
-from otpserver.http.guard import PROTOCOL, GuardedHttpToolsProtocol
-from otpserver.http.hosts import exposure_warning
-from otpserver.observability.logs import logging_config
-from otpserver.settings.environment import Settings
+# Nothing heavy is imported at the top: with several workers, each worker process first
+# imports this module as its main module, and uvicorn's supervisor kills a worker that does
+# not answer its first ping within a few seconds (as on a busy machine, importing the whole
+# server before the worker can answer).
 
 
 def main() -> int:
@@ -46,6 +48,12 @@ def serve(
     soft limit on open files is raised to the hard one first, so the connection cap, not
     the file limit, is what a flood of sockets meets.
     """
+    import uvicorn
+
+    from otpserver.http.guard import PROTOCOL, GuardedHttpToolsProtocol
+    from otpserver.http.hosts import exposure_warning
+    from otpserver.observability.logs import logging_config
+
     limits = settings.server
     warning = exposure_warning(settings)
     if warning is not None:

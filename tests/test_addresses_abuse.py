@@ -100,5 +100,5 @@ async def test_spellings_of_one_inbox_share_one_send_allowance(
 @pytest.mark.parametrize("separator", ["\r", "\n", "\x0b", "\x0c", "\x85", "\u2028", "\u2029"])
 def test_every_kind_of_line_break_in_an_address_is_refused(separator: str) -> None:
     """Nothing the email library could write as a line break passes validation."""
-    with pytest.raises(ValueError, match="."):
+    with pytest.raises(ValueError):  # noqa: PT011 -- pydantic reports any ValueError alike
         normalize_email(f"a{separator}b@example.com")
