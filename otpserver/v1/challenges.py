@@ -248,9 +248,16 @@ class Challenges:
         raw, data = await json_object(request)
 
         async def run() -> Response:
+            now = int(self.clock())
+            limiter = self.verifications.limiter
+            caller = address_bucket(request, key, None)
+            # Refused creates are metered like served ones, as in the browser flow: an
+            # address left over its allowance is refused before validation runs.
+            limiter.check_refused(caller, now)
             try:
                 body = self.create_body.model_validate(data)
             except ValidationError as error:
+                await limiter.charge_refused(caller, now)
                 fields = sorted({str(e["loc"][0]) for e in error.errors() if e["loc"]})
                 if set(fields) <= set(RESERVED_FIELDS):
                     raise BodyInvalid(extra={"fields": fields}) from None
@@ -258,7 +265,6 @@ class Challenges:
             end_user_ip: str | None = getattr(body, "end_user_ip", None)
             nonce: str | None = getattr(body, "nonce", None)
             credential = body.credential()
-            now = int(self.clock())
             forwarded = end_user_address(key, end_user_ip)
             address = None if forwarded is None else limit_bucket(forwarded)
             started = await self.verifications.start(
