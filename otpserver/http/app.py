@@ -31,7 +31,6 @@ from otpserver.http.cookies import CookieCodec
 from otpserver.http.edge import EdgeMiddleware, EdgePolicy
 from otpserver.http.exchange import ApiEndpoint, ApiHandler, error_response
 from otpserver.http.health import Readiness, ready_endpoint
-from otpserver.http.hosts import LoopbackHostMiddleware
 from otpserver.limits.limiter import Limiter
 from otpserver.observability import audit
 from otpserver.observability.requests import RequestContext
@@ -264,6 +263,7 @@ def create_app(
             max_body_bytes=settings.max_body_bytes,
             cors_origins=frozenset(settings.cors_origins),
             https_only=not settings.is_development,
+            loopback_only=settings.is_development,
         ),
         proxies=settings.trusted_proxies,
         access_log=settings.operations.access_log,
@@ -272,8 +272,6 @@ def create_app(
         exception_handlers={OtpError: _render_otp_error, Exception: _render_server_error},
     )
     app.router.default = _not_found
-    if settings.is_development:
-        app.add_middleware(LoopbackHostMiddleware)
     app.state.settings = settings
     app.state.policy = policy
     app.state.endpoints = endpoints

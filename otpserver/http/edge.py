@@ -24,6 +24,7 @@ from otpserver.http.exchange import (
     forget_traceback,
     header_map,
 )
+from otpserver.http.hosts import check_loopback_host
 
 log = logging.getLogger("otpserver.http.edge")
 
@@ -43,11 +44,13 @@ _PREFLIGHT_MAX_AGE = b"600"
 
 @dataclass(frozen=True, slots=True)
 class EdgePolicy:
-    """What the edge enforces: body limit, CORS allow-list, and whether HSTS is sent."""
+    """What the edge enforces: body limit, CORS allow-list, whether HSTS is sent, and
+    whether only loopback Host names are answered (development: see `hosts`)."""
 
     max_body_bytes: int
     cors_origins: frozenset[str]
     https_only: bool
+    loopback_only: bool = False
 
 
 class EdgeMiddleware:
@@ -70,6 +73,7 @@ class EdgeMiddleware:
         application: object = None,
     ) -> None:
         self.app = app
+        self.loopback_only = policy.loopback_only
         self.direct = direct or {}
         self.application = application
         self.max_body_bytes = policy.max_body_bytes
@@ -86,6 +90,8 @@ class EdgeMiddleware:
         cors_origin: bytes | None = None
         path = route_path(scope)
         try:
+            if self.loopback_only:
+                check_loopback_host(scope["headers"])
             if path.startswith(API_PREFIX):
                 cors_origin = self._check_origin(scope, headers)
                 if scope["method"] == "OPTIONS":

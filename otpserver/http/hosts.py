@@ -10,11 +10,9 @@ routes to it, so the check is for development only.
 from __future__ import annotations
 
 import ipaddress
-
-from starlette.types import ASGIApp, Receive, Scope, Send
+from collections.abc import Iterable
 
 from otpserver.errors import HostNotAllowed
-from otpserver.http.exchange import error_response
 from otpserver.settings.environment import Settings
 
 LOOPBACK_HOSTS = frozenset({b"localhost", b"127.0.0.1", b"[::1]"})
@@ -29,27 +27,12 @@ def host_name(value: bytes) -> bytes:
     return value.partition(b":")[0]
 
 
-class LoopbackHostMiddleware:
-    """Refuses (400 `HOST:NOT_ALLOWED`) any HTTP request whose Host is not a loopback name."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            hosts = [value for name, value in scope["headers"] if name == b"host"]
-            if len(hosts) != 1 or host_name(hosts[0]) not in LOOPBACK_HOSTS:
-                answer = error_response(HostNotAllowed())
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": answer.status,
-                        "headers": answer.headers,
-                    }
-                )
-                await send({"type": "http.response.body", "body": answer.body})
-                return
-        await self.app(scope, receive, send)
+def check_loopback_host(headers: Iterable[tuple[bytes, bytes]]) -> None:
+    """Raise 400 `HOST:NOT_ALLOWED` unless the request names exactly one loopback Host (an
+    edge rule: `EdgeMiddleware` applies it before any route or added middleware runs)."""
+    hosts = [value for name, value in headers if name == b"host"]
+    if len(hosts) != 1 or host_name(hosts[0]) not in LOOPBACK_HOSTS:
+        raise HostNotAllowed()
 
 
 def exposure_warning(settings: Settings) -> str | None:
