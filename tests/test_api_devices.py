@@ -15,6 +15,7 @@ from otpserver.settings.factors import FactorSettings
 from tests.conftest import ISSUER, MASTER_KEY, AppFactory
 from tests.support.factors import SUBJECT, api_keys, auth, call
 from tests.support.fakes import FakeClock
+from tests.support.hygiene import assert_no_leaks, captured_records
 
 TRUST = "/v1/devices/trust"
 CHECK = "/v1/devices/check"
@@ -154,6 +155,41 @@ async def test_revocation_on_one_instance_holds_on_another(
     assert (await check(second, trusted["device"]))["trusted"] is True
     await call(first, REVOKE, {"subject": SUBJECT, "deviceId": trusted["deviceId"]})
     assert await check(second, trusted["device"]) == {"trusted": False, "reason": "revoked"}
+
+
+async def test_revoking_all_on_one_instance_holds_on_another(
+    make_app: AppFactory, client_for: Clients, clock: FakeClock
+) -> None:
+    """Two instances on one Redis: revoke-all through one refuses, on the other, every device
+    trusted before it, and a device trusted afterwards is trusted on both."""
+    settings = {"api": ApiSettings(issuer=ISSUER, keys=api_keys("devices"))}
+    first = client_for(make_app("redis", **settings))
+    second = client_for(make_app("redis", **settings))
+    earlier = await call(second, TRUST, {"subject": SUBJECT})
+    clock.advance(1)
+    assert await call(first, REVOKE, {"subject": SUBJECT}) == {"revoked": "all"}
+    assert await check(second, earlier["device"]) == {"trusted": False, "reason": "revoked"}
+    clock.advance(1)
+    later = await call(second, TRUST, {"subject": SUBJECT})
+    for instance in (first, second):
+        assert (await check(instance, later["device"]))["trusted"] is True
+
+
+async def test_trust_and_revoke_are_audited_without_secrets(client: httpx.AsyncClient) -> None:
+    """Trusting and revoking emit `device.trusted` and `device.revoked` naming the device id,
+    and nothing logged carries the device token or the subject."""
+    with captured_records() as capture:
+        trusted = await call(client, TRUST, {"subject": SUBJECT})
+        await check(client, trusted["device"])
+        await call(client, REVOKE, {"subject": SUBJECT, "deviceId": trusted["deviceId"]})
+        await check(client, trusted["device"])
+    trusted_lines = [line for line in capture.lines if '"type":"device.trusted"' in line]
+    revoked_lines = [line for line in capture.lines if '"type":"device.revoked"' in line]
+    assert len(trusted_lines) == len(revoked_lines) == 1, capture.text
+    for line in (*trusted_lines, *revoked_lines):
+        assert trusted["deviceId"] in line
+        assert "subject_hmac" in line
+    assert_no_leaks(capture.text, [trusted["device"], SUBJECT])
 
 
 async def test_rotation_reseals_device_tokens(
