@@ -26,7 +26,6 @@ class Config:
     port: int = 8001
     secure_cookies: bool = False
     totp_issuer: str = "Two-factor example"
-    device_cookie_seconds: int = 30 * 86400
 
     @property
     def session_cookie(self) -> str:
@@ -41,7 +40,7 @@ class Config:
         """`OTPSERVER_URL` and `OTP_API_KEY` are required; the rest have defaults."""
         missing = [name for name in ("OTPSERVER_URL", "OTP_API_KEY") if not env.get(name)]
         if missing:
-            raise SystemExit(f"set {' and '.join(missing)} (see examples/twofactor/README)")
+            raise SystemExit(f"set {' and '.join(missing)} (see 'Two-factor login' in the README)")
         return cls(
             otp_url=env["OTPSERVER_URL"],
             otp_api_key=env["OTP_API_KEY"],
