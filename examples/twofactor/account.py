@@ -85,8 +85,11 @@ async def revoke_device(request: Request, fields: dict[str, str]) -> Response:
     found = services(request)
     device_id = fields.get("device_id", "")
     # Only a device this host trusted for this user: the server would revoke any id given.
-    if found.storage.remove_device(user.id, device_id):
+    # Revoked on the server first, so a failed call leaves the device listed, not trusted
+    # out of sight.
+    if any(device.device_id == device_id for device in found.storage.devices(user.id)):
         await found.otp.device_revoke(subject=user.id, device_id=device_id)
+        found.storage.remove_device(user.id, device_id)
     return to("/devices")
 
 
@@ -95,8 +98,9 @@ async def revoke_all_devices(request: Request, fields: dict[str, str]) -> Respon
     if user is None:
         return to("/signin")
     found = services(request)
-    # Both ways: the server's revoke-all marker acts at once; the raised generation holds
-    # even if the server's store is ever flushed.
-    await found.otp.device_revoke(subject=user.id)
+    # Both ways: the raised generation (first: it needs no network) holds even if the
+    # server's store is ever flushed; the server's revoke-all marker covers tokens that
+    # were trusted without a generation.
     found.storage.raise_device_generation(user.id)
+    await found.otp.device_revoke(subject=user.id)
     return to("/devices")

@@ -141,7 +141,8 @@ def account(user: User, csrf: str, *, message: str | None = None) -> str:
         + "<section><h2>Authenticator app</h2>"
         + totp
         + f'<form method="post" action="/totp/enrol">{hidden(csrf)}'
-        + "<button>Set up an authenticator app</button></form></section>"
+        + f"<button>{'Replace your' if user.totp_enrolment else 'Set up an'} authenticator app"
+        + "</button></form></section>"
         + "<section><h2>Backup codes</h2>"
         + backup
         + f'<form method="post" action="/backup-codes">{hidden(csrf)}'

@@ -165,13 +165,12 @@ class Storage:
         ).fetchall()
         return [Device(**dict(row)) for row in rows]
 
-    def remove_device(self, user_id: str, device_id: str) -> bool:
-        """Forget one of the user's devices; False when the user has no such device."""
-        removed = self._db.execute(
+    def remove_device(self, user_id: str, device_id: str) -> None:
+        """Forget one of the user's devices."""
+        self._db.execute(
             "DELETE FROM trusted_devices WHERE user_id = ? AND device_id = ?",
             (user_id, device_id),
         )
-        return removed.rowcount == 1
 
     # Sessions
 

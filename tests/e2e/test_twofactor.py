@@ -115,7 +115,8 @@ def test_two_factor_journey(
 ) -> None:
     """Register, enrol TOTP, sign in with TOTP and trust the device, sign in again without a
     second factor, revoke the device so the second factor is asked again, spend a backup
-    code once (refused the second time) and sign in with an emailed code."""
+    code once (refused the second time), sign in with an emailed code trusting the device,
+    and revoke every device so the second factor is asked again."""
     email = f"ada-{uuid.uuid4().hex[:8]}@example.com"
     page.goto("/register")
     page.get_by_label("Email").fill(email)
@@ -148,8 +149,8 @@ def test_two_factor_journey(
     page.screenshot(path=str(screenshot_dir / "twofactor-second-factor.png"))
     submit_code(page, "Code from your app", app.at(time.time() + 30), trust=True)
     expect_signed_in(page, email)
-    device = next(c for c in context.cookies() if c["name"] == "device")
-    assert (device["httpOnly"], device["sameSite"]) == (True, "Lax")
+    first_device = next(c for c in context.cookies() if c["name"] == "device")
+    assert (first_device["httpOnly"], first_device["sameSite"]) == (True, "Lax")
     sign_out(page)
 
     # The trusted device skips the second step, and only after the password.
@@ -177,10 +178,22 @@ def test_two_factor_journey(
     # The email code through /v1/challenges: the development server prints it.
     page.get_by_role("button", name="Email me a code").click()
     expect(page.get_by_text(f"We sent a code to {email}.")).to_be_visible()
-    submit_code(page, "Code from the email", otp_server.wait_for_code(email))
+    submit_code(page, "Code from the email", otp_server.wait_for_code(email), trust=True)
     expect_signed_in(page, email)
+    device = next(c for c in context.cookies() if c["name"] == "device")
+
+    # Trusted again; "Revoke every device" (revoke-all and a new generation) ends it.
+    sign_out(page)
+    sign_in(page, email)
+    expect_signed_in(page, email)
+    page.get_by_role("link", name="Trusted devices").click()
+    page.get_by_role("button", name="Revoke every device").click()
+    expect(page.locator("#no-devices")).to_be_visible()
+    sign_out(page)
+    sign_in(page, email)
+    expect_second_step(page)
 
     # The example's log holds none of the secrets it handled.
     log = example_app.output()
-    for secret_text in (secret, *codes, device["value"], PASSWORD, API_KEY):
+    for secret_text in (secret, *codes, first_device["value"], device["value"], PASSWORD, API_KEY):
         assert secret_text not in log
