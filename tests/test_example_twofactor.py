@@ -120,6 +120,19 @@ async def test_a_password_only_leads_to_the_second_step(browser: httpx.AsyncClie
     assert "Email me a code" in (await browser.get("/second-factor")).text
 
 
+async def test_an_unreachable_otpserver_is_a_try_again_page(browser: httpx.AsyncClient) -> None:
+    """When otpserver cannot be reached, asking for an email code answers 503 with a page
+    saying to try again, and the user stays at the second step."""
+    await register(browser)
+    await browser.post("/signout", data={"csrf": await csrf_of(browser, "/")})
+    await sign_in(browser, "ada@example.com", PASSWORD)
+    token = await csrf_of(browser, "/second-factor")
+    response = await browser.post("/second-factor/email/send", data={"csrf": token})
+    assert response.status_code == 503
+    assert "The verification service is busy or unavailable." in response.text
+    assert "Email me a code" in (await browser.get("/second-factor")).text
+
+
 def test_a_result_signs_in_only_the_user_and_method_it_names() -> None:
     """A TOTP or backup-code result must name the user's id, an email-code result the
     user's verified address, and the method must be the one the user used."""

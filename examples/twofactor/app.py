@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -30,8 +31,9 @@ log = logging.getLogger("twofactor")
 
 
 async def service_refused(request: Request, error: Exception) -> Response:
-    """A transport problem with otpserver (rate limit, outage): say so, log only the code."""
-    code = error.code if isinstance(error, OtpApiError) else "HTTP"
+    """A transport problem with otpserver (rate limit, outage, unreachable): say so, and log
+    only the error's code or kind, never a request body."""
+    code = error.code if isinstance(error, OtpApiError) else type(error).__name__
     log.warning("otpserver refused a request: %s", code)
     message = "The verification service is busy or unavailable. Try again in a minute."
     return html(pages.problem("Please try again", message), 503)
@@ -72,6 +74,6 @@ def create_app(config: Config, *, storage: Storage | None = None) -> Starlette:
     return Starlette(
         routes=routes,
         middleware=[Middleware(Sessions)],
-        exception_handlers={OtpApiError: service_refused},
+        exception_handlers={OtpApiError: service_refused, httpx.TransportError: service_refused},
         lifespan=lifespan,
     )
