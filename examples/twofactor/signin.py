@@ -1,13 +1,13 @@
-"""The example's routes: password, then a second factor through otpserver, then a session.
+"""Signing in: a password, then a second factor through otpserver, then a session.
 
 The sign-in sequence:
 
 1. `POST /signin` checks the password against the Argon2id hash on the user row.
 2. If the browser holds a device cookie, `OtpClient.device_check` asks the server whether
    it is still trusted for this user (and this `device_generation`). Trusted: signed in.
-3. Otherwise the session moves to the "second-factor-due" stage and `/second-factor` offers what the
-   user has: an authenticator-app code (`totp_verify`), an email code (`start` + `check`
-   through `/v1/challenges`) or a backup code (`backup_code_redeem`).
+3. Otherwise the session moves to the "second-factor-due" stage and `/second-factor`
+   offers what the user has: an authenticator-app code (`totp_verify`), an email code
+   (`start` + `check` through `/v1/challenges`) or a backup code (`backup_code_redeem`).
 4. An approval carries a signed `result`; `OtpClient.verify_result` checks it through the
    server's JWKS (EdDSA, issuer, audience = this API key, the session's nonce) and the
    claims must name this user. Only then does the browser get a signed-in session.
@@ -110,6 +110,9 @@ async def sign_in(request: Request, fields: dict[str, str]) -> Response:
 
 
 def password_matches(storage: Storage, user: User | None, password: str) -> bool:
+    """Whether `password` is the user's, taking as long for an unknown user; a hash made
+    with older parameters is replaced. (Argon2 holds the event loop for tens of
+    milliseconds here: a busy application hashes in a worker thread.)"""
     try:
         passwords.verify(user.password_hash if user else UNKNOWN_USER_HASH, password)
     except (VerificationError, InvalidHashError):
