@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import string
 import time
 from collections.abc import Callable
 from typing import Any
@@ -117,6 +118,22 @@ async def test_revoking_all_covers_every_earlier_device_only(
     assert (await check(client, later["device"]))["trusted"] is True
     clock.advance(29 * DAY)
     assert await check(client, first["device"]) == {"trusted": False, "reason": "revoked"}
+
+
+async def test_revoking_an_id_that_names_no_device_is_a_400(client: httpx.AsyncClient) -> None:
+    """A `deviceId` that no trust could have issued (mistyped, `all`, one character off the
+    canonical form) is refused with 400 instead of answering "revoked" for nothing."""
+    trusted = await call(client, TRUST, {"subject": SUBJECT})
+    device_id = trusted["deviceId"]
+    # 16 bytes in 22 characters: the last character's 4 low bits are padding, zero in the
+    # canonical form; setting one names the same bytes in a form never issued.
+    alphabet = string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_"
+    off_canonical = device_id[:-1] + alphabet[alphabet.index(device_id[-1]) ^ 1]
+    for bad in ("all", device_id[:-1], device_id + "A", "!" * 22, off_canonical):
+        body = {"subject": SUBJECT, "deviceId": bad}
+        response = await client.post(REVOKE, json=body, headers=auth())
+        assert (response.status_code, response.json()["error"]) == (400, "BODY:INVALID"), bad
+    assert (await check(client, trusted["device"]))["trusted"] is True
 
 
 async def test_a_higher_generation_revokes_older_tokens(client: httpx.AsyncClient) -> None:
