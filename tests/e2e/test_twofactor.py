@@ -1,5 +1,5 @@
 """The two-factor example (`examples/twofactor`) in a real headless Chromium, against two real
-processes: `python -m otpserver` on a real Redis and `python -m examples.twofactor`.
+processes: the server on a real Redis and `python -m examples.twofactor`.
 
 The screenshots of the README's "Two-factor login" section are taken here (set
 `OTP_SCREENSHOT_DIR=docs/screenshots`).
@@ -31,7 +31,9 @@ PASSWORD = "correct horse battery staple"
 
 @pytest.fixture(scope="module")
 def otp_server(redis_server: RedisServer | None, chromium_path: str) -> Iterator[ServerProcess]:
-    """The shipped server in development mode on an emptied Redis, with the example's key."""
+    """The server in development mode on an emptied Redis, with the example's key. It is
+    `python -m tests.support.server` (the tests' own hooks), so a fork's edits to `custom/`
+    (say, one email domain only) leave this test passing."""
     url = external_redis_url() or (redis_server.url if redis_server else "")
     client = redis.Redis.from_url(url)
     client.flushdb()
@@ -42,8 +44,7 @@ def otp_server(redis_server: RedisServer | None, chromium_path: str) -> Iterator
             "OTP_STORE_URL": url,
             "OTP_MASTER_KEY": MASTER_KEY_TEXT,
             "OTP_API_KEYS": f"{KEY_ID}:{digest}:challenges+totp+backup_codes+devices",
-        },
-        module="otpserver",
+        }
     )
     process.start()
     yield process
