@@ -30,7 +30,9 @@ PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture(scope="module")
-def otp_server(redis_server: RedisServer | None, chromium_path: str) -> Iterator[ServerProcess]:
+def twofactor_server(
+    redis_server: RedisServer | None, chromium_path: str
+) -> Iterator[ServerProcess]:
     """The server in development mode on an emptied Redis, with the example's key. It is
     `python -m tests.support.server` (the tests' own hooks), so a fork's edits to `custom/`
     (say, one email domain only) leave this test passing."""
@@ -53,12 +55,12 @@ def otp_server(redis_server: RedisServer | None, chromium_path: str) -> Iterator
 
 @pytest.fixture(scope="module")
 def example_app(
-    otp_server: ServerProcess, tmp_path_factory: pytest.TempPathFactory
+    twofactor_server: ServerProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
     """The example application as a process of its own, with a fresh SQLite database."""
     database = tmp_path_factory.mktemp("twofactor") / "users.sqlite3"
     process = ServerProcess(
-        {"OTPSERVER_URL": otp_server.url, "OTP_API_KEY": API_KEY},
+        {"OTPSERVER_URL": twofactor_server.url, "OTP_API_KEY": API_KEY},
         module="examples.twofactor",
         ready_path="/signin",
     )
@@ -110,7 +112,7 @@ def submit_code(page: Page, label: str, code: str, *, trust: bool = False) -> No
 def test_two_factor_journey(
     page: Page,
     context: BrowserContext,
-    otp_server: ServerProcess,
+    twofactor_server: ServerProcess,
     example_app: ServerProcess,
     screenshot_dir: Path,
 ) -> None:
@@ -179,7 +181,7 @@ def test_two_factor_journey(
     # The email code through /v1/challenges: the development server prints it.
     page.get_by_role("button", name="Email me a code").click()
     expect(page.get_by_text(f"We sent a code to {email}.")).to_be_visible()
-    submit_code(page, "Code from the email", otp_server.wait_for_code(email), trust=True)
+    submit_code(page, "Code from the email", twofactor_server.wait_for_code(email), trust=True)
     expect_signed_in(page, email)
     device = next(c for c in context.cookies() if c["name"] == "device")
 
