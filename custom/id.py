@@ -28,4 +28,5 @@ def make_id_store(settings: Settings) -> IdStore:
     if settings.uses_memory_store:
         return MemoryIdStore(max_ids=settings.memory_max_ids)
     timeout = settings.store_timeout_seconds
-    return RedisIdStore(redis_client(settings.store_url, timeout), timeout)
+    wait = settings.redis.wait_replicas
+    return RedisIdStore(redis_client(settings.store_url, timeout, wait_replicas=wait), timeout)

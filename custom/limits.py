@@ -81,4 +81,5 @@ def make_counter_store(settings: Settings) -> CounterStore:
     if settings.uses_memory_store:
         return MemoryCounterStore(max_counters=settings.memory_max_counters)
     timeout = settings.store_timeout_seconds
-    return RedisCounterStore(redis_client(settings.store_url, timeout), timeout)
+    wait = settings.redis.wait_replicas
+    return RedisCounterStore(redis_client(settings.store_url, timeout, wait_replicas=wait), timeout)

@@ -256,7 +256,7 @@ class TestRedisCounterStore(CounterStoreContract):
         plain = redis.Redis.from_url(redis_url)
         assert 0 < plain.pttl(COUNTER_PREFIX + b"t:w") <= MINUTE
         assert MINUTE < plain.pttl(COUNTER_PREFIX + b"t:l") <= 5 * MINUTE
-        assert all(plain.pttl(key) > 0 for key in plain.scan_iter(b"otp:rl:*"))
+        assert all(plain.pttl(key) > 0 for key in plain.scan_iter(COUNTER_PREFIX + b"*"))
         plain.close()
 
     async def test_an_outage_fails_closed_and_recovers(self) -> None:

@@ -20,6 +20,7 @@ from otpserver.stores import (
 )
 from otpserver.stores.base import IdStore, KeyStore
 from otpserver.stores.connections import Argument, pack
+from otpserver.stores.redis import ID_PREFIX
 from tests.support.fakes import FakeClock
 from tests.support.redis_server import RedisServer
 
@@ -169,7 +170,7 @@ async def test_redis_ids_carry_their_ttl(redis_url: str) -> None:
     list_id = new_id()
     await ids.add(list_id, 120)
     plain = redis.Redis.from_url(redis_url)
-    ttl = plain.pttl(b"otp:id:" + list_id)
+    ttl = plain.pttl(ID_PREFIX + list_id)
     plain.close()
     await ids.aclose()
     assert 119_000 < ttl <= 120_000

@@ -24,6 +24,7 @@ from otpserver.settings.overrides import (
 )
 from otpserver.settings.proxies import PROXY_HEADERS, TrustedProxies, parse_trusted_proxies
 from otpserver.settings.reader import EnvReader, EnvVar
+from otpserver.settings.store import RedisOptions
 
 Environment = Literal["production", "development"]
 _ENVIRONMENTS: tuple[Environment, ...] = ("production", "development")
@@ -41,7 +42,10 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("OTP_PORT", "8000", "port to listen on"),
     EnvVar("OTP_WORKERS", "1", "worker processes; more than one needs a shared store (redis://)"),
     EnvVar(
-        "OTP_STORE_URL", "memory://", "memory:// (one process) or redis://host:6379/0, rediss://..."
+        "OTP_STORE_URL",
+        "memory://",
+        "memory:// (one process), redis://host:6379/0, rediss://, unix://, "
+        "redis+sentinel://h1:26379,h2:26379/service or redis+cluster://h1:6379,h2:6379",
     ),
     EnvVar(
         "OTP_STORE_TIMEOUT_SECONDS", "1.0", "give up on the store after this long and answer 503"
@@ -179,6 +183,7 @@ class Settings:
     limit_overrides: LimitOverrides = field(default_factory=LimitOverrides)
     delivery: DeliveryConfig = field(default_factory=lambda: DeliveryConfig.from_env({}))
     test_credentials: Mapping[str, str] = field(default_factory=dict)
+    redis: RedisOptions = field(default_factory=RedisOptions)
 
     @property
     def is_development(self) -> bool:
@@ -197,10 +202,6 @@ class Settings:
         reader = EnvReader(env, ENV_VARS)
         environment = reader.choice("OTP_ENV", _ENVIRONMENTS)
         store_url = reader.required("OTP_STORE_URL")
-        if not store_url.startswith(("memory://", "redis://", "rediss://", "unix://")):
-            raise ConfigError(
-                "OTP_STORE_URL must start with memory://, redis://, rediss:// or unix://"
-            )
         overrides = {
             name: reader.integer(var, 0, 1_000_000)
             for var, name in POLICY_ENV_FIELDS.items()
@@ -224,6 +225,7 @@ class Settings:
             limit_overrides=parse_limit_overrides(env),
             delivery=DeliveryConfig.from_env(env),
             test_credentials=parse_test_credentials(env.get("OTP_TEST_CREDENTIALS", "")),
+            redis=RedisOptions.from_env(env),
         )
 
 

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from otpserver.settings.delivery import DELIVERY_ENV_VARS
 from otpserver.settings.environment import ENV_VARS
+from otpserver.settings.store import STORE_ENV_VARS
 
 SAMPLE_ENV_PATH = Path(__file__).parents[2] / "sample.env"
 
@@ -29,6 +30,7 @@ class Documented(Protocol):
 SECTIONS: tuple[tuple[str, Iterable[Documented]], ...] = (
     ("Server, store, keys and policy", ENV_VARS),
     ("Delivery (custom/send.py)", DELIVERY_ENV_VARS),
+    ("Redis store", STORE_ENV_VARS),
 )
 
 
