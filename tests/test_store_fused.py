@@ -10,6 +10,9 @@ import pytest
 from otpserver.stores import MemoryCounterStore, RedisCounterStore, RedisIdStore, redis_client
 from otpserver.stores.counters import Counter, Decision
 from tests.conftest import AppFactory
+from tests.support.redis_server import BACKENDS
+
+REDIS_BACKENDS = BACKENDS
 
 NOW = 1_800_000_000_000
 MINUTE = 60_000
@@ -113,6 +116,7 @@ async def test_a_charge_first_keeps_its_charge_when_the_rotation_loses(
     assert not (await counters.hit([counter(limit=1)], NOW)).allowed
 
 
+@pytest.mark.redis_backends("redis", "redis-py", "valkey")
 async def test_fusion_needs_the_same_server_and_database(
     stores: tuple[RedisIdStore, RedisCounterStore], redis_url: str
 ) -> None:

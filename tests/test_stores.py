@@ -22,7 +22,10 @@ from otpserver.stores.base import IdStore, KeyStore
 from otpserver.stores.connections import Argument, pack
 from otpserver.stores.redis import ID_PREFIX
 from tests.support.fakes import FakeClock
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import BACKENDS, RedisServer, plain_client
+
+STORES = ["memory", *BACKENDS]
+REDIS_BACKENDS = BACKENDS
 
 
 def new_id() -> bytes:
@@ -37,7 +40,7 @@ async def stores(
     if store == "memory":
         pair: tuple[IdStore, KeyStore] = (MemoryIdStore(clock=clock), MemoryKeyStore(clock=clock))
     else:
-        url = request.getfixturevalue("redis_url")
+        url = request.getfixturevalue("redis_deployments").url(store)
         pair = (RedisIdStore(redis_client(url, 1.0)), RedisKeyStore(redis_client(url, 1.0)))
     yield pair
     for s in pair:
@@ -169,9 +172,8 @@ async def test_redis_ids_carry_their_ttl(redis_url: str) -> None:
     ids = RedisIdStore(redis_client(redis_url, 1.0))
     list_id = new_id()
     await ids.add(list_id, 120)
-    plain = redis.Redis.from_url(redis_url)
-    ttl = plain.pttl(ID_PREFIX + list_id)
-    plain.close()
+    with plain_client(redis_url) as plain:
+        ttl = plain.pttl(ID_PREFIX + list_id)
     await ids.aclose()
     assert 119_000 < ttl <= 120_000
 
@@ -248,14 +250,13 @@ async def test_scripts_run_after_the_server_forgets_them(redis_url: str) -> None
     `SCRIPT FLUSH`) gets the source once more instead of answering NOSCRIPT."""
     ids = RedisIdStore(redis_client(redis_url, 1.0))
     old, new = new_id(), new_id()
-    plain = redis.Redis.from_url(redis_url)
     try:
         assert await ids.add(old, 60)
-        plain.script_flush()
+        with plain_client(redis_url) as plain:
+            plain.script_flush()
         assert await ids.rotate(old, new, 60)
         assert not await ids.rotate(old, new_id(), 60)
     finally:
-        plain.close()
         await ids.aclose()
 
 
@@ -286,6 +287,7 @@ async def test_calls_that_give_up_waiting_for_a_connection_leave_the_pool_whole(
         server.close()
 
 
+@pytest.mark.redis_backends("redis")
 async def test_closing_a_client_closes_a_connection_busy_at_the_time(redis_url: str) -> None:
     """`aclose` closes idle connections at once and a busy one when its reply is in."""
     client = redis_client(redis_url, 2.0)

@@ -11,11 +11,12 @@ is always redis-py's; this module only adapts every client to the few calls the 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from redis.asyncio import Redis, RedisCluster, Sentinel
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster, Sentinel
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -31,6 +32,10 @@ from otpserver.stores.connections import (
 )
 
 log = logging.getLogger("otpserver.stores")
+
+ROUTED_MAX_CONNECTIONS = 1024
+"""Connections per node for the Sentinel and Cluster clients, whose redis-py pools fail a
+call beyond their limit rather than wait: high enough that a burst never meets it."""
 
 
 class StoreClient(Protocol):
@@ -109,19 +114,33 @@ class MaintainedClient:
         self._server = server
         self._sentinel = sentinel
         self.wait_replicas = wait
+        self._cold = isinstance(client, RedisCluster)
+        self._warming = asyncio.Lock()
 
     @property
     def server(self) -> tuple[object, ...]:
         return self._server
 
     async def execute(self, *command: Argument) -> Any:
+        if self._cold:
+            await self._warm()
         try:
             return await self._client.execute_command(*_named(command))
         except (ReadOnlyError, MovedError):
             await self._dropped()
             raise
 
+    async def _warm(self) -> None:
+        # A cluster client's first calls all fetch the slot map; racing, they reset each
+        # other's fresh node connections. One fetch before any command avoids that.
+        async with self._warming:
+            if self._cold and isinstance(self._client, RedisCluster):
+                await self._client.initialize()
+            self._cold = False
+
     async def pipeline(self, commands: Sequence[Sequence[Argument]]) -> list[Any]:
+        if self._cold:
+            await self._warm()
         # Without a transaction: redis-py sends the commands together on one connection (on
         # a cluster, on the node owning their one hash slot) and reads the replies in order.
         pipe = self._client.pipeline(transaction=False)
@@ -216,7 +235,12 @@ def redis_client(
             )
         if parsed.client == "fast":
             log.warning("redis-py is outside the fast client's checked versions; using Redis")
-        plain = Redis.from_url(parsed.redis_url, **_options(timeout_seconds, max_connections))
+        # A blocking pool: a burst beyond `max_connections` waits for a free connection
+        # (within the store's deadline), as the fast client does, instead of failing.
+        pool = BlockingConnectionPool.from_url(
+            parsed.redis_url, timeout=timeout_seconds, **_options(timeout_seconds, max_connections)
+        )
+        plain = Redis(connection_pool=pool)
         return MaintainedClient(plain, _identity(parsed), wait=wait_replicas)
     if parsed.kind == "sentinel":
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
@@ -228,19 +252,23 @@ def redis_client(
                 "retry": Retry(NoBackoff(), 0),
             },
             **_tls(parsed),
-            **_options(timeout_seconds, max_connections),
+            **_options(timeout_seconds, ROUTED_MAX_CONNECTIONS),
             username=parsed.username,
             password=parsed.password,
             db=parsed.db,
         )
         primary = sentinel.master_for(parsed.service)
         return MaintainedClient(primary, _identity(parsed), wait=wait_replicas, sentinel=sentinel)
+    options = _options(timeout_seconds, ROUTED_MAX_CONNECTIONS)
+    # redis-py's own retries stay on a cluster: after a node fails over it refreshes the
+    # slot map and tries again (within the store's deadline, which bounds every call).
+    del options["retry"]
     cluster = RedisCluster(
         startup_nodes=[ClusterNode(host, port) for host, port in parsed.hosts],
         username=parsed.username,
         password=parsed.password,
         **_tls(parsed),
-        **_options(timeout_seconds, max_connections),
+        **options,
     )
     return MaintainedClient(cluster, _identity(parsed), wait=wait_replicas)
 

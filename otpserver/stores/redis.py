@@ -30,7 +30,6 @@ from otpserver.errors import ConfigError, StoreUnavailable
 from otpserver.stores.clients import StoreClient
 from otpserver.stores.connections import Argument, Script
 from otpserver.stores.counters import Counter, Decision
-from otpserver.stores.deadlines import SharedDeadline
 
 T = TypeVar("T")
 
@@ -186,7 +185,7 @@ class _RedisBackend:
 
     def __init__(self, client: StoreClient, timeout_seconds: float = 1.0) -> None:
         self._client = client
-        self._deadline = SharedDeadline(timeout_seconds)
+        self._timeout_seconds = timeout_seconds
         self._timeline = _Timeline()
         # WAIT gives up a little before the call's own deadline, so its answer still comes.
         self._wait_ms = max(1, int(timeout_seconds * 800))
@@ -199,12 +198,13 @@ class _RedisBackend:
     async def _call(self, operation: Awaitable[T]) -> T:
         """The one way every Redis call is made: bounded, and fails closed."""
         try:
-            return await self._deadline.run(operation)
+            async with asyncio.timeout(self._timeout_seconds):
+                return await operation
         except StoreWentBack as error:
             self._went_back(error)
             raise StoreUnavailable() from None
-        except (RedisError, OSError, TimeoutError):
-            raise StoreUnavailable() from None
+        except (RedisError, OSError, TimeoutError) as error:
+            raise StoreUnavailable() from error
 
     async def _guarded(self, *command: Argument, script: Script | None = None) -> Any:
         """`command` (or `script` on `command`'s keys and arguments), advancing the store
