@@ -78,7 +78,7 @@ async def compare(store_url: str, sessions: int, name: str) -> None:
                 times[limited].append(ms)
     for limited, app in apps.items():
         await clients[limited].aclose()
-        await app.state.endpoints.ids.aclose()
+        await app.state.verifications.ids.aclose()
         await app.state.key_store.aclose()
         await app.state.counters.aclose()
     without, with_limits = statistics.median(times[False]), statistics.median(times[True])
@@ -91,16 +91,26 @@ async def compare(store_url: str, sessions: int, name: str) -> None:
 async def decision_cost(store_url: str, name: str, decisions: int = 5000) -> None:
     """Microseconds per decision at the limiter itself, no HTTP: a send's charge."""
     app = build(store_url, True, RecordingSender())
-    limiter: Limiter = app.state.endpoints.limiter
+    limiter: Limiter = app.state.verifications.limiter
     scope = {"type": "http", "client": ("198.51.100.7", 40000), "headers": []}
     now = int(time.time())
     for i in range(200):  # warm-up: connections, the script cache
-        await limiter.charge_send(scope, Credential("email", f"warm{i}@example.com"), now)
+        await limiter.charge(
+            "send",
+            credential=Credential("email", f"warm{i}@example.com"),
+            address=limiter.address_bucket(scope),
+            now=now,
+        )
     started = time.perf_counter()
     for i in range(decisions):
-        await limiter.charge_send(scope, Credential("email", f"{name}{i}@example.com"), now)
+        await limiter.charge(
+            "send",
+            credential=Credential("email", f"{name}{i}@example.com"),
+            address=limiter.address_bucket(scope),
+            now=now,
+        )
     elapsed = time.perf_counter() - started
-    await app.state.endpoints.ids.aclose()
+    await app.state.verifications.ids.aclose()
     await app.state.key_store.aclose()
     await app.state.counters.aclose()
     print(f"{name:>6}: {elapsed * 1e6 / decisions:.1f} us per send decision (4 counters)")

@@ -63,7 +63,7 @@ def prefill(ids: MemoryIdStore, count: int, lifetime_seconds: int) -> None:
 def build_prefilled() -> OtpApp:
     """`otpserver.asgi:build` plus `BENCH_LIVE_SESSIONS` live IDs (an ASGI factory)."""
     app = create_app(Settings.from_env(), HOOKS)
-    ids = app.state.endpoints.ids
+    ids = app.state.verifications.ids
     if not isinstance(ids, MemoryIdStore):
         raise SystemExit("BENCH_LIVE_SESSIONS needs OTP_STORE_URL=memory://")
     count = int(os.environ.get("BENCH_LIVE_SESSIONS", "0"))

@@ -20,6 +20,7 @@ from bench.serve import prefill, rss_bytes
 from custom import HOOKS
 from otpserver.hooks import Hooks
 from otpserver.http.app import create_app
+from otpserver.settings.api import ApiSettings
 from otpserver.settings.delivery import DeliveryConfig
 from otpserver.settings.environment import Settings
 from otpserver.stores import MemoryIdStore
@@ -53,6 +54,7 @@ async def cookie_sizes() -> dict[str, Any]:
         env="production",
         master_key=bytes(range(32)),
         delivery=DeliveryConfig.from_env({"OTP_AUTOFILL_DOMAIN": "example.com"}),
+        api=ApiSettings(issuer="https://example.com"),
     )
     app = create_app(settings, hooks)
     policy = app.state.policy
@@ -88,7 +90,7 @@ async def cookie_sizes() -> dict[str, Any]:
             "longest",
             [longest_email(i) for i in range(policy.max_credentials)],
         )
-    await app.state.endpoints.ids.aclose()
+    await app.state.verifications.ids.aclose()
     return results
 
 

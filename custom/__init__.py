@@ -1,18 +1,20 @@
 """The hooks a fork edits, gathered into one `Hooks` value for the composition root.
 
-Each module here opens with what to edit and why; this file only wires them together.
+One file per decision: `credential.py` (what a client may ask a code for), `otp.py` (the
+code's rules), `limits.py` (the abuse limits), `send.py` (delivery), `final.py` (what a
+verified code does), `stores.py` (where IDs, keys, counters and markers live), and `templates/`
+(the messages, one folder per language). This file only wires them together.
 """
 
 from __future__ import annotations
 
 from custom.credential import CreateRequest
 from custom.final import final
-from custom.id import make_id_store
-from custom.kms import make_key_store
-from custom.limits import LIMITS, make_counter_store
+from custom.limits import LIMITS
 from custom.otp import POLICY, generate_code
 from custom.send import make_sender
-from otpserver.hooks import Hooks
+from custom.stores import make_counter_store, make_id_store, make_key_store, make_marker_store
+from otpserver import Hooks
 
 HOOKS = Hooks(
     credential_body=CreateRequest,
@@ -24,4 +26,5 @@ HOOKS = Hooks(
     make_key_store=make_key_store,
     limits=LIMITS,
     make_counter_store=make_counter_store,
+    make_marker_store=make_marker_store,
 )

@@ -11,13 +11,21 @@ What the core guarantees before calling
     The core adds a `Set-Cookie` that clears (or shrinks) the OTP cookie to your response.
 
 What to raise
-    An `otpserver.errors.OtpError` subclass to refuse with a clear code (the code is spent
+    An `otpserver.OtpError` subclass to refuse with a clear code (the code is spent
     either way). Anything else becomes 500 `SERVER`; keep side effects idempotent or
     transactional, because a crash here cannot be retried with the same code.
 
+    `verified.result` is the signed result of this verification (SPEC §11): a short-lived
+    compact JWS (EdDSA) naming the credential, with `aud` set to `OTP_RESULT_AUDIENCE`. Any
+    server can check it offline against `GET /.well-known/jwks.json` (see the README, "From
+    your backend"); it is None only when the core was built without a signer.
+
 Trade-offs of the default
-    Returns the verified credential as JSON and nothing else: safe for a demo and for
-    ownership checks a front end confirms itself, but it proves nothing to another server.
+    Returns the verified credential and the signed result as JSON. The page hands `result`
+    to its own backend, which verifies it before trusting the credential: the credential
+    field alone proves nothing to another server, since a browser can send any JSON it
+    likes. If your backend runs this hook's job itself (it receives no request from here),
+    replace the body with your session logic instead.
 """
 
 from __future__ import annotations
@@ -25,15 +33,16 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from otpserver.hooks import VerifiedCredential
+from otpserver import VerifiedCredential
 
 
 async def final(verified: VerifiedCredential, request: Request) -> Response:
-    """200 `{"verified": true, "credential": ..., "channel": ...}`."""
+    """200 `{"verified": true, "credential": ..., "channel": ..., "result": ...}`."""
     return JSONResponse(
         {
             "verified": True,
             "credential": verified.credential.address,
             "channel": verified.credential.channel,
+            "result": verified.result,
         }
     )

@@ -1,13 +1,10 @@
 """Edit this file to change the abuse limits: how many codes, guesses and SMS anyone may get.
 
 Contract
-    `LIMITS` is an `otpserver.limits.LimitPolicy`; the environment may override single
-    values (`OTP_LIMIT_*`, `OTP_SMS_*`, see `sample.env`), and the result is checked at
-    start-up (`max_failures` at most 100, every window and allowance at least 1, a `"*"`
-    entry in `channel_sends_per_hour`). `make_counter_store(settings)` returns the
-    `CounterStore` (see `otpserver.hooks.CounterStore`) that keeps the counts: `hit` must
-    check every counter of a request and charge all of them or none, atomically across every
-    process that serves the same users; keys must expire by themselves.
+    `LIMITS` is a `LimitPolicy`; the environment may override single values (`OTP_LIMIT_*`,
+    `OTP_SMS_*`, see `sample.env`), and the result is checked at start-up (`max_failures` at
+    most 100, every window and allowance at least 1, a `"*"` entry in
+    `channel_sends_per_hour`). Where the counts are kept is decided in `custom/stores.py`.
 
 What the core guarantees
     Counters are charged after the request is validated and before anything is sent or
@@ -18,8 +15,7 @@ What the core guarantees
     the SMS lists is a 400 `CREDENTIAL:INVALID` instead, because waiting will not help.
 
 What to raise
-    From a store: `otpserver.errors.StoreUnavailable` when the backend cannot answer; the
-    server then answers 503 and sends nothing (it fails closed).
+    Nothing: a broken policy is refused at start-up with a line naming what to fix.
 
 The limits and what each one stops
     * `max_failures` consecutive wrong codes lock a credential for `lockout_seconds`, across
@@ -50,36 +46,9 @@ Trade-offs of the default
 
 from __future__ import annotations
 
-from otpserver.limits.rules import LimitPolicy
-from otpserver.settings.environment import Settings
-from otpserver.stores import MemoryCounterStore, RedisCounterStore, redis_client
-from otpserver.stores.base import CounterStore
+from otpserver import LimitPolicy
 
-LIMITS = LimitPolicy(
-    max_failures=10,
-    failure_window_seconds=86400,
-    lockout_seconds=900,
-    credential_sends=5,
-    credential_window_seconds=600,
-    address_requests=30,
-    address_verifies=60,
-    address_window_seconds=600,
-    channel_sends_per_hour={"email": 5000, "phone": 500, "*": 1000},
-    sms_channel="phone",
-    sms_allowlist=(),
-    sms_denylist=(),
-    prefix_digits=6,
-    prefix_sends=20,
-    prefix_window_seconds=3600,
-    prefix_breaker_seconds=3600,
-)
-
-
-def make_counter_store(settings: Settings) -> CounterStore:
-    """The counter store on the same backend as the IDs: memory://, or Redis (one script call
-    per decision)."""
-    if settings.uses_memory_store:
-        return MemoryCounterStore(max_counters=settings.memory_max_counters)
-    timeout = settings.store_timeout_seconds
-    wait = settings.redis.wait_replicas
-    return RedisCounterStore(redis_client(settings.store_url, timeout, wait_replicas=wait), timeout)
+LIMITS = LimitPolicy()
+"""The shipped limits (see the README's configuration table). To change one, name it:
+`LimitPolicy(credential_sends=3, sms_allowlist=("GB", "IE"))`; fields you leave out keep
+their defaults."""

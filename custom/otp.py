@@ -16,29 +16,24 @@ What to raise
     error propagate (500) rather than fall back to a weaker source. Never use `random`.
 
 Trade-offs of the default
-    Six decimal digits (10^6 codes) with 3 attempts per code gives an attacker a
-    3-in-a-million chance per code; the abuse limits cap how many codes they can get.
-    Digits type fastest on phones. For codes people read aloud, an alphabet without
-    look-alikes (e.g. "ACDEFHJKMNPRTUVWXY3479") with length 6 gives ~3.7·10^7 codes.
-    `failure_block_seconds` slows guessing within a code: no wait after the first wrong
-    code, 5 seconds after the second.
+    Decimal digits type fastest on phones. With `max_attempts` tries per code an attacker
+    guesses one in `10**length / max_attempts` codes; the abuse limits cap how many codes
+    they can get. For codes people read aloud, an alphabet without look-alikes (e.g.
+    "ACDEFHJKMNPRTUVWXY3479") gives 22**length codes. `failure_block_seconds` slows
+    guessing within a code: no wait after the first wrong code, a few seconds after the
+    second. The shipped values are in the README's configuration table (they come from
+    `otpserver/settings/defaults.py`, the one place they are written).
 """
 
 from __future__ import annotations
 
-from otpserver.otp.codes import random_code
-from otpserver.otp.policy import OtpPolicy
+from otpserver import OtpPolicy, random_code
 
-POLICY = OtpPolicy(
-    length=6,
-    alphabet="0123456789",
-    ttl_seconds=300,
-    max_attempts=3,
-    resend_cooldown_seconds=30,
-    max_resends=3,
-    max_credentials=3,
-    failure_block_seconds=(0, 5),
-)
+POLICY = OtpPolicy()
+"""The shipped defaults (see the README's configuration table). To change a rule, name it:
+`OtpPolicy(length=8, alphabet="ACDEFHJKMNPRTUVWXY3479", ttl_seconds=600)`; fields you leave
+out keep their defaults: `length`, `alphabet`, `ttl_seconds`, `max_attempts`,
+`resend_cooldown_seconds`, `max_resends`, `max_credentials`, `failure_block_seconds`."""
 
 
 def generate_code(policy: OtpPolicy) -> str:

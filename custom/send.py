@@ -16,7 +16,7 @@ What the core guarantees before calling `send`
     used cookie, no counted resend.
 
 What to raise
-    `otpserver.hooks.DeliveryError` for every failure (the client gets `SEND:FAILED`, 502).
+    `otpserver.DeliveryError` for every failure (the client gets `SEND:FAILED`, 502).
     Its message is logged, so it must never contain the code. Anything else is a bug and
     becomes a 500.
 
@@ -31,9 +31,8 @@ The default
 Swapping a provider takes a few lines. For example, to send SMS through another API while
 keeping SMTP for email:
 
-    from otpserver.delivery import ChannelSender, SmtpSender, Templates
-    from otpserver.errors import ConfigError
-    from otpserver.hooks import DeliveryError, OutgoingCode
+    from otpserver import ChannelSender, ConfigError, DeliveryError, OutgoingCode
+    from otpserver import SmtpSender, Templates
 
     class AcmeSmsSender:
         development_only = False
@@ -68,18 +67,12 @@ Trade-offs
     with any provider. SMS costs money per message and attracts toll fraud (SMS pumping):
     keep the send limits tight and accept only the countries you serve. A webhook keeps
     provider keys out of this server at the price of running a gateway that must check the
-    signature (`otpserver.delivery.verify_webhook_signature`).
+    signature (`otpserver.verify_webhook_signature`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from otpserver.delivery import build_sender
-
-if TYPE_CHECKING:
-    from otpserver.delivery.message import Sender
-    from otpserver.settings.environment import Settings
+from otpserver import Sender, Settings, build_sender
 
 
 def make_sender(settings: Settings) -> Sender:

@@ -1,44 +1,21 @@
-"""`python -m otpserver`: check the configuration, then serve with uvicorn."""
+"""`python -m otpserver`: the command line (`otpserver.cli`), serving with uvicorn by default."""
 
 from __future__ import annotations
 
-import base64
-import logging
-import os
 import sys
 
 import uvicorn
 
-from otpserver.errors import ConfigError
-from otpserver.settings.environment import MASTER_KEY_BYTES, Settings
+from otpserver.observability.logs import logging_config
+from otpserver.settings.environment import Settings
 
 
 def main() -> int:
-    """Start the server, or print one line naming the bad variable and exit with 2."""
-    try:
-        # Imported here, inside the error handling, because importing it loads `custom/`.
-        from otpserver import asgi
+    """Run the command line with this module's `serve`; return the exit status."""
+    # Imported here so `serve` stays importable (by the benchmark) without loading `custom/`.
+    from otpserver import cli
 
-        asgi.configure_logging()
-        settings = Settings.from_env()
-        ephemeral = settings.is_development and settings.master_key is None
-        if ephemeral:
-            # Every worker must seal with the same keys, so the ephemeral key is made once
-            # here and inherited through the environment; it is never printed.
-            os.environ["OTP_MASTER_KEY"] = (
-                base64.urlsafe_b64encode(os.urandom(MASTER_KEY_BYTES)).rstrip(b"=").decode()
-            )
-        # Build once in this process so bad hooks or settings fail before any worker starts.
-        asgi.build()
-        if ephemeral:
-            logging.getLogger("otpserver").warning(
-                "development mode: generated an ephemeral OTP_MASTER_KEY; cookies die on restart"
-            )
-    except ConfigError as error:
-        print(f"otpserver: configuration error: {error}", file=sys.stderr)
-        return 2
-    serve("otpserver.asgi:build", settings)
-    return 0
+    return cli.main(sys.argv[1:], serve)
 
 
 def serve(
@@ -70,7 +47,9 @@ def serve(
         proxy_headers=False,
         server_header=False,
         access_log=access_log,
-        log_level="info",
+        # One configuration, applied by uvicorn in the supervisor and in every worker.
+        log_config=logging_config(settings.operations.log_format, settings.operations.log_level),
+        log_level=settings.operations.log_level.lower(),
     )
 
 

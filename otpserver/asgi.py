@@ -7,29 +7,29 @@ from `OTP_TRUSTED_PROXIES`, never from the server's own proxy-header rewriting).
 
 from __future__ import annotations
 
-import logging
-
 from custom import HOOKS
 from otpserver.http.app import OtpApp, create_app
+from otpserver.observability import logs
 from otpserver.settings.environment import Settings
+from otpserver.settings.operations import OperationsConfig
 
-LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
-
-def configure_logging() -> None:
+def configure_logging(operations: OperationsConfig | None = None) -> None:
     """The server's log setup, in every process that serves: with `OTP_WORKERS` > 1 each
     worker is a fresh interpreter that runs `build`, not `python -m otpserver`'s `main`.
 
-    Leaves an already configured root logger alone (an embedding application's, or a test
-    runner's), but always quiets httpx: it logs every request's full URL at INFO, and a
-    provider URL may carry a token in its query (OTP_SMS_WEBHOOK_URL allows one); the
-    senders log their own failures safely.
+    `python -m otpserver` applies the same configuration through uvicorn's `log_config`,
+    in the supervisor and in every worker; another server (gunicorn, granian, uvicorn run
+    by hand) gets it here. An already configured root logger (an embedding application's,
+    or a test runner's) is left alone, except that httpx is always held to warnings: it
+    logs every request's full URL, and a provider URL may carry a token in its query.
     """
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    chosen = operations or OperationsConfig()
+    logs.configure_logging(chosen.log_format, chosen.log_level)
 
 
 def build() -> OtpApp:
     """The application configured from the environment and the hooks in `custom/`."""
-    configure_logging()
-    return create_app(Settings.from_env(), HOOKS)
+    settings = Settings.from_env()
+    configure_logging(settings.operations)
+    return create_app(settings, HOOKS)

@@ -97,9 +97,24 @@ class TooManyCredentials(OtpError):
 
 
 class RateLimited(OtpError):
+    """A limit refused the request. `refused_by` names the limits that said no, for the
+    server's own use (a locked credential is a domain outcome on `/v1`); it never reaches
+    the client, which learns only when to come back."""
+
     code = "RATE:LIMITED"
     status = 429
     message = "Too many requests. Try again later."
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        extra: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        refused_by: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(message, extra=extra, headers=headers)
+        self.refused_by = refused_by
 
 
 class OriginNotAllowed(OtpError):
@@ -142,6 +157,41 @@ class StoreUnavailable(OtpError):
     message = "The service is temporarily unavailable. Try again later."
 
 
+class ApiUnauthorized(OtpError):
+    """A `/v1` request without a valid API key (missing, malformed, unknown or revoked)."""
+
+    code = "API:UNAUTHORIZED"
+    status = 401
+    message = "A valid API key is required: Authorization: Bearer otpk_..."
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class ApiForbidden(OtpError):
+    code = "API:FORBIDDEN"
+    status = 403
+    message = "This API key is not allowed to use this route."
+
+
+class IdempotencyKeyInvalid(OtpError):
+    code = "IDEMPOTENCY:INVALID_KEY"
+    status = 400
+    message = "Idempotency-Key must be 1 to 255 printable ASCII characters."
+
+
+class IdempotencyMismatch(OtpError):
+    code = "IDEMPOTENCY:MISMATCH"
+    status = 422
+    message = "This Idempotency-Key was used with a different request body."
+
+
+class IdempotencyInFlight(OtpError):
+    code = "IDEMPOTENCY:IN_FLIGHT"
+    status = 409
+    message = "A request with this Idempotency-Key is still running. Retry shortly."
+
+
 ERROR_CLASSES: tuple[type[OtpError], ...] = (
     CredentialInvalid,
     OtpInvalidFormat,
@@ -159,9 +209,26 @@ ERROR_CLASSES: tuple[type[OtpError], ...] = (
     UnsupportedMediaType,
     SendFailed,
     StoreUnavailable,
+    ApiUnauthorized,
+    ApiForbidden,
+    IdempotencyKeyInvalid,
+    IdempotencyMismatch,
+    IdempotencyInFlight,
     ServerError,
 )
 
 
 class ConfigError(Exception):
-    """Bad configuration found at start-up; the message is one line naming the variable."""
+    """Bad configuration found at start-up: one line per problem, each naming its variable.
+
+    `problems` holds the lines; `str()` joins them with newlines, so a single problem reads
+    as the one line it is. Start-up collects every problem it finds before raising
+    (`otpserver.settings.reader.ConfigProblems`), so an operator fixes them all in one go.
+    """
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__(*problems)
+        self.problems: tuple[str, ...] = problems
+
+    def __str__(self) -> str:
+        return "\n".join(self.problems)

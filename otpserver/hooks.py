@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING
 
 from otpserver.delivery.message import Sender
 from otpserver.otp.credentials import Credential, CredentialBody
-from otpserver.stores.base import CounterStore, IdStore, KeyStore
+from otpserver.otp.policy import CodeGenerator, OtpPolicy
+from otpserver.stores.base import CounterStore, IdStore, KeyStore, MarkerStore
 
 if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
 
     from otpserver.limits.rules import LimitPolicy
-    from otpserver.otp.policy import OtpPolicy
     from otpserver.settings.environment import Settings
 
 
@@ -30,13 +30,13 @@ class VerifiedCredential:
 
     credential: Credential
     verified_at: float
+    result: str | None = None
+    """The signed result of this verification (SPEC §11): a compact JWS the page can hand
+    to its own backend, which checks it against `/.well-known/jwks.json`."""
 
 
 FinalHook = Callable[[VerifiedCredential, "Request"], Awaitable["Response"]]
 """Runs exactly once per successful code; its response is the verify response."""
-
-CodeGenerator = Callable[["OtpPolicy"], str]
-"""Returns a fresh code drawn uniformly from the policy's alphabet with the policy's length."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,3 +52,4 @@ class Hooks:
     make_key_store: Callable[[Settings], KeyStore]
     limits: LimitPolicy
     make_counter_store: Callable[[Settings], CounterStore]
+    make_marker_store: Callable[[Settings], MarkerStore]

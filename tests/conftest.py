@@ -10,19 +10,22 @@ from typing import Any
 import httpx
 import pytest
 
-from custom import HOOKS
 from otpserver.delivery import DeliveryConfig
 from otpserver.hooks import Hooks
 from otpserver.http.app import OtpApp, create_app
+from otpserver.settings.api import ApiSettings
 from otpserver.settings.environment import Settings
 from otpserver.stores import (
     MemoryIdStore,
     MemoryKeyStore,
+    MemoryMarkerStore,
     RedisIdStore,
     RedisKeyStore,
+    RedisMarkerStore,
     redis_client,
 )
 from tests.support.fakes import FakeClock, RecordingSender
+from tests.support.hooks import HOOKS
 from tests.support.peers import Peers
 from tests.support.redis_server import Deployments, RedisServer, external_redis_url
 
@@ -34,6 +37,9 @@ STORES = ["memory", "redis"]
 `redis_backends` marker narrows them."""
 PUBLIC_SITE = DeliveryConfig(autofill_domain="otp.example.com")
 """Production requires the site name for messages; the tests' clients use this host."""
+ISSUER = "https://otp.example.com"
+SIGNING = ApiSettings(issuer=ISSUER)
+"""Production requires the issuer of signed results."""
 
 
 @pytest.fixture(scope="session")
@@ -131,6 +137,7 @@ async def make_app(
             "master_key": MASTER_KEY,
             "store_url": url,
             "delivery": PUBLIC_SITE,
+            "api": SIGNING,
         }
         values.update(settings)
         hooks = test_hooks(hooks, clock, None if real_sender else sender)
@@ -145,9 +152,10 @@ async def make_app(
 
 async def close_app(app: OtpApp) -> None:
     """Release the store connections an app opened (what its lifespan does on shutdown)."""
-    await app.state.endpoints.ids.aclose()
+    await app.state.verifications.ids.aclose()
     await app.state.key_store.aclose()
     await app.state.counters.aclose()
+    await app.state.markers.aclose()
 
 
 def test_hooks(hooks: Hooks, clock: FakeClock, sender: RecordingSender | None) -> Hooks:
@@ -168,7 +176,19 @@ def test_hooks(hooks: Hooks, clock: FakeClock, sender: RecordingSender | None) -
             return MemoryKeyStore(clock=clock)
         return RedisKeyStore(redis_client(settings.store_url, settings.store_timeout_seconds))
 
-    hooks = dataclasses.replace(hooks, make_id_store=ids, make_key_store=keys)
+    def markers(settings: Settings) -> Any:
+        if settings.uses_memory_store:
+            return MemoryMarkerStore(clock=clock)
+        client = redis_client(
+            settings.store_url,
+            settings.store_timeout_seconds,
+            wait_replicas=settings.redis.wait_replicas,
+        )
+        return RedisMarkerStore(client, settings.store_timeout_seconds)
+
+    hooks = dataclasses.replace(
+        hooks, make_id_store=ids, make_key_store=keys, make_marker_store=markers
+    )
     if sender is None:
         return hooks
     return dataclasses.replace(hooks, make_sender=lambda settings: sender)

@@ -7,7 +7,6 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from custom import HOOKS
 from otpserver.delivery import DeliveryConfig
 from otpserver.errors import ConfigError
 from otpserver.http.app import OtpApp
@@ -15,6 +14,7 @@ from otpserver.settings.environment import Settings
 from tests.conftest import MASTER_KEY, AppFactory
 from tests.support.api import Browser
 from tests.support.fakes import RecordingSender
+from tests.support.hooks import HOOKS
 
 DEV_COOKIE = "otp"
 

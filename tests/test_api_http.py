@@ -10,13 +10,13 @@ import pytest
 from starlette.requests import Request
 from starlette.responses import Response
 
-from custom import HOOKS
 from otpserver.hooks import VerifiedCredential
 from otpserver.http.app import ExactRoute, OtpApp
 from tests.conftest import AppFactory
 from tests.support.api import Browser
 from tests.support.asgi import post
 from tests.support.fakes import RecordingSender
+from tests.support.hooks import HOOKS
 
 SECURITY_HEADERS = {
     "cache-control": "no-store",

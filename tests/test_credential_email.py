@@ -1,4 +1,4 @@
-"""The email fast path in custom/credential.py: a strict subset of what the validator accepts.
+"""The email fast path in otpserver/otp/addresses.py: a strict subset of what the validator accepts.
 
 `plain_email` lets everyday addresses skip `email_validator`; it is only sound if every
 address it accepts is one the validator accepts with the same normalized form. These
@@ -16,7 +16,7 @@ from email_validator import EmailNotValidError, validate_email
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from custom.credential import normalize_email, plain_email
+from otpserver.otp.addresses import normalize_email, plain_email
 
 ATEXT = string.ascii_letters + string.digits + "!#$%&'*+/=?^_`{|}~-"
 LABEL_CHARS = string.ascii_letters + string.digits + "-"

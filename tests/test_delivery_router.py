@@ -6,7 +6,6 @@ import io
 
 import pytest
 
-from custom.send import make_sender
 from otpserver.delivery import (
     ChannelSender,
     ConsoleSender,
@@ -24,7 +23,6 @@ from otpserver.delivery import (
 from otpserver.delivery.message import DeliveryError, OutgoingCode, Sender
 from otpserver.errors import ConfigError
 from otpserver.otp.credentials import Credential
-from otpserver.settings.environment import Settings
 
 SMTP = SmtpConfig(host="smtp.example.com", from_address="otp@example.com")
 WEBHOOK = WebhookConfig(url="https://sms.example.com/send", secret="s" * 32)
@@ -125,13 +123,6 @@ async def test_production_build_uses_the_configured_providers(
         assert isinstance(sender.by_channel["phone"], sms_type)
     finally:
         await sender.aclose()
-
-
-async def test_custom_send_builds_from_settings() -> None:
-    """`custom.send.make_sender` builds the default sender from the settings' delivery part."""
-    assert isinstance(make_sender(Settings(env="development")), OutboxSender)
-    with pytest.raises(ConfigError, match="OTP_EMAIL_PROVIDER"):
-        make_sender(Settings(env="production"))
 
 
 async def test_a_channel_set_to_none_is_switched_off() -> None:

@@ -35,12 +35,12 @@ from schemathesis import Case, CheckContext, CheckFunction, Response
 from schemathesis.config import SchemathesisConfig
 from schemathesis.python.asgi import ASGIClient
 
-from custom import HOOKS
 from otpserver.http.app import OtpApp, create_app
 from otpserver.settings.environment import Settings
 from otpserver.settings.overrides import LimitOverrides
-from tests.conftest import MASTER_KEY, MASTER_KEY_TEXT, PUBLIC_SITE, test_hooks
+from tests.conftest import MASTER_KEY, MASTER_KEY_TEXT, PUBLIC_SITE, SIGNING, test_hooks
 from tests.support.fakes import FakeClock, RecordingSender
+from tests.support.hooks import HOOKS
 from tests.support.hygiene import RecordCapture, assert_no_leaks, captured_records
 from tests.support.process import ROOT
 
@@ -207,6 +207,7 @@ class FuzzTarget:
         settings = Settings(
             master_key=MASTER_KEY,
             delivery=PUBLIC_SITE,
+            api=SIGNING,
             # Resends are allowed at once, so fuzzed resends reach the sender.
             policy_overrides={"resend_cooldown_seconds": 0},
             limit_overrides=LimitOverrides(

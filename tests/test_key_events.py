@@ -14,16 +14,16 @@ import httpx
 import pytest
 import redis
 
-from custom import HOOKS
 from otpserver.crypto import envelope
 from otpserver.crypto.keyring import KEY_CACHE_SECONDS
 from otpserver.http.app import OtpApp, create_app
 from otpserver.http.cookies import b64decode
 from otpserver.settings.environment import Settings
 from otpserver.stores.redis import KEY_PREFIX
-from tests.conftest import MASTER_KEY, MASTER_KEY_TEXT, PUBLIC_SITE, close_app, test_hooks
+from tests.conftest import MASTER_KEY, MASTER_KEY_TEXT, PUBLIC_SITE, SIGNING, close_app, test_hooks
 from tests.support.api import Browser, wrong
 from tests.support.fakes import FakeClock, RecordingSender
+from tests.support.hooks import HOOKS
 from tests.support.hygiene import assert_no_leaks, captured_records, redis_key_material
 from tests.support.process import ServerProcess
 from tests.support.remote import RemoteBrowser, Seen, burst
@@ -68,6 +68,7 @@ async def instances(redis_url: str) -> AsyncIterator[Instances]:
         master_key=MASTER_KEY,
         store_url=redis_url,
         delivery=PUBLIC_SITE,
+        api=SIGNING,
         kek_rotation_seconds=ROTATION_SECONDS,
         limit_overrides=NO_LIMITS,
         policy_overrides={"ttl_seconds": TTL_SECONDS},

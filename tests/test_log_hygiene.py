@@ -8,12 +8,13 @@ sweeps the captured records at DEBUG and a real server's whole output.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import io
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -21,18 +22,20 @@ import redis
 from starlette.requests import Request
 from starlette.responses import Response
 
-from custom import HOOKS
 from otpserver.crypto.keyring import KEY_CACHE_SECONDS
 from otpserver.delivery import ConsoleSender
 from otpserver.delivery.message import OutgoingCode
 from otpserver.hooks import VerifiedCredential
 from otpserver.http.app import OtpApp
 from otpserver.otp.credentials import Credential
+from otpserver.settings.api import ApiSettings
 from otpserver.settings.overrides import LimitOverrides
 from otpserver.stores.redis import KEY_PREFIX
-from tests.conftest import MASTER_KEY, MASTER_KEY_TEXT, AppFactory
+from tests.conftest import ISSUER, MASTER_KEY, MASTER_KEY_TEXT, AppFactory
+from tests.support import factors as factor_support
 from tests.support.api import Browser, wrong
 from tests.support.fakes import FakeClock, RecordingSender
+from tests.support.hooks import HOOKS
 from tests.support.hygiene import (
     assert_no_leaks,
     captured_records,
@@ -149,7 +152,10 @@ async def test_every_logging_path_of_the_app_logs_no_secret(
     for expected in ("rate limited", "delivery failed", "unhandled error", "Traceback"):
         assert expected in kinds, f"the run never logged {expected!r}"
     cookies = [c for b in (browser, *others, removed, recovered) for c in b.history]
-    assert_no_leaks(records.text, [*secrets, *cookies, *(m.code for m in sender.sent)])
+    assert "audit otp.failed" in kinds, "the sweep never saw an audit event"
+    # Audit events name credentials only by HMAC and mask: no address appears in clear.
+    addresses = {m.credential.address for m in sender.sent}
+    assert_no_leaks(records.text, [*secrets, *cookies, *(m.code for m in sender.sent), *addresses])
 
 
 class _Webhook(BaseHTTPRequestHandler):
@@ -218,3 +224,66 @@ async def test_a_real_server_logs_no_secret(redis_url: str, sms_gateway: str) ->
     assert len(_Webhook.received) == 1
     secrets = [*seen.secrets(), MASTER_KEY_TEXT, WEBHOOK_TOKEN, WEBHOOK_SECRET]
     assert_no_leaks(output, [*secrets, *redis_key_material(redis_url, MASTER_KEY)])
+
+
+async def test_second_factor_paths_log_no_secret(
+    make_app: AppFactory, store: str, clock: FakeClock, client_for: Callable[[OtpApp], Any]
+) -> None:
+    """Enrolment, confirmation, verification, generation and redemption, right and wrong,
+    and tampered, are audited and log no TOTP secret, URI, QR code, code, blob, result or
+    subject."""
+    keys = factor_support.api_keys("totp", "backup_codes", "devices")
+    with captured_records() as capture:
+        client = client_for(make_app(store, api=ApiSettings(issuer=ISSUER, keys=keys)))
+        seen: list[str] = [factor_support.API_KEY, factor_support.SUBJECT]
+        started = await factor_support.call(
+            client,
+            "/v1/totp/enrolments",
+            {"subject": factor_support.SUBJECT, "account": "ada@example.com"},
+        )
+        secret = started["secret"]
+        seen += [secret, started["uri"], started["qr"], started["pending"]]
+        seen += encodings(base64.b32decode(secret + "=" * (-len(secret) % 8)))
+        code = factor_support.app_code(secret, clock.now)
+        confirmed = await factor_support.call(
+            client,
+            "/v1/totp/enrolments/confirm",
+            {"subject": factor_support.SUBJECT, "pending": started["pending"], "code": code},
+        )
+        seen += [code, confirmed["enrolment"]]
+        clock.advance(30)
+        code = factor_support.app_code(secret, clock.now)
+        for attempt in (code, code, "000000", "12345x"):
+            await client.post(
+                "/v1/totp/verify",
+                json={
+                    "subject": factor_support.SUBJECT,
+                    "enrolment": confirmed["enrolment"],
+                    "code": attempt,
+                },
+                headers=factor_support.auth(),
+            )
+        made = await factor_support.call(
+            client, "/v1/backup-codes", {"subject": factor_support.SUBJECT, "count": 5}
+        )
+        seen += [made["set"], *made["codes"], *(c.replace("-", "") for c in made["codes"])]
+        for attempt in (made["codes"][0], made["codes"][0], "0000-0000-0000-0000", "x"):
+            response = await client.post(
+                "/v1/backup-codes/redeem",
+                json={"subject": factor_support.SUBJECT, "set": made["set"], "code": attempt},
+                headers=factor_support.auth(),
+            )
+            seen += [str(v) for k, v in response.json().items() if k in ("set", "result")]
+        await client.post(
+            "/v1/totp/verify",
+            json={"subject": "user-2", "enrolment": confirmed["enrolment"] + "x", "code": code},
+            headers=factor_support.auth(),
+        )
+    for event in (
+        "totp.enrolled",
+        "totp.verified",
+        "backup_codes.generated",
+        "backup_code.redeemed",
+    ):
+        assert f"audit {event}" in capture.text
+    assert_no_leaks(capture.text, seen)

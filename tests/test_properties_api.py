@@ -23,7 +23,7 @@ import redis
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from custom.credential import normalize_email, normalize_phone
+from otpserver.otp.addresses import normalize_email, normalize_phone
 from otpserver.stores.redis import ID_PREFIX
 from tests.conftest import MASTER_KEY, MASTER_KEY_TEXT
 from tests.support.api import Browser, wrong

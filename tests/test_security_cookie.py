@@ -12,13 +12,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from custom import HOOKS
 from otpserver.http.app import OtpApp, create_app
 from otpserver.http.cookies import b64decode
 from otpserver.settings.environment import Settings
-from tests.conftest import MASTER_KEY, PUBLIC_SITE, AppFactory, test_hooks
+from tests.conftest import MASTER_KEY, PUBLIC_SITE, SIGNING, AppFactory, test_hooks
 from tests.support.api import Browser
 from tests.support.fakes import FakeClock, RecordingSender
+from tests.support.hooks import HOOKS
 from tests.support.mutations import cookie_mutations, header_safe
 
 T = TypeVar("T")
@@ -118,7 +118,7 @@ class SyncSession:
         sender = RecordingSender()
         clock = FakeClock()
         app = create_app(
-            Settings(master_key=MASTER_KEY, delivery=PUBLIC_SITE),
+            Settings(master_key=MASTER_KEY, delivery=PUBLIC_SITE, api=SIGNING),
             test_hooks(HOOKS, clock, sender),
             clock=clock,
         )

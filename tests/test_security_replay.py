@@ -10,12 +10,12 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from custom import HOOKS
 from otpserver.hooks import VerifiedCredential
 from otpserver.http.app import OtpApp
 from tests.conftest import AppFactory
 from tests.support.api import Browser, wrong
 from tests.support.fakes import FakeClock, RecordingSender
+from tests.support.hooks import HOOKS
 
 
 async def test_every_earlier_cookie_is_dead_after_the_session_moves_on(

@@ -1,4 +1,8 @@
-"""Charge and change a cookie's ID in one Redis script: the outcome of the two steps in order."""
+"""One claim, one step: an ID change and a limit charge, in the order the claim names.
+
+Every store pairing runs the same checks: IDs and counters in memory, both in one Redis
+(one script, one round trip), and counters kept elsewhere (the steps one call each).
+"""
 
 from __future__ import annotations
 
@@ -6,131 +10,208 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+import redis
 
-from otpserver.stores import MemoryCounterStore, RedisCounterStore, RedisIdStore, redis_client
+from otpserver.stores import (
+    MemoryCounterStore,
+    MemoryIdStore,
+    RedisCounterStore,
+    RedisIdStore,
+    redis_client,
+)
+from otpserver.stores.base import Claim, ClaimOutcome, CounterStore, IdStore
 from otpserver.stores.counters import Counter, Decision
-from tests.conftest import AppFactory
 from tests.support.redis_server import BACKENDS
-
-REDIS_BACKENDS = BACKENDS
 
 NOW = 1_800_000_000_000
 MINUTE = 60_000
+PAIRINGS = ["memory", *BACKENDS, "redis-apart"]
+"""Memory; IDs and counters together on every Redis deployment; and apart, in two
+databases of one Redis."""
+
+Stores = tuple[IdStore, CounterStore]
 
 
 def counter(key: bytes = b"t:f", limit: int = 2, cost: int = 1) -> Counter:
     return Counter("test", key, limit, MINUTE, 0, cost)
 
 
-@pytest.fixture
-async def stores(redis_url: str) -> AsyncIterator[tuple[RedisIdStore, RedisCounterStore]]:
-    """An ID store and a counter store on one Redis, as the shipped hooks make them."""
-    ids = RedisIdStore(redis_client(redis_url, 1.0))
-    counters = RedisCounterStore(redis_client(redis_url, 1.0))
+def spend_first(
+    spend: bytes | None, file: bytes | None, *counters: Counter, resets: tuple[bytes, ...] = ()
+) -> Claim:
+    return Claim(
+        order="spend_first",
+        spend=spend,
+        file=file,
+        ttl_seconds=60,
+        counters=counters,
+        resets=resets,
+    )
+
+
+def charge_first(spend: bytes | None, file: bytes | None, *counters: Counter) -> Claim:
+    return Claim(order="charge_first", spend=spend, file=file, ttl_seconds=60, counters=counters)
+
+
+@pytest.fixture(params=PAIRINGS)
+async def stores(request: pytest.FixtureRequest) -> AsyncIterator[Stores]:
+    """An ID store and a counter store, paired as a deployment may pair them."""
+    if request.param == "memory":
+        yield MemoryIdStore(clock=lambda: NOW / 1000), MemoryCounterStore()
+        return
+    apart = request.param == "redis-apart"
+    url: str = request.getfixturevalue("redis_deployments").url("redis" if apart else request.param)
+    ids = RedisIdStore(redis_client(url, 1.0))
+    counters_url = url.rpartition("/")[0] + "/1" if apart else url
+    if apart:
+        flushing = redis.Redis.from_url(counters_url)
+        flushing.flushdb()
+        flushing.close()
+    counters = RedisCounterStore(redis_client(counters_url, 1.0))
     yield ids, counters
     await ids.aclose()
     await counters.aclose()
 
 
-async def test_a_won_claim_rotates_and_charges(
-    stores: tuple[RedisIdStore, RedisCounterStore],
-) -> None:
+async def claim(stores: Stores, step: Claim, now_ms: int = NOW) -> ClaimOutcome:
+    ids, counters = stores
+    return await ids.claim(step, counters, now_ms)
+
+
+async def test_a_won_claim_rotates_and_charges(stores: Stores) -> None:
     """The old ID is spent, the new one filed, and the counters charged as `hit` would."""
     ids, counters = stores
     assert await ids.add(b"o" * 16, 60)
-    assert await ids.rotate_and_hit(b"o" * 16, b"n" * 16, 60, [counter()], NOW) == Decision(True)
+    outcome = await claim(stores, spend_first(b"o" * 16, b"n" * 16, counter()))
+    assert outcome == ClaimOutcome(True, Decision(True))
     assert not await ids.consume(b"o" * 16)
     assert await ids.consume(b"n" * 16)
     assert (await counters.hit([counter()], NOW)).allowed
     assert await counters.hit([counter()], NOW) == Decision(False, MINUTE, (0,))
 
 
-async def test_a_lost_claim_charges_nothing_and_files_nothing(
-    stores: tuple[RedisIdStore, RedisCounterStore],
-) -> None:
-    """An unknown (replayed) ID gives None; no counter moved and the new ID was not filed."""
+async def test_a_lost_claim_charges_nothing_and_files_nothing(stores: Stores) -> None:
+    """An unknown (replayed) ID is not claimed; no counter moved and the new ID was not filed."""
     ids, counters = stores
-    assert await ids.rotate_and_hit(b"x" * 16, b"n" * 16, 60, [counter(limit=1)], NOW) is None
+    outcome = await claim(stores, spend_first(b"x" * 16, b"n" * 16, counter(limit=1)))
+    assert not outcome.claimed
     assert not await ids.consume(b"n" * 16)
     assert (await counters.hit([counter(limit=1)], NOW)).allowed
 
 
-async def test_a_refused_charge_still_rotates(
-    stores: tuple[RedisIdStore, RedisCounterStore],
-) -> None:
+async def test_a_refused_charge_still_rotates(stores: Stores) -> None:
     """Claimed but over a limit: the refusal comes back, and only the new ID is live."""
     ids, counters = stores
     await counters.hit([counter(limit=1)], NOW)
     assert await ids.add(b"o" * 16, 60)
-    decision = await ids.rotate_and_hit(b"o" * 16, b"n" * 16, 60, [counter(limit=1)], NOW + 5)
-    assert decision == Decision(False, MINUTE - 5, (0,))
+    outcome = await claim(stores, spend_first(b"o" * 16, b"n" * 16, counter(limit=1)), NOW + 5)
+    assert outcome == ClaimOutcome(True, Decision(False, MINUTE - 5, (0,)))
     assert not await ids.consume(b"o" * 16)
     assert await ids.consume(b"n" * 16)
 
 
-async def test_parallel_claims_of_one_id_charge_once(
-    stores: tuple[RedisIdStore, RedisCounterStore],
-) -> None:
+async def test_parallel_claims_of_one_id_charge_once(stores: Stores) -> None:
     """Of 30 concurrent claims of one ID, one wins and only its charge counts."""
     ids, counters = stores
     assert await ids.add(b"o" * 16, 60)
     results = await asyncio.gather(
         *(
-            ids.rotate_and_hit(b"o" * 16, bytes([i]) * 16, 60, [counter(limit=2)], NOW)
+            claim(stores, spend_first(b"o" * 16, bytes([i]) * 16, counter(limit=2)))
             for i in range(30)
         )
     )
-    assert sum(r is not None for r in results) == 1
+    assert sum(r.claimed for r in results) == 1
     assert (await counters.hit([counter(limit=2)], NOW)).allowed
     assert not (await counters.hit([counter(limit=2)], NOW)).allowed
 
 
-async def test_a_charge_first_files_the_new_id_only_when_allowed(
-    stores: tuple[RedisIdStore, RedisCounterStore],
-) -> None:
+async def test_an_allowed_claim_resets_and_a_refused_one_does_not(stores: Stores) -> None:
+    """A correct code's step clears the failure count it names, only when it is allowed."""
+    ids, counters = stores
+    failures = counter(b"t:failures", limit=3)
+    await counters.hit([failures], NOW)
+    await counters.hit([failures], NOW)
+    assert await ids.add(b"a" * 16, 60)
+    check = counter(b"t:check", limit=1, cost=0)
+    await counters.hit([counter(b"t:check", limit=1)], NOW)
+    refused = await claim(stores, spend_first(b"a" * 16, b"b" * 16, check, resets=(b"t:failures",)))
+    assert refused.claimed
+    assert refused.decision is not None
+    assert not refused.decision.allowed
+    assert (await counters.hit([failures], NOW)).allowed  # the third failure still counts
+    assert not (await counters.hit([failures], NOW)).allowed
+    open_check = counter(b"t:open", limit=1, cost=0)
+    allowed = await claim(
+        stores, spend_first(b"b" * 16, b"c" * 16, open_check, resets=(b"t:failures",))
+    )
+    assert allowed == ClaimOutcome(True, Decision(True))
+    assert (await counters.hit([failures], NOW)).allowed  # counting starts over
+
+
+async def test_a_spend_without_a_successor_only_consumes(stores: Stores) -> None:
+    """A claim with nothing to file spends the old ID and files nothing."""
+    ids, _ = stores
+    assert await ids.add(b"o" * 16, 60)
+    assert (await claim(stores, spend_first(b"o" * 16, None, counter()))).claimed
+    assert not await ids.consume(b"o" * 16)
+    assert not (await claim(stores, spend_first(b"o" * 16, None, counter()))).claimed
+
+
+async def test_a_charge_first_files_the_new_id_only_when_allowed(stores: Stores) -> None:
     """Allowed: the ID is added (or rotated); refused: nothing moves, the old ID stays live."""
     ids, _ = stores
-    assert await ids.hit_and_file([counter(limit=2)], NOW, None, b"a" * 16, 60) == (
-        Decision(True),
-        True,
-    )
-    assert await ids.hit_and_file([counter(limit=2)], NOW, b"a" * 16, b"b" * 16, 60) == (
-        Decision(True),
-        True,
-    )
+    first = await claim(stores, charge_first(None, b"a" * 16, counter(limit=2)))
+    assert first == ClaimOutcome(True, Decision(True))
+    second = await claim(stores, charge_first(b"a" * 16, b"b" * 16, counter(limit=2)))
+    assert second == ClaimOutcome(True, Decision(True))
     assert not await ids.consume(b"a" * 16)
-    refused = await ids.hit_and_file([counter(limit=2)], NOW, b"b" * 16, b"c" * 16, 60)
-    assert refused == (Decision(False, MINUTE, (0,)), False)
+    refused = await claim(stores, charge_first(b"b" * 16, b"c" * 16, counter(limit=2)))
+    assert refused == ClaimOutcome(False, Decision(False, MINUTE, (0,)))
     assert not await ids.consume(b"c" * 16)
     assert await ids.consume(b"b" * 16)
 
 
-async def test_a_charge_first_keeps_its_charge_when_the_rotation_loses(
-    stores: tuple[RedisIdStore, RedisCounterStore],
-) -> None:
+async def test_a_charge_first_keeps_its_charge_when_the_rotation_loses(stores: Stores) -> None:
     """A replayed cookie's ID cannot be rotated: not filed, but the charge stands (as in order)."""
     ids, counters = stores
-    lost = await ids.hit_and_file([counter(limit=1)], NOW, b"x" * 16, b"n" * 16, 60)
-    assert lost == (Decision(True), False)
+    lost = await claim(stores, charge_first(b"x" * 16, b"n" * 16, counter(limit=1)))
+    assert lost == ClaimOutcome(False, Decision(True))
     assert not await ids.consume(b"n" * 16)
     assert not (await counters.hit([counter(limit=1)], NOW)).allowed
 
 
-@pytest.mark.redis_backends("redis", "redis-py", "valkey")
-async def test_fusion_needs_the_same_server_and_database(
-    stores: tuple[RedisIdStore, RedisCounterStore], redis_url: str
+def scripts_run(url: str) -> int:
+    """How many scripts clients have sent the server so far (EVAL and EVALSHA): every
+    claim step is a script, so two steps of a claim would count two."""
+    client = redis.Redis.from_url(url)
+    try:
+        stats = client.info("commandstats")
+        return sum(
+            int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("evalsha", "eval")
+        )
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize(("counters_db", "scripts"), [("0", 1), ("1", 2)])
+async def test_a_claim_on_one_redis_is_one_round_trip(
+    redis_url: str, counters_db: str, scripts: int
 ) -> None:
-    """Counters elsewhere (another database, or in memory) keep the two-step path."""
-    ids, counters = stores
-    assert ids.charges_with(counters)
-    other = RedisCounterStore(redis_client(redis_url.rpartition("/")[0] + "/1", 1.0))
-    assert not ids.charges_with(other)
-    await other.aclose()
-    assert not ids.charges_with(MemoryCounterStore())
-
-
-@pytest.mark.parametrize(("store", "fused"), [("memory", False), ("redis", True)])
-def test_the_app_fuses_only_a_shared_redis(make_app: AppFactory, store: str, fused: bool) -> None:
-    """The shipped hooks on one Redis verify in one script; the memory store needs none."""
-    endpoints = make_app(store).state.endpoints
-    assert (endpoints.limiter.claims is endpoints.ids) is fused
+    """IDs and counters in the same Redis: the whole claim is one script; counters kept
+    elsewhere take the steps one call each (here: the rotation, then the charge)."""
+    ids = RedisIdStore(redis_client(redis_url, 1.0))
+    counters = RedisCounterStore(
+        redis_client(redis_url.rpartition("/")[0] + "/" + counters_db, 1.0)
+    )
+    try:
+        assert await ids.add(b"o" * 16, 60)
+        step = spend_first(b"o" * 16, b"n" * 16, counter(), counter(b"t:g"))
+        await ids.claim(step, counters, NOW)  # loads the script: EVALSHA, then EVAL
+        assert await ids.add(b"p" * 16, 60)
+        before = scripts_run(redis_url)
+        step = spend_first(b"p" * 16, b"q" * 16, counter(), counter(b"t:g"))
+        assert (await ids.claim(step, counters, NOW)).claimed
+        assert scripts_run(redis_url) - before == scripts
+    finally:
+        await ids.aclose()
+        await counters.aclose()

@@ -19,6 +19,7 @@ from otpserver.stores import (
     redis_client,
 )
 from otpserver.stores.base import IdStore, KeyStore
+from otpserver.stores.clients import FastClient
 from otpserver.stores.connections import Argument, pack
 from otpserver.stores.redis import ID_PREFIX
 from tests.support.fakes import FakeClock
@@ -342,6 +343,7 @@ def test_every_kind_of_redis_url_gets_its_own_connection(url: str, kind: str) ->
     """TCP, TLS and Unix-socket URLs each connect their own way, and two clients of one
     URL name the same server (the fused limit scripts rely on it)."""
     client = redis_client(url, 1.0)
+    assert isinstance(client, FastClient)
     assert client.connection_class.__name__ == kind
     assert client.server == redis_client(url, 1.0).server
     other_database = url.replace("/0", "/1") if url.endswith("/0") else f"{url}?db=1"

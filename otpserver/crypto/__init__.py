@@ -1,1 +1,1 @@
-"""Crypto and keys: the envelope, the key-encryption-key ring, MACs."""
+"""Crypto and keys: the envelope, the key-encryption-key ring, the at-rest ring, MACs."""

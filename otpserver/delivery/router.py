@@ -14,6 +14,7 @@ from otpserver.delivery.templates import DEFAULT_TEMPLATES_DIR, Templates
 from otpserver.delivery.twilio import TwilioSmsSender
 from otpserver.delivery.webhook import WebhookSmsSender
 from otpserver.errors import ConfigError
+from otpserver.observability import metrics
 from otpserver.settings.delivery import DeliveryConfig
 
 
@@ -35,7 +36,8 @@ class ChannelSender:
             raise DeliveryError(
                 f"no sender is configured for channel {message.credential.channel!r}"
             )
-        await sender.send(message)
+        with metrics.timed_send(message.credential.channel, metrics.provider_name(sender)):
+            await sender.send(message)
 
     async def aclose(self) -> None:
         """Close the senders that hold connections (those with an `aclose` method)."""

@@ -18,17 +18,31 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Scope
 
+from otpserver.crypto.atrest import AtRestRing
 from otpserver.crypto.keyring import KeyRing
 from otpserver.delivery.outbox import OutboxSender, outbox_routes
 from otpserver.errors import ConfigError, OtpError, ServerError
+from otpserver.factors.devices import TrustedDevices
+from otpserver.factors.routes import routes as factor_routes
+from otpserver.factors.service import SecondFactors
 from otpserver.hooks import Hooks
-from otpserver.http.browser import OtpEndpoints
+from otpserver.http.browser import BrowserEndpoints
 from otpserver.http.cookies import CookieCodec
 from otpserver.http.edge import EdgeMiddleware, EdgePolicy
-from otpserver.http.exchange import ApiHandler, error_response
-from otpserver.limits.limiter import ChargingIdStore, Limiter
+from otpserver.http.exchange import ApiEndpoint, ApiHandler, error_response
+from otpserver.http.health import Readiness, ready_endpoint
+from otpserver.limits.limiter import Limiter
+from otpserver.observability import audit
+from otpserver.observability.requests import RequestContext
 from otpserver.otp.policy import OtpPolicy
+from otpserver.results.jwks import JWKS_PATH, jwks_endpoint
+from otpserver.results.signer import ResultSigner
 from otpserver.settings.environment import MASTER_KEY_BYTES, Settings
+from otpserver.settings.proxies import TrustedProxies
+from otpserver.v1.auth import authenticate
+from otpserver.v1.keys import ApiKeyring
+from otpserver.v1.services import ApiServices
+from otpserver.verification.service import Verifications
 
 log = logging.getLogger("otpserver")
 
@@ -50,17 +64,29 @@ class ExactRoute(Route):
 
 
 class OtpApp(Starlette):
-    """Starlette with the edge middleware outside even its own error pages."""
+    """Starlette with the edge middleware outside even its own error pages.
+
+    Middleware added the ordinary way (`app.add_middleware`) runs inside the edge and sees
+    every route, the API's included.
+    """
 
     def __init__(
-        self, edge: EdgePolicy, api_routes: Mapping[str, ApiHandler], **kwargs: Any
+        self,
+        edge: EdgePolicy,
+        *,
+        proxies: TrustedProxies | None = None,
+        access_log: bool = False,
+        **kwargs: Any,
     ) -> None:
         self.edge = edge
-        self.api_routes = api_routes
+        self.proxies = proxies or TrustedProxies()
+        self.access_log = access_log
         super().__init__(**kwargs)
 
     def build_middleware_stack(self) -> ASGIApp:
-        return EdgeMiddleware(super().build_middleware_stack(), self.edge, self.api_routes)
+        # The request id goes outermost, so every line logged for a request carries it.
+        edge = EdgeMiddleware(super().build_middleware_stack(), self.edge)
+        return RequestContext(edge, self.proxies, access_log_enabled=self.access_log)
 
 
 def derive_key(master_key: bytes, purpose: bytes) -> bytes:
@@ -121,39 +147,83 @@ def create_app(
     key_store = hooks.make_key_store(settings)
     limits = hooks.limits.with_overrides(settings.limit_overrides)
     counters = hooks.make_counter_store(settings)
+    markers = hooks.make_marker_store(settings)
     if not settings.is_development and not limits.sms_allowlist:
         log.warning(
             "OTP_SMS_ALLOWLIST is empty: SMS codes may go to every country; list the ones you serve"
         )
-    keyring = KeyRing(key_store, master_key, settings.kek_rotation_seconds)
-    endpoints = OtpEndpoints(
+    keyring = KeyRing(
+        key_store, master_key, settings.kek_rotation_seconds, settings.api.previous_master_keys
+    )
+    results = ResultSigner.from_settings(
+        settings.api, master_key, development=settings.is_development
+    )
+    readiness = Readiness.of(ids, key_store, keyring, settings)
+    trail = audit.install_for(settings.operations, derive_key(master_key, b"otpserver/audit/v1"))
+    limiter = Limiter(
+        policy=limits,
+        counters=counters,
+        secret=derive_key(master_key, b"otpserver/limit-key/v1"),
+        proxies=settings.trusted_proxies,
+    )
+    verifications = Verifications(
         policy=policy,
-        credential_body=hooks.credential_body,
         generate_code=hooks.generate_code,
         sender=sender,
-        final=hooks.final,
         ids=ids,
-        codec=CookieCodec(keyring, secure=not settings.is_development),
+        limiter=limiter,
         digest_key=derive_key(master_key, b"otpserver/code-digest/v1"),
-        clock=clock,
         test_codes=test_codes,
-        public_host=settings.delivery.autofill_domain,
-        limiter=Limiter(
-            policy=limits,
-            counters=counters,
-            secret=derive_key(master_key, b"otpserver/limit-key/v1"),
-            proxies=settings.trusted_proxies,
-            claims=ids if isinstance(ids, ChargingIdStore) and ids.charges_with(counters) else None,
+        previous_digest_keys=tuple(
+            derive_key(key, b"otpserver/code-digest/v1")
+            for key in settings.api.previous_master_keys
         ),
+        public_host=settings.delivery.autofill_domain,
+    )
+    endpoints = BrowserEndpoints(
+        verifications=verifications,
+        credential_body=hooks.credential_body,
+        codec=CookieCodec(keyring, secure=not settings.is_development),
+        final=hooks.final,
+        clock=clock,
+        results=results,
     )
 
-    # Served by the edge middleware itself, not by Starlette's router (otpserver.http.exchange).
     api_routes: dict[str, ApiHandler] = {
         "/api/otp/create": endpoints.create,
         "/api/otp/resend": endpoints.resend,
         "/api/otp/verify": endpoints.verify,
     }
-    routes: list[BaseRoute] = [ExactRoute("/health", health, methods=["GET"])]
+    atrest = AtRestRing(master_key, settings.api.previous_master_keys)
+    factors = SecondFactors.build(
+        settings.factors,
+        master_key=master_key,
+        previous_master_keys=settings.api.previous_master_keys,
+        ring=atrest,
+        markers=markers,
+        counters=counters,
+        issuer=results,
+        clock=clock,
+    )
+    devices = TrustedDevices.build(
+        settings.factors,
+        master_key=master_key,
+        previous_master_keys=settings.api.previous_master_keys,
+        ring=atrest,
+        markers=markers,
+        clock=clock,
+    )
+    routes: list[BaseRoute] = [
+        *api_route_table(api_routes, settings.max_body_bytes),
+        *factor_routes(factors, devices, authenticate),
+        ExactRoute("/health", health, methods=["GET"]),
+        ExactRoute(JWKS_PATH, jwks_endpoint(results, clock), methods=["GET"]),
+        ExactRoute(
+            "/health/ready",
+            ready_endpoint(readiness),
+            methods=["GET"],
+        ),
+    ]
     if settings.is_development:
         routes.extend(static_routes())
         if isinstance(sender, OutboxSender):
@@ -167,6 +237,8 @@ def create_app(
             await ids.aclose()
             await key_store.aclose()
             await counters.aclose()
+            await markers.aclose()
+            trail.close()
             close_sender = getattr(sender, "aclose", None)
             if close_sender is not None:
                 await close_sender()
@@ -177,7 +249,8 @@ def create_app(
             cors_origins=frozenset(settings.cors_origins),
             https_only=not settings.is_development,
         ),
-        api_routes=api_routes,
+        proxies=settings.trusted_proxies,
+        access_log=settings.operations.access_log,
         routes=routes,
         lifespan=lifespan,
         exception_handlers={OtpError: _render_otp_error, Exception: _render_server_error},
@@ -186,12 +259,40 @@ def create_app(
     app.state.settings = settings
     app.state.policy = policy
     app.state.endpoints = endpoints
+    app.state.verifications = verifications
     app.state.keyring = keyring
+    app.state.results = results
+    app.state.api = ApiServices(
+        keys=ApiKeyring(settings.api.keys),
+        counters=counters,
+        limit_secret=derive_key(master_key, b"otpserver/limit-key/v1"),
+        key_requests=settings.api.key_requests,
+        key_window_seconds=settings.api.key_window_seconds,
+        proxies=settings.trusted_proxies,
+        results=results,
+        atrest=atrest,
+        markers=markers,
+        memo_secrets=tuple(
+            derive_key(key, b"otpserver/idempotency/v1")
+            for key in (master_key, *settings.api.previous_master_keys)
+        ),
+        clock=clock,
+    )
     app.state.key_store = key_store
     app.state.counters = counters
+    app.state.markers = markers
     app.state.limits = limits
     app.state.sender = sender
+    app.state.readiness = readiness
     return app
+
+
+def api_route_table(handlers: Mapping[str, ApiHandler], max_body_bytes: int) -> list[BaseRoute]:
+    """The API's POST routes as Starlette routes served by plain-ASGI `ApiEndpoint`s."""
+    return [
+        ExactRoute(path, ApiEndpoint(handler, max_body_bytes), methods=["POST"])
+        for path, handler in handlers.items()
+    ]
 
 
 async def health(request: Request) -> Response:

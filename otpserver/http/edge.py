@@ -1,28 +1,28 @@
-"""The outermost layer: security headers, body size limit, the cross-origin policy, and
-the OTP API's own routes.
+"""The outermost layer: security headers, body size limit and the cross-origin policy.
 
-It is plain ASGI, wrapped around everything else (error pages included), so that no
-response can leave without the security headers and no body can be read past the limit.
-The API's POST routes are served right here (see `otpserver.http.exchange` for why); every
-other request goes on to Starlette.
+It is plain ASGI, wrapped around everything else (error pages and any middleware a fork
+adds included), so that no response can leave without the security headers and no body can
+be read past the limit. Routing is Starlette's: the API routes are ordinary routes
+(`otpserver.http.exchange.ApiEndpoint`), so middleware added with `app.add_middleware`
+sees every request.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from otpserver.errors import BodyTooLarge, OriginNotAllowed, OtpError, ServerError
+from otpserver.errors import BodyTooLarge, OriginNotAllowed, OtpError
 from otpserver.http.exchange import (
-    ApiHandler,
-    ApiRequest,
+    API_HEADERS_SCOPE_KEY,
     ApiResponse,
     bytes_left,
     error_response,
-    read_body,
+    forget_traceback,
+    header_map,
 )
 
 log = logging.getLogger("otpserver.http.edge")
@@ -51,14 +51,10 @@ class EdgePolicy:
 
 
 class EdgeMiddleware:
-    """Applies the rules every request and response share, before any route runs, and
-    serves the API routes in `api_routes` (POST only; other methods go on to a 404)."""
+    """Applies the rules every request and response share, before any route runs."""
 
-    def __init__(
-        self, app: ASGIApp, policy: EdgePolicy, api_routes: Mapping[str, ApiHandler]
-    ) -> None:
+    def __init__(self, app: ASGIApp, policy: EdgePolicy) -> None:
         self.app = app
-        self.api_routes = api_routes
         self.max_body_bytes = policy.max_body_bytes
         self.cors_origins = policy.cors_origins
         self.extra_headers = _SECURITY_HEADERS + ((_HSTS,) if policy.https_only else ())
@@ -69,28 +65,14 @@ class EdgeMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = _header_map(scope["headers"])
+        headers = header_map(scope["headers"])
         cors_origin: bytes | None = None
-        handler: ApiHandler | None = None
-        started = False
-
-        async def send_with_headers(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-                message["headers"] = self._response_headers(message.get("headers", []), cors_origin)
-            await send(message)
-
         try:
-            path = route_path(scope)
-            if path.startswith(API_PREFIX):
+            if route_path(scope).startswith(API_PREFIX):
                 cors_origin = self._check_origin(scope, headers)
-                method = scope["method"]
-                if method == "OPTIONS":
-                    await self._preflight(cors_origin, send_with_headers)
+                if scope["method"] == "OPTIONS":
+                    await self._preflight(cors_origin, self._with_headers(send, cors_origin))
                     return
-                if method == "POST":
-                    handler = self.api_routes.get(path)
             declared = headers.get(b"content-length")
             if declared is not None and (
                 not declared.isdigit() or int(declared) > self.max_body_bytes
@@ -98,34 +80,26 @@ class EdgeMiddleware:
                 # Refused before a single body byte is read.
                 await self._send_api(error_response(BodyTooLarge()), cors_origin, send)
                 return
-            if handler is None:
-                await self.app(scope, self._limited(receive), send_with_headers)
-                return
-            body = await read_body(receive, self.max_body_bytes)
-            if body is None:
-                return  # The client left before its body arrived: nothing ran, nothing to say.
-            try:
-                answer = await handler(ApiRequest(scope, headers, body))
-            except OtpError as error:
-                answer = error_response(error)
-                _forget_traceback(error)
-            if isinstance(answer, ApiResponse):
-                started = True
-                await self._send_api(answer, cors_origin, send)
-            else:
-                # A hook's own Starlette response (the final hook's, after a correct code).
-                await answer(scope, receive, send_with_headers)
         except OtpError as error:
-            _forget_traceback(error)
-            if not started:
-                await self._send_api(error_response(error), cors_origin, send)
-        except Exception:
-            # An API handler's crash lands here directly; Starlette's own routes have already
-            # answered 500 when they could. The traceback goes to the log (it holds no
-            # request data: bodies and cookies are never formatted into errors).
-            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
-            if not started:
-                await self._send_api(error_response(ServerError()), cors_origin, send)
+            forget_traceback(error)
+            await self._send_api(error_response(error), cors_origin, send)
+            return
+        # The API's own answers come with every edge header already in place (they are
+        # built here, by `api_headers`), so only other responses need the extra pass.
+        scope[API_HEADERS_SCOPE_KEY] = (
+            self.api_headers
+            if cors_origin is None
+            else (*self.api_headers, *_cors_headers(cors_origin))
+        )
+        await self.app(scope, self._limited(receive), self._with_headers(send, cors_origin))
+
+    def _with_headers(self, send: Send, cors_origin: bytes | None) -> Send:
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start" and not message.get(API_HEADERS_SCOPE_KEY):
+                message["headers"] = self._response_headers(message.get("headers", []), cors_origin)
+            await send(message)
+
+        return send_with_headers
 
     async def _send_api(self, answer: ApiResponse, cors_origin: bytes | None, send: Send) -> None:
         """Send an answer built here, with every edge header added in one pass."""
@@ -176,7 +150,7 @@ class EdgeMiddleware:
         result.extend(h for h in self.extra_headers if h[0] not in present)
         if b"content-security-policy" not in present:
             result.append(_API_CSP)
-        if cors_origin is not None:
+        if cors_origin is not None and b"access-control-allow-origin" not in present:
             result.extend(_cors_headers(cors_origin))
         return result
 
@@ -204,18 +178,6 @@ def route_path(scope: Scope) -> str:
     return path
 
 
-def _forget_traceback(error: OtpError) -> None:
-    """Drop a handled refusal's traceback now.
-
-    A refusal is an answer, not a fault, and often raised from a local variable
-    (`error = ...; raise error`): the traceback holds that frame, the frame holds the
-    error, and the error holds the traceback. Left alone, every wrong code or limited
-    request would leave such a cycle, with the request's closures and token lists in it,
-    for the cycle collector to find; cut here, reference counting frees it at once.
-    """
-    error.__traceback__ = None
-
-
 def _cors_headers(origin: bytes) -> tuple[tuple[bytes, bytes], ...]:
     return (
         (b"access-control-allow-origin", origin),
@@ -223,8 +185,3 @@ def _cors_headers(origin: bytes) -> tuple[tuple[bytes, bytes], ...]:
         (b"access-control-expose-headers", b"retry-after, ratelimit, date"),
         (b"vary", b"Origin"),
     )
-
-
-def _header_map(raw: Iterable[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
-    # Later duplicates win; the cookie header is read separately with duplicate detection.
-    return dict(raw)

@@ -1,28 +1,36 @@
 """The OTP API's own request and response: plain data, no framework objects in between.
 
-The three routes each read one small body and answer one small JSON document. Starlette's
+The API routes each read one small body and answer one small JSON document. Starlette's
 `Request` and `Response` (header multidicts, a body stream, background tasks, a second
 pass over the headers to add the security ones) cost more CPU than the OTP work itself,
-so the edge middleware serves these routes directly: it reads the body into an
-`ApiRequest`, calls the handler, and writes the `ApiResponse` in two ASGI messages. Hooks
-that expect Starlette types still get them (`ApiRequest.starlette`), built only when one
-is actually called.
+so each API route is an `ApiEndpoint`: a plain ASGI app that Starlette's router calls like
+any other route (so middleware added with `app.add_middleware` sees it), which reads the
+body into an `ApiRequest`, calls the handler, and writes the `ApiResponse` in two ASGI
+messages. Hooks that expect Starlette types still get them (`ApiRequest.starlette`), built
+only when one is actually called.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic_core import to_json
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Message, Receive, Scope
+from starlette.types import Message, Receive, Scope, Send
 
-from otpserver.errors import BodyTooLarge, OtpError
+from otpserver.errors import BodyTooLarge, OtpError, ServerError
+
+log = logging.getLogger("otpserver.http")
 
 JSON_CONTENT_TYPE = (b"content-type", b"application/json")
+API_HEADERS_SCOPE_KEY = "otpserver.api_headers"
+"""Where the edge leaves the headers every API answer carries (security headers, CORS), so an
+`ApiEndpoint` writes them with its own, and marks its start message with the same key so the
+edge does not pass over its headers a second time."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,3 +133,67 @@ async def read_body(receive: Receive, max_bytes: int) -> bytes | None:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class ApiEndpoint:
+    """One API route as a plain ASGI app: read the body, call the handler, send the answer.
+
+    A refusal (`OtpError`) becomes its error response here; any other exception is logged
+    and answered 500 `SERVER` (its traceback holds no request data: bodies and cookies are
+    never formatted into errors). Bodies are read under `max_body_bytes`, chunked ones
+    included.
+    """
+
+    def __init__(self, handler: ApiHandler, max_body_bytes: int) -> None:
+        self.handler = handler
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            body = await read_body(receive, self.max_body_bytes)
+            if body is None:
+                return  # The client left before its body arrived: nothing ran, nothing to say.
+            answer = await self.handler(ApiRequest(scope, header_map(scope["headers"]), body))
+        except OtpError as error:
+            answer = error_response(error)
+            forget_traceback(error)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            answer = error_response(ServerError())
+        if isinstance(answer, ApiResponse):
+            headers = answer.headers
+            headers.extend(scope.get(API_HEADERS_SCOPE_KEY, ()))
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": answer.status,
+                    "headers": headers,
+                    API_HEADERS_SCOPE_KEY: True,
+                }
+            )
+            await send({"type": "http.response.body", "body": answer.body})
+        else:
+            # A hook's own Starlette response (the final hook's, after a correct code): the
+            # edge adds its headers to it on the way out, as for any other route.
+            await answer(scope, receive, send)
+
+
+def forget_traceback(error: OtpError) -> None:
+    """Drop a handled refusal's traceback now.
+
+    A refusal is an answer, not a fault, and often raised from a local variable
+    (`error = ...; raise error`): the traceback holds that frame, the frame holds the
+    error, and the error holds the traceback. Left alone, every wrong code or limited
+    request would leave such a cycle, with the request's closures and token lists in it,
+    for the cycle collector to find; cut here, reference counting frees it at once. The
+    exception it replaced (`__context__`, e.g. a `HandBack` that holds this very error) is
+    let go for the same reason.
+    """
+    error.__traceback__ = None
+    error.__context__ = None
+
+
+def header_map(raw: Iterable[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
+    """Headers by lower-case name; when a name repeats, the last value wins (the cookie
+    header is read separately, where a repeated cookie is refused)."""
+    return dict(raw)

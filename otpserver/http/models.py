@@ -44,6 +44,10 @@ class Verified(BaseModel):
     verified: Literal[True]
     credential: str
     channel: str
+    result: str | None = Field(
+        description="The signed result (SPEC §11): a compact JWS (EdDSA, typ otp-result+jwt) "
+        "for the page to hand to its backend, which verifies it against /.well-known/jwks.json."
+    )
 
 
 class Health(BaseModel):

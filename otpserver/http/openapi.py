@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from otpserver import errors
+from otpserver.factors import models as factor_models
 from otpserver.http.bodies import MAX_FORM_FIELDS
 from otpserver.http.cookies import MAX_VALUE_CHARS
 from otpserver.http.models import ErrorBody, Health, TokenState, Verified
@@ -70,6 +71,27 @@ _RETRY_AFTER = {
 _RATE_LIMIT = {
     "description": 'IETF RateLimit fields on RATE:LIMITED, e.g. `"otp";r=0;t=30`.',
     "schema": {"type": "string"},
+}
+_JWKS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["keys"],
+    "properties": {
+        "keys": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["kty", "crv", "x", "kid", "use", "alg"],
+                "properties": {
+                    "kty": {"const": "OKP"},
+                    "crv": {"const": "Ed25519"},
+                    "x": {"type": "string", "description": "The public key, base64url."},
+                    "kid": {"type": "string", "description": "RFC 7638 thumbprint."},
+                    "use": {"const": "sig"},
+                    "alg": {"const": "EdDSA"},
+                },
+            },
+        }
+    },
 }
 _SET_COOKIE = {
     "description": "The OTP cookie (`__Host-otp` in production, `otp` in development): "
@@ -156,11 +178,117 @@ def _error_responses(
     return responses
 
 
+FACTOR_ERRORS: tuple[type[errors.OtpError], ...] = (
+    errors.ApiUnauthorized,
+    errors.ApiForbidden,
+    errors.RateLimited,
+    errors.BodyInvalid,
+    errors.UnsupportedMediaType,
+    *COMMON_ERRORS,
+)
+"""What every second-factor route may refuse with: its API key's refusals, the key's own
+rate limit, and malformed bodies."""
+
+_FACTOR_ROUTES: tuple[tuple[str, str, str, type[BaseModel], type[BaseModel], int], ...] = (
+    (
+        "/v1/totp/enrolments",
+        "totpEnrol",
+        "Start a TOTP enrolment: a new secret, its otpauth URI and QR code (scope totp).",
+        factor_models.TotpEnrolRequest,
+        factor_models.TotpEnrolment,
+        201,
+    ),
+    (
+        "/v1/totp/enrolments/confirm",
+        "totpConfirm",
+        "Activate a pending enrolment with a code from the app (scope totp).",
+        factor_models.TotpConfirmRequest,
+        factor_models.TotpConfirmation,
+        200,
+    ),
+    (
+        "/v1/totp/verify",
+        "totpVerify",
+        "Check a TOTP code; each time step is accepted at most once (scope totp).",
+        factor_models.TotpVerifyRequest,
+        factor_models.TotpVerification,
+        200,
+    ),
+    (
+        "/v1/backup-codes",
+        "backupCodesGenerate",
+        "Generate a set of backup codes; older sets stop working (scope backup_codes).",
+        factor_models.BackupCodesRequest,
+        factor_models.BackupCodeSet,
+        201,
+    ),
+    (
+        "/v1/backup-codes/redeem",
+        "backupCodeRedeem",
+        "Spend one backup code of a set, at most once (scope backup_codes).",
+        factor_models.BackupCodeRedeemRequest,
+        factor_models.BackupCodeRedemption,
+        200,
+    ),
+    (
+        "/v1/devices/trust",
+        "deviceTrust",
+        "Trust a device for up to OTP_TRUSTED_DEVICE_DAYS; it only waives a second factor "
+        "(scope devices).",
+        factor_models.DeviceTrustRequest,
+        factor_models.DeviceTrusted,
+        201,
+    ),
+    (
+        "/v1/devices/check",
+        "deviceCheck",
+        "Whether a device token is still trusted, else why not (scope devices).",
+        factor_models.DeviceCheckRequest,
+        factor_models.DeviceCheck,
+        200,
+    ),
+    (
+        "/v1/devices/revoke",
+        "deviceRevoke",
+        "Revoke one device, or every device of the subject (scope devices).",
+        factor_models.DeviceRevokeRequest,
+        factor_models.DeviceRevoked,
+        200,
+    ),
+)
+
+
+def _factor_paths() -> dict[str, Any]:
+    """The second-factor routes (SPEC §13-§14), from their own request and response models."""
+    paths: dict[str, Any] = {}
+    for path, operation, summary, request, response, status in _FACTOR_ROUTES:
+        refusals = FACTOR_ERRORS
+        if "code" in request.model_fields:
+            refusals = (errors.OtpInvalidFormat, *refusals)
+        paths[path] = {
+            "post": {
+                "operationId": operation,
+                "summary": summary,
+                "security": [{"apiKey": []}],
+                "requestBody": {"required": True, "content": _json(_ref(request))},
+                "responses": {
+                    str(status): {
+                        "description": "Created." if status == 201 else "The outcome, as `status`.",
+                        "content": _json(_ref(response)),
+                    },
+                    **_error_responses(refusals),
+                },
+            }
+        }
+    return paths
+
+
 def build_openapi(
     credential_body: type[CredentialBody], policy: OtpPolicy | None = None
 ) -> dict[str, Any]:
     """The OpenAPI 3.1 document for the API, with the fork's credential schema and code policy."""
     models: list[type[BaseModel]] = [credential_body, TokenState, Verified, Health, ErrorBody]
+    models += [*factor_models.REQUEST_MODELS, *factor_models.RESPONSE_MODELS]
     schemas = {
         model.__name__: model.model_json_schema(ref_template="#/components/schemas/{model}")
         for model in models
@@ -237,6 +365,28 @@ def build_openapi(
                     },
                 }
             },
+            **_factor_paths(),
+            "/.well-known/jwks.json": {
+                "get": {
+                    "operationId": "jwks",
+                    "summary": "The public keys that verify signed results (previous, current "
+                    "and next signing period).",
+                    "responses": {
+                        "200": {
+                            "description": "A JSON Web Key Set (RFC 7517) of Ed25519 keys "
+                            "(RFC 8037); cache it for the `max-age` given, at most a third of "
+                            "a signing period.",
+                            "headers": {
+                                "Cache-Control": {
+                                    "description": "`public, max-age=N`.",
+                                    "schema": {"type": "string"},
+                                }
+                            },
+                            "content": {"application/jwk-set+json": {"schema": _JWKS_SCHEMA}},
+                        }
+                    },
+                }
+            },
             "/health": {
                 "get": {
                     "operationId": "health",
@@ -245,7 +395,16 @@ def build_openapi(
                 }
             },
         },
-        "components": {"schemas": schemas},
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "apiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API key `otpk_<id>_<secret>` with the route's scope.",
+                }
+            },
+        },
     }
 
 

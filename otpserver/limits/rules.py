@@ -26,38 +26,21 @@ import phonenumbers
 from otpserver.crypto.mac import hmac_sha256
 from otpserver.errors import ConfigError
 from otpserver.otp.credentials import Credential
-from otpserver.settings.overrides import LIMIT_ENV_FIELDS, LimitOverrides, is_destination_entry
+from otpserver.settings import defaults
+from otpserver.settings.defaults import ANY_CHANNEL
+from otpserver.settings.overrides import (
+    LIMIT_BOUNDS,
+    LIMIT_ENV_FIELDS,
+    MAX_ALLOWANCE,
+    LimitOverrides,
+    is_destination_entry,
+)
+from otpserver.settings.overrides import (
+    MAX_FAILURES_CEILING as MAX_FAILURES_CEILING,  # re-exported: the NIST ceiling
+)
 from otpserver.stores.counters import Counter
 
-MAX_FAILURES_CEILING = 100
-"""NIST SP 800-63B rev 4 §3.2.2: at most 100 consecutive failures before a lockout."""
-MAX_WINDOW_SECONDS = 7 * 86400
-"""Long enough for any sane window or lockout; keys never outlive it."""
-MAX_ALLOWANCE = 10**9
-ANY_CHANNEL = "*"
-"""The `channel_sends_per_hour` entry that applies to every channel not named."""
 HOUR_SECONDS = 3600
-
-
-# `LimitPolicy` field, lowest and highest value allowed.
-_RANGES: tuple[tuple[str, int, int], ...] = (
-    ("max_failures", 1, MAX_FAILURES_CEILING),
-    ("failure_window_seconds", 1, MAX_WINDOW_SECONDS),
-    ("lockout_seconds", 1, MAX_WINDOW_SECONDS),
-    ("credential_sends", 1, MAX_ALLOWANCE),
-    ("credential_window_seconds", 1, MAX_WINDOW_SECONDS),
-    ("address_requests", 1, MAX_ALLOWANCE),
-    ("address_verifies", 1, MAX_ALLOWANCE),
-    ("address_window_seconds", 1, MAX_WINDOW_SECONDS),
-    ("prefix_digits", 1, 15),
-    ("prefix_sends", 1, MAX_ALLOWANCE),
-    ("prefix_window_seconds", 1, MAX_WINDOW_SECONDS),
-    ("prefix_breaker_seconds", 1, MAX_WINDOW_SECONDS),
-)
-
-
-def _default_channel_budgets() -> Mapping[str, int]:
-    return MappingProxyType({"email": 5000, "phone": 500, ANY_CHANNEL: 1000})
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,22 +55,24 @@ class LimitPolicy:
     allow-list allows every country.
     """
 
-    max_failures: int = 10
-    failure_window_seconds: int = 86400
-    lockout_seconds: int = 900
-    credential_sends: int = 5
-    credential_window_seconds: int = 600
-    address_requests: int = 30
-    address_verifies: int = 60
-    address_window_seconds: int = 600
-    channel_sends_per_hour: Mapping[str, int] = field(default_factory=_default_channel_budgets)
-    sms_channel: str = "phone"
-    sms_allowlist: tuple[str, ...] = ()
-    sms_denylist: tuple[str, ...] = ()
-    prefix_digits: int = 6
-    prefix_sends: int = 20
-    prefix_window_seconds: int = 3600
-    prefix_breaker_seconds: int = 3600
+    max_failures: int = defaults.LIMIT_MAX_FAILURES
+    failure_window_seconds: int = defaults.LIMIT_FAILURE_WINDOW_SECONDS
+    lockout_seconds: int = defaults.LIMIT_LOCKOUT_SECONDS
+    credential_sends: int = defaults.LIMIT_CREDENTIAL_SENDS
+    credential_window_seconds: int = defaults.LIMIT_CREDENTIAL_WINDOW_SECONDS
+    address_requests: int = defaults.LIMIT_ADDRESS_REQUESTS
+    address_verifies: int = defaults.LIMIT_ADDRESS_VERIFIES
+    address_window_seconds: int = defaults.LIMIT_ADDRESS_WINDOW_SECONDS
+    channel_sends_per_hour: Mapping[str, int] = field(
+        default_factory=lambda: defaults.LIMIT_CHANNEL_SENDS_PER_HOUR
+    )
+    sms_channel: str = defaults.SMS_CHANNEL
+    sms_allowlist: tuple[str, ...] = defaults.SMS_ALLOWLIST
+    sms_denylist: tuple[str, ...] = defaults.SMS_DENYLIST
+    prefix_digits: int = defaults.SMS_PREFIX_DIGITS
+    prefix_sends: int = defaults.SMS_PREFIX_SENDS
+    prefix_window_seconds: int = defaults.SMS_PREFIX_WINDOW_SECONDS
+    prefix_breaker_seconds: int = defaults.SMS_PREFIX_BREAKER_SECONDS
 
     def channel_budget(self, channel: str) -> int:
         """Sends per hour allowed on `channel` across all users."""
@@ -108,14 +93,16 @@ class LimitPolicy:
         return dataclasses.replace(self, **changes).checked()
 
     def checked(self) -> LimitPolicy:
-        """Return self, or raise `ConfigError` naming the first broken invariant."""
-        names = {value: key for key, value in LIMIT_ENV_FIELDS.items()}
-        for name, low, high in _RANGES:
-            if not low <= getattr(self, name) <= high:
-                raise ConfigError(f"{names[name]} must be between {low} and {high}")
+        """Return self, or raise one `ConfigError` naming every broken invariant."""
+        problems = [
+            f"{variable} must be between {low} and {high}"
+            for variable, name in LIMIT_ENV_FIELDS.items()
+            for low, high in [LIMIT_BOUNDS[name]]
+            if not low <= getattr(self, name) <= high
+        ]
         budgets = self.channel_sends_per_hour
         if ANY_CHANNEL not in budgets or not all(1 <= n <= MAX_ALLOWANCE for n in budgets.values()):
-            raise ConfigError(
+            problems.append(
                 "OTP_LIMIT_CHANNEL_SENDS_PER_HOUR needs a '*' entry, and every budget "
                 f"between 1 and {MAX_ALLOWANCE}"
             )
@@ -123,9 +110,10 @@ class LimitPolicy:
             ("OTP_SMS_ALLOWLIST", self.sms_allowlist),
             ("OTP_SMS_DENYLIST", self.sms_denylist),
         ):
-            bad = [e for e in entries if not is_destination_entry(e)]
-            if bad:
-                raise ConfigError(f"{name} entries must be region codes like GB or +prefixes")
+            if not all(is_destination_entry(e) for e in entries):
+                problems.append(f"{name} entries must be region codes like GB or +prefixes")
+        if problems:
+            raise ConfigError(*problems)
         return self
 
 
@@ -253,9 +241,9 @@ def switch_counters(
 def verify_counters(
     policy: LimitPolicy, secret: bytes, credential: Credential, address: str
 ) -> tuple[Counter, ...]:
-    """A verification: the failure is charged before the code is compared, and a success
-    takes it back with the rest (`lockout(...).key` reset), so concurrent wrong guesses can
-    never overshoot `max_failures`."""
+    """A wrong code: one failure more for the credential, charged in the same atomic step
+    that spends the carrier's ID, so concurrent wrong guesses can never overshoot
+    `max_failures`."""
     return (
         lockout(policy, secret, credential, cost=1),
         Counter(
@@ -273,4 +261,20 @@ def _address_requests(policy: LimitPolicy, secret: bytes, address: str) -> Count
         counter_key(secret, "a", address),
         policy.address_requests,
         policy.address_window_seconds * 1000,
+    )
+
+
+def correct_code_counters(
+    policy: LimitPolicy, secret: bytes, credential: Credential, address: str
+) -> tuple[Counter, ...]:
+    """A correct code: refused while the credential is locked (a lock is never lifted by a
+    guess), counted against the address like any check; its step clears the failures."""
+    return (
+        lockout(policy, secret, credential, cost=0),
+        Counter(
+            "address-verifies",
+            counter_key(secret, "v", address),
+            policy.address_verifies,
+            policy.address_window_seconds * 1000,
+        ),
     )

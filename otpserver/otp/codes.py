@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import os
+from collections.abc import Sequence
 
 from otpserver.crypto.mac import hmac_sha256
 from otpserver.errors import OtpInvalidFormat
@@ -73,3 +74,15 @@ def code_digest(key: bytes, credential: str, issued_at: int, code: str) -> bytes
 def digests_match(expected: bytes, actual: bytes) -> bool:
     """Constant-time comparison, so timing reveals nothing about a stored digest."""
     return hmac.compare_digest(expected, actual)
+
+
+def digest_matches(
+    stored: bytes, keys: Sequence[bytes], credential: str, issued_at: int, code: str
+) -> bool:
+    """True when `code` hashes to `stored` under any of `keys`: the digest key of the
+    current master key first, then those of `OTP_MASTER_KEY_PREVIOUS`, so codes sent just
+    before a master-key rotation still verify. Every key is tried, whichever matches."""
+    found = False
+    for key in keys:
+        found |= digests_match(stored, code_digest(key, credential, issued_at, code))
+    return found

@@ -2,9 +2,10 @@
 
 `DeliveryConfig.from_env` checks every `OTP_*` delivery variable that is set, whichever
 provider is chosen, so a typo fails start-up instead of the first send; values a provider
-needs are required only when that provider is chosen. Every refusal is a `ConfigError` whose
-one line names the variable. `DELIVERY_ENV_VARS` lists the variables with their defaults and
-comments, and is the single source of the defaults `from_env` applies.
+needs are required only when that provider is chosen. Every problem is reported at once:
+one `ConfigError` with one line per problem, each naming its variable.
+`DELIVERY_ENV_VARS` lists the variables with their comments and their defaults, whose
+values come from `otpserver.settings.defaults`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from urllib.parse import urlsplit
 from email_validator import EmailNotValidError, validate_email
 
 from otpserver.errors import ConfigError
-from otpserver.settings.reader import EnvReader, EnvVar
+from otpserver.settings import defaults
+from otpserver.settings.reader import ConfigProblems, EnvReader, EnvVar, collecting
 
 EmailProvider = Literal["console", "smtp", "none"]
 SmsProvider = Literal["console", "twilio", "webhook", "none"]
@@ -33,19 +35,27 @@ _Choice = TypeVar("_Choice", bound=str)
 DELIVERY_ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar(
         "OTP_EMAIL_PROVIDER",
-        "console",
+        defaults.EMAIL_PROVIDER,
         "console (development only: prints codes to stderr), smtp, or none (no email codes)",
     ),
     EnvVar("OTP_SMTP_HOST", "", "SMTP server host name; required with OTP_EMAIL_PROVIDER=smtp"),
-    EnvVar("OTP_SMTP_PORT", "587", "SMTP server port: usually 587 with starttls, 465 with tls"),
+    EnvVar(
+        "OTP_SMTP_PORT",
+        str(defaults.SMTP_PORT),
+        "SMTP server port: usually 587 with starttls, 465 with tls",
+    ),
     EnvVar("OTP_SMTP_USERNAME", "", "SMTP login; empty for a relay without authentication"),
     EnvVar("OTP_SMTP_PASSWORD", "", "SMTP password; required with OTP_SMTP_USERNAME"),
     EnvVar(
         "OTP_SMTP_SECURITY",
-        "starttls",
+        defaults.SMTP_SECURITY,
         "starttls (required, never downgraded), tls (implicit TLS) or none (no login allowed)",
     ),
-    EnvVar("OTP_SMTP_TIMEOUT_SECONDS", "10", "deadline for the whole SMTP exchange of one email"),
+    EnvVar(
+        "OTP_SMTP_TIMEOUT_SECONDS",
+        str(defaults.SMTP_TIMEOUT_SECONDS),
+        "deadline for the whole SMTP exchange of one email",
+    ),
     EnvVar(
         "OTP_EMAIL_FROM",
         "",
@@ -53,7 +63,7 @@ DELIVERY_ENV_VARS: tuple[EnvVar, ...] = (
     ),
     EnvVar(
         "OTP_SMS_PROVIDER",
-        "console",
+        defaults.SMS_PROVIDER,
         "console (development only), twilio, webhook, or none (no SMS codes)",
     ),
     EnvVar("OTP_TWILIO_ACCOUNT_SID", "", "Twilio account SID (AC...); required with twilio"),
@@ -65,7 +75,7 @@ DELIVERY_ENV_VARS: tuple[EnvVar, ...] = (
     ),
     EnvVar(
         "OTP_TWILIO_API_BASE",
-        "https://api.twilio.com",
+        defaults.TWILIO_API_BASE,
         "Twilio API base URL; change it only to point tests at a local server",
     ),
     EnvVar(
@@ -78,15 +88,19 @@ DELIVERY_ENV_VARS: tuple[EnvVar, ...] = (
         "",
         "key (32+ characters) of the HMAC-SHA256 signature on each webhook request",
     ),
-    EnvVar("OTP_HTTP_TIMEOUT_SECONDS", "5", "timeout of each HTTP request to an SMS provider"),
+    EnvVar(
+        "OTP_HTTP_TIMEOUT_SECONDS",
+        str(defaults.HTTP_TIMEOUT_SECONDS),
+        "timeout of each HTTP request to an SMS provider",
+    ),
     EnvVar(
         "OTP_HTTP_RETRIES",
-        "1",
+        str(defaults.HTTP_RETRIES),
         "extra attempts (0-5) after a network error; an HTTP error answer is never retried",
     ),
     EnvVar(
         "OTP_DEFAULT_LOCALE",
-        "en",
+        defaults.DEFAULT_LOCALE,
         "template language when neither the request nor Accept-Language picks one",
     ),
     EnvVar(
@@ -119,11 +133,11 @@ class SmtpConfig:
     host: str
     from_address: str
     from_name: str = ""
-    port: int = 587
+    port: int = defaults.SMTP_PORT
     username: str | None = None
     password: str | None = field(default=None, repr=False)
-    security: SmtpSecurity = "starttls"
-    timeout_seconds: float = 10.0
+    security: SmtpSecurity = defaults.SMTP_SECURITY
+    timeout_seconds: float = defaults.SMTP_TIMEOUT_SECONDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +147,7 @@ class TwilioConfig:
     account_sid: str
     auth_token: str = field(repr=False)
     sender: str
-    api_base: str = "https://api.twilio.com"
+    api_base: str = defaults.TWILIO_API_BASE
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,14 +165,14 @@ class DeliveryConfig:
     The defaults are the development setup: both channels print to the console.
     """
 
-    email_provider: EmailProvider = "console"
-    sms_provider: SmsProvider = "console"
+    email_provider: EmailProvider = defaults.EMAIL_PROVIDER
+    sms_provider: SmsProvider = defaults.SMS_PROVIDER
     smtp: SmtpConfig | None = None
     twilio: TwilioConfig | None = None
     webhook: WebhookConfig | None = None
-    http_timeout_seconds: float = 5.0
-    http_retries: int = 1
-    default_locale: str = "en"
+    http_timeout_seconds: float = defaults.HTTP_TIMEOUT_SECONDS
+    http_retries: int = defaults.HTTP_RETRIES
+    default_locale: str = defaults.DEFAULT_LOCALE
     autofill_domain: str | None = None
 
     def __post_init__(self) -> None:
@@ -172,33 +186,47 @@ class DeliveryConfig:
                 raise ConfigError(f"{choice} and DeliveryConfig.{field_name} must be set together")
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> DeliveryConfig:
-        """Read and check every delivery variable; raise `ConfigError` naming the first bad one."""
-        env = EnvReader(environ, DELIVERY_ENV_VARS)
-        email_provider = env.choice("OTP_EMAIL_PROVIDER", _EMAIL_PROVIDERS)
-        sms_provider = env.choice("OTP_SMS_PROVIDER", _SMS_PROVIDERS)
-        smtp = _smtp(env, required=email_provider == "smtp")
-        twilio = _twilio(env, required=sms_provider == "twilio")
-        webhook = _webhook(env, required=sms_provider == "webhook")
-        autofill_domain = env.optional("OTP_AUTOFILL_DOMAIN")
-        if autofill_domain is not None:
-            autofill_domain = autofill_domain.lower()
-            if not HOST_NAME.fullmatch(autofill_domain):
-                raise ConfigError("OTP_AUTOFILL_DOMAIN must be a host name without scheme or port")
-        default_locale = env.required("OTP_DEFAULT_LOCALE")
-        if not LANGUAGE_TAG.fullmatch(default_locale):
-            raise ConfigError("OTP_DEFAULT_LOCALE must be a language tag such as en or fr-CA")
-        return cls(
-            email_provider=email_provider,
-            sms_provider=sms_provider,
-            smtp=smtp,
-            twilio=twilio,
-            webhook=webhook,
-            http_timeout_seconds=env.seconds("OTP_HTTP_TIMEOUT_SECONDS", maximum=60),
-            http_retries=env.integer("OTP_HTTP_RETRIES", 0, 5),
-            default_locale=default_locale,
-            autofill_domain=autofill_domain,
-        )
+    def from_env(
+        cls, environ: Mapping[str, str], problems: ConfigProblems | None = None
+    ) -> DeliveryConfig:
+        """Read and check every delivery variable; without `problems`, raise one `ConfigError`
+        listing every bad one, else record them there."""
+        with collecting(problems) as found:
+            env = EnvReader(environ, DELIVERY_ENV_VARS, found)
+            email_provider = env.choice("OTP_EMAIL_PROVIDER", _EMAIL_PROVIDERS)
+            sms_provider = env.choice("OTP_SMS_PROVIDER", _SMS_PROVIDERS)
+            smtp = _smtp(env, required=email_provider == "smtp")
+            twilio = _twilio(env, required=sms_provider == "twilio")
+            webhook = _webhook(env, required=sms_provider == "webhook")
+            autofill_domain = env.optional("OTP_AUTOFILL_DOMAIN")
+            if autofill_domain is not None:
+                autofill_domain = autofill_domain.lower()
+                if not HOST_NAME.fullmatch(autofill_domain):
+                    env.problem(
+                        "OTP_AUTOFILL_DOMAIN",
+                        "OTP_AUTOFILL_DOMAIN must be a host name without scheme or port",
+                    )
+            default_locale = env.required("OTP_DEFAULT_LOCALE")
+            if not LANGUAGE_TAG.fullmatch(default_locale):
+                env.problem(
+                    "OTP_DEFAULT_LOCALE",
+                    "OTP_DEFAULT_LOCALE must be a language tag such as en or fr-CA",
+                )
+            return cls(
+                # A provider whose settings are broken counts as unchosen, so the one
+                # `ConfigError` lists the broken settings rather than this pairing.
+                email_provider=email_provider if smtp or email_provider != "smtp" else "none",
+                sms_provider=sms_provider
+                if (twilio or sms_provider != "twilio") and (webhook or sms_provider != "webhook")
+                else "none",
+                smtp=smtp,
+                twilio=twilio,
+                webhook=webhook,
+                http_timeout_seconds=env.seconds("OTP_HTTP_TIMEOUT_SECONDS", maximum=60),
+                http_retries=env.integer("OTP_HTTP_RETRIES", 0, 5),
+                default_locale=default_locale,
+                autofill_domain=autofill_domain,
+            )
 
 
 def _smtp(env: EnvReader, *, required: bool) -> SmtpConfig | None:
@@ -210,23 +238,37 @@ def _smtp(env: EnvReader, *, required: bool) -> SmtpConfig | None:
     username = env.optional("OTP_SMTP_USERNAME")
     password = env.optional("OTP_SMTP_PASSWORD")
     sender = env.optional("OTP_EMAIL_FROM")
-    from_name, from_address = ("", "") if sender is None else _parse_sender(sender)
+    from_name, from_address = ("", "") if sender is None else _parse_sender(env, sender)
     if host is not None and not _is_host(host):
-        raise ConfigError("OTP_SMTP_HOST must be a host name or an IP address")
+        env.problem("OTP_SMTP_HOST", "OTP_SMTP_HOST must be a host name or an IP address")
     for name, value in (("OTP_SMTP_USERNAME", username), ("OTP_SMTP_PASSWORD", password)):
         if value is not None and not value.isprintable():
-            raise ConfigError(f"{name} must not contain control characters")
-    if (username is None) != (password is None):
-        raise ConfigError("OTP_SMTP_PASSWORD and OTP_SMTP_USERNAME must be set together")
-    if username is not None and security == "none":
+            env.problem(name, f"{name} must not contain control characters")
+    login = ("OTP_SMTP_USERNAME", "OTP_SMTP_PASSWORD")
+    if (username is None) != (password is None) and not env.has_problem(*login):
+        env.problem(
+            "OTP_SMTP_PASSWORD", "OTP_SMTP_PASSWORD and OTP_SMTP_USERNAME must be set together"
+        )
+    if (
+        username is not None
+        and security == "none"
+        and not env.has_problem(*login, "OTP_SMTP_SECURITY")
+    ):
         # A password sent over a plain connection is readable by anyone on the path.
-        raise ConfigError("OTP_SMTP_SECURITY must be starttls or tls when OTP_SMTP_USERNAME is set")
+        env.problem(
+            "OTP_SMTP_SECURITY",
+            "OTP_SMTP_SECURITY must be starttls or tls when OTP_SMTP_USERNAME is set",
+        )
     if not required:
         return None
     when = "OTP_EMAIL_PROVIDER=smtp"
+    host = _require(env, "OTP_SMTP_HOST", host, when)
+    from_address = _require(env, "OTP_EMAIL_FROM", from_address, when)
+    if env.has_problem("OTP_SMTP_HOST", "OTP_EMAIL_FROM", "OTP_SMTP_USERNAME", "OTP_SMTP_PASSWORD"):
+        return None
     return SmtpConfig(
-        host=_require("OTP_SMTP_HOST", host, when),
-        from_address=_require("OTP_EMAIL_FROM", from_address, when),
+        host=host,
+        from_address=from_address,
         from_name=from_name,
         port=port,
         username=username,
@@ -236,7 +278,7 @@ def _smtp(env: EnvReader, *, required: bool) -> SmtpConfig | None:
     )
 
 
-def _parse_sender(value: str) -> tuple[str, str]:
+def _parse_sender(env: EnvReader, value: str) -> tuple[str, str]:
     """Split `Name <address>` or a bare address into a display name and a checked address."""
     named = _NAMED_ADDRESS.fullmatch(value)
     name, address = (named["name"], named["address"]) if named else ("", value)
@@ -244,11 +286,18 @@ def _parse_sender(value: str) -> tuple[str, str]:
     if len(name) >= 2 and name[0] == name[-1] == '"':
         name = name[1:-1]
     if not name.isprintable() or '"' in name or "\\" in name:
-        raise ConfigError("OTP_EMAIL_FROM has a display name with quotes or control characters")
+        env.problem(
+            "OTP_EMAIL_FROM",
+            "OTP_EMAIL_FROM has a display name with quotes or control characters",
+        )
+        return "", ""
     try:
         checked = validate_email(address.strip(), check_deliverability=False)
     except EmailNotValidError:
-        raise ConfigError("OTP_EMAIL_FROM must be an email address, optionally Name <address>")
+        env.problem(
+            "OTP_EMAIL_FROM", "OTP_EMAIL_FROM must be an email address, optionally Name <address>"
+        )
+        return "", ""
     return name, checked.normalized
 
 
@@ -257,22 +306,38 @@ def _twilio(env: EnvReader, *, required: bool) -> TwilioConfig | None:
     account_sid = env.optional("OTP_TWILIO_ACCOUNT_SID")
     auth_token = env.optional("OTP_TWILIO_AUTH_TOKEN")
     sender = env.optional("OTP_TWILIO_FROM")
-    api_base = _check_url("OTP_TWILIO_API_BASE", env.required("OTP_TWILIO_API_BASE"), query=False)
+    api_base = _check_url(
+        env, "OTP_TWILIO_API_BASE", env.required("OTP_TWILIO_API_BASE"), query=False
+    )
     if account_sid is not None and not _TWILIO_ACCOUNT_SID.fullmatch(account_sid):
-        raise ConfigError("OTP_TWILIO_ACCOUNT_SID must be AC followed by 32 hex digits")
+        env.problem(
+            "OTP_TWILIO_ACCOUNT_SID", "OTP_TWILIO_ACCOUNT_SID must be AC followed by 32 hex digits"
+        )
     if auth_token is not None and not auth_token.isprintable():
-        raise ConfigError("OTP_TWILIO_AUTH_TOKEN must not contain control characters")
+        env.problem(
+            "OTP_TWILIO_AUTH_TOKEN", "OTP_TWILIO_AUTH_TOKEN must not contain control characters"
+        )
     if sender is not None and not (
         _E164.fullmatch(sender) or _TWILIO_SERVICE_SID.fullmatch(sender)
     ):
-        raise ConfigError("OTP_TWILIO_FROM must be an E.164 number or an MG messaging service SID")
+        env.problem(
+            "OTP_TWILIO_FROM",
+            "OTP_TWILIO_FROM must be an E.164 number or an MG messaging service SID",
+        )
     if not required:
         return None
     when = "OTP_SMS_PROVIDER=twilio"
+    names = ("OTP_TWILIO_ACCOUNT_SID", "OTP_TWILIO_AUTH_TOKEN", "OTP_TWILIO_FROM")
+    values = [
+        _require(env, name, value, when)
+        for name, value in zip(names, (account_sid, auth_token, sender), strict=True)
+    ]
+    if env.has_problem(*names, "OTP_TWILIO_API_BASE"):
+        return None
     return TwilioConfig(
-        account_sid=_require("OTP_TWILIO_ACCOUNT_SID", account_sid, when),
-        auth_token=_require("OTP_TWILIO_AUTH_TOKEN", auth_token, when),
-        sender=_require("OTP_TWILIO_FROM", sender, when),
+        account_sid=values[0],
+        auth_token=values[1],
+        sender=values[2],
         api_base=api_base.rstrip("/"),
     )
 
@@ -281,43 +346,49 @@ def _webhook(env: EnvReader, *, required: bool) -> WebhookConfig | None:
     """The SMS webhook settings; all set values are checked even when webhook is not chosen."""
     url = env.optional("OTP_SMS_WEBHOOK_URL")
     if url is not None:
-        _check_url("OTP_SMS_WEBHOOK_URL", url, query=True)
+        _check_url(env, "OTP_SMS_WEBHOOK_URL", url, query=True)
     secret = env.optional("OTP_SMS_WEBHOOK_SECRET")
     if secret is not None and len(secret) < _MIN_WEBHOOK_SECRET_CHARS:
-        raise ConfigError(
-            f"OTP_SMS_WEBHOOK_SECRET must be at least {_MIN_WEBHOOK_SECRET_CHARS} characters"
+        env.problem(
+            "OTP_SMS_WEBHOOK_SECRET",
+            f"OTP_SMS_WEBHOOK_SECRET must be at least {_MIN_WEBHOOK_SECRET_CHARS} characters",
         )
     if not required:
         return None
     when = "OTP_SMS_PROVIDER=webhook"
-    return WebhookConfig(
-        url=_require("OTP_SMS_WEBHOOK_URL", url, when),
-        secret=_require("OTP_SMS_WEBHOOK_SECRET", secret, when),
-    )
+    url = _require(env, "OTP_SMS_WEBHOOK_URL", url, when)
+    secret = _require(env, "OTP_SMS_WEBHOOK_SECRET", secret, when)
+    if env.has_problem("OTP_SMS_WEBHOOK_URL", "OTP_SMS_WEBHOOK_SECRET"):
+        return None
+    return WebhookConfig(url=url, secret=secret)
 
 
-def _require(name: str, value: str | None, when: str) -> str:
-    """`value`, or a `ConfigError` saying the chosen provider needs `name`."""
+def _require(env: EnvReader, name: str, value: str | None, when: str) -> str:
+    """`value`, or a problem saying the chosen provider needs `name` (unless `name` has one)."""
     if not value:
-        raise ConfigError(f"{name} is required when {when}")
+        if not env.has_problem(name):
+            env.problem(name, f"{name} is required when {when}")
+        return ""
     return value
 
 
-def _check_url(name: str, value: str, *, query: bool) -> str:
-    """`value` if it is an https URL (http only to loopback) without credentials or fragment."""
+def _check_url(env: EnvReader, name: str, value: str, *, query: bool) -> str:
+    """`value` if it is an https URL (http only to loopback) without credentials or fragment;
+    else the first thing wrong with it is reported."""
     try:
         parts = urlsplit(value)
         host, port = parts.hostname or "", parts.port
     except ValueError:
-        raise ConfigError(f"{name} is not a valid URL")
+        env.problem(name, f"{name} is not a valid URL")
+        return value
     # Codes and provider keys travel in these requests: plain http only on this machine.
     secure = parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(host))
     if not secure or not _is_host(host) or port == 0:
-        raise ConfigError(f"{name} must be an https URL (http only for localhost)")
-    if parts.username is not None or parts.fragment or (parts.query and not query):
-        raise ConfigError(f"{name} must not contain credentials, a fragment or a query")
-    if not value.isprintable() or " " in value:
-        raise ConfigError(f"{name} must not contain spaces or control characters")
+        env.problem(name, f"{name} must be an https URL (http only for localhost)")
+    elif parts.username is not None or parts.fragment or (parts.query and not query):
+        env.problem(name, f"{name} must not contain credentials, a fragment or a query")
+    elif not value.isprintable() or " " in value:
+        env.problem(name, f"{name} must not contain spaces or control characters")
     return value
 
 

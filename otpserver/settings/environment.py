@@ -1,8 +1,9 @@
 """Deployment settings, read once from the environment and checked at start-up.
 
 Every variable is listed in `ENV_VARS` with its default and a one-line comment; `sample.env`
-is generated from that list and a test keeps them identical. A bad value raises
-`ConfigError` with one line naming the variable.
+is generated from that list and a test keeps them identical; the values come from
+`otpserver.settings.defaults`. Every bad value is reported at once: one `ConfigError`
+with one line per problem, each naming its variable.
 """
 
 from __future__ import annotations
@@ -15,15 +16,31 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from otpserver.errors import ConfigError
+from otpserver.settings import defaults
+from otpserver.settings.api import ApiSettings
 from otpserver.settings.delivery import DeliveryConfig
+from otpserver.settings.factors import FactorSettings
+from otpserver.settings.operations import OperationsConfig
 from otpserver.settings.overrides import (
+    LIMIT_BOUNDS,
     LIMIT_ENV_FIELDS,
+    MAX_ALLOWANCE,
+    MAX_FAILURES_CEILING,
+    MAX_TTL_SECONDS,
+    POLICY_BOUNDS,
     POLICY_ENV_FIELDS,
     LimitOverrides,
     parse_destinations,
 )
 from otpserver.settings.proxies import PROXY_HEADERS, TrustedProxies, parse_trusted_proxies
-from otpserver.settings.reader import EnvReader, EnvVar
+from otpserver.settings.reader import (
+    ConfigProblems,
+    EnvReader,
+    EnvVar,
+    collecting,
+    default_text,
+    overridable,
+)
 from otpserver.settings.store import RedisOptions
 
 Environment = Literal["production", "development"]
@@ -35,20 +52,26 @@ MASTER_KEY_BYTES = 32
 ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar(
         "OTP_ENV",
-        "production",
+        defaults.ENVIRONMENT,
         "production (https, __Host- cookie) or development (http://localhost)",
     ),
-    EnvVar("OTP_HOST", "127.0.0.1", "address to listen on (0.0.0.0 in a container)"),
-    EnvVar("OTP_PORT", "8000", "port to listen on"),
-    EnvVar("OTP_WORKERS", "1", "worker processes; more than one needs a shared store (redis://)"),
+    EnvVar("OTP_HOST", defaults.HOST, "address to listen on (0.0.0.0 in a container)"),
+    EnvVar("OTP_PORT", str(defaults.PORT), "port to listen on"),
+    EnvVar(
+        "OTP_WORKERS",
+        str(defaults.WORKERS),
+        "worker processes; more than one needs a shared store (redis://)",
+    ),
     EnvVar(
         "OTP_STORE_URL",
-        "memory://",
+        defaults.STORE_URL,
         "memory:// (one process), redis://host:6379/0, rediss://, unix://, "
         "redis+sentinel://h1:26379,h2:26379/service or redis+cluster://h1:6379,h2:6379",
     ),
     EnvVar(
-        "OTP_STORE_TIMEOUT_SECONDS", "1.0", "give up on the store after this long and answer 503"
+        "OTP_STORE_TIMEOUT_SECONDS",
+        str(defaults.STORE_TIMEOUT_SECONDS),
+        "give up on the store after this long and answer 503",
     ),
     EnvVar(
         "OTP_MASTER_KEY",
@@ -57,12 +80,12 @@ ENV_VARS: tuple[EnvVar, ...] = (
     ),
     EnvVar(
         "OTP_KEK_ROTATION_SECONDS",
-        "86400",
+        str(defaults.KEK_ROTATION_SECONDS),
         "how often a new key-encryption key starts wrapping cookies",
     ),
     EnvVar(
         "OTP_MEMORY_MAX_IDS",
-        "2000000",
+        str(defaults.MEMORY_MAX_IDS),
         "memory store: most live cookie IDs held before refusing (503)",
     ),
     EnvVar(
@@ -70,13 +93,25 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "",
         "comma list of browser origins allowed to call the API with credentials",
     ),
-    EnvVar("OTP_MAX_BODY_BYTES", "4096", "largest request body accepted (413 above)"),
-    EnvVar("OTP_LENGTH", "", "code length (default from custom/otp.py: 6)"),
-    EnvVar("OTP_TTL_SECONDS", "", "code lifetime, at most 600 (default from custom/otp.py: 300)"),
-    EnvVar("OTP_MAX_ATTEMPTS", "", "wrong codes allowed per code (default from custom/otp.py: 3)"),
-    EnvVar("OTP_RESEND_COOLDOWN_SECONDS", "", "wait between sends of one credential (default: 30)"),
-    EnvVar("OTP_MAX_RESENDS", "", "resends allowed per pending credential (default: 3)"),
-    EnvVar("OTP_MAX_CREDENTIALS", "", "pending credentials per browser cookie (default: 3)"),
+    EnvVar(
+        "OTP_MAX_BODY_BYTES",
+        str(defaults.MAX_BODY_BYTES),
+        "largest request body accepted (413 above)",
+    ),
+    overridable("OTP_LENGTH", defaults.CODE_LENGTH, "code length, 4 to 16"),
+    overridable(
+        "OTP_TTL_SECONDS", defaults.CODE_TTL_SECONDS, f"code lifetime, at most {MAX_TTL_SECONDS}"
+    ),
+    overridable("OTP_MAX_ATTEMPTS", defaults.MAX_ATTEMPTS, "wrong codes allowed per code"),
+    overridable(
+        "OTP_RESEND_COOLDOWN_SECONDS",
+        defaults.RESEND_COOLDOWN_SECONDS,
+        "wait between sends of one credential",
+    ),
+    overridable("OTP_MAX_RESENDS", defaults.MAX_RESENDS, "resends allowed per pending credential"),
+    overridable(
+        "OTP_MAX_CREDENTIALS", defaults.MAX_CREDENTIALS, "pending credentials per browser cookie"
+    ),
     EnvVar(
         "OTP_TEST_CREDENTIALS",
         "",
@@ -89,46 +124,53 @@ ENV_VARS: tuple[EnvVar, ...] = (
     ),
     EnvVar(
         "OTP_PROXY_HEADER",
-        "x-forwarded-for",
+        defaults.PROXY_HEADER,
         "the header those proxies set: x-forwarded-for or forwarded (RFC 7239)",
     ),
-    EnvVar(
+    overridable(
         "OTP_LIMIT_MAX_FAILURES",
-        "",
-        "wrong codes in a row that lock a credential, at most 100 (default from "
-        "custom/limits.py: 10)",
+        defaults.LIMIT_MAX_FAILURES,
+        f"wrong codes in a row that lock a credential, at most {MAX_FAILURES_CEILING}",
     ),
-    EnvVar(
+    overridable(
         "OTP_LIMIT_FAILURE_WINDOW_SECONDS",
-        "",
-        "how long wrong codes count toward the lock without a success (default: 86400)",
+        defaults.LIMIT_FAILURE_WINDOW_SECONDS,
+        "how long wrong codes count toward the lock without a success",
     ),
-    EnvVar(
-        "OTP_LIMIT_LOCKOUT_SECONDS", "", "how long a locked credential stays locked (default: 900)"
+    overridable(
+        "OTP_LIMIT_LOCKOUT_SECONDS",
+        defaults.LIMIT_LOCKOUT_SECONDS,
+        "how long a locked credential stays locked",
     ),
-    EnvVar(
+    overridable(
         "OTP_LIMIT_CREDENTIAL_SENDS",
-        "",
-        "codes sent to one credential per window, across browsers and clients (default: 5)",
+        defaults.LIMIT_CREDENTIAL_SENDS,
+        "codes sent to one credential per window, across browsers and clients",
     ),
-    EnvVar("OTP_LIMIT_CREDENTIAL_WINDOW_SECONDS", "", "window of that send limit (default: 600)"),
-    EnvVar(
+    overridable(
+        "OTP_LIMIT_CREDENTIAL_WINDOW_SECONDS",
+        defaults.LIMIT_CREDENTIAL_WINDOW_SECONDS,
+        "window of that send limit",
+    ),
+    overridable(
         "OTP_LIMIT_ADDRESS_REQUESTS",
-        "",
-        "create and resend requests per client address per window (default: 30)",
+        defaults.LIMIT_ADDRESS_REQUESTS,
+        "create and resend requests per client address per window",
     ),
-    EnvVar(
+    overridable(
         "OTP_LIMIT_ADDRESS_VERIFIES",
-        "",
-        "codes checked per client address per window (default: 60)",
+        defaults.LIMIT_ADDRESS_VERIFIES,
+        "codes checked per client address per window",
     ),
-    EnvVar(
-        "OTP_LIMIT_ADDRESS_WINDOW_SECONDS", "", "window of the per-address limits (default: 600)"
+    overridable(
+        "OTP_LIMIT_ADDRESS_WINDOW_SECONDS",
+        defaults.LIMIT_ADDRESS_WINDOW_SECONDS,
+        "window of the per-address limits",
     ),
-    EnvVar(
+    overridable(
         "OTP_LIMIT_CHANNEL_SENDS_PER_HOUR",
-        "",
-        "sends per hour per channel for all users together (default: email=5000,phone=500,*=1000)",
+        defaults.LIMIT_CHANNEL_SENDS_PER_HOUR,
+        "sends per hour per channel for all users together",
     ),
     EnvVar(
         "OTP_SMS_ALLOWLIST",
@@ -140,23 +182,29 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "",
         "comma list of countries or +prefixes never sent SMS codes, even allowed (default: none)",
     ),
-    EnvVar(
-        "OTP_SMS_PREFIX_DIGITS", "", "digits after + that make a phone number's prefix (default: 6)"
+    overridable(
+        "OTP_SMS_PREFIX_DIGITS",
+        defaults.SMS_PREFIX_DIGITS,
+        "digits after + that make a phone number's prefix",
     ),
-    EnvVar(
+    overridable(
         "OTP_SMS_PREFIX_SENDS",
-        "",
-        "SMS codes per prefix per window before that prefix's breaker trips (default: 20)",
+        defaults.SMS_PREFIX_SENDS,
+        "SMS codes per prefix per window before that prefix's breaker trips",
     ),
-    EnvVar("OTP_SMS_PREFIX_WINDOW_SECONDS", "", "window of the per-prefix count (default: 3600)"),
-    EnvVar(
+    overridable(
+        "OTP_SMS_PREFIX_WINDOW_SECONDS",
+        defaults.SMS_PREFIX_WINDOW_SECONDS,
+        "window of the per-prefix count",
+    ),
+    overridable(
         "OTP_SMS_PREFIX_BREAKER_SECONDS",
-        "",
-        "how long a tripped prefix gets no SMS (default: 3600)",
+        defaults.SMS_PREFIX_BREAKER_SECONDS,
+        "how long a tripped prefix gets no SMS",
     ),
     EnvVar(
         "OTP_MEMORY_MAX_COUNTERS",
-        "1000000",
+        str(defaults.MEMORY_MAX_COUNTERS),
         "memory store: most live limit counters held before refusing (503)",
     ),
 )
@@ -166,23 +214,26 @@ ENV_VARS: tuple[EnvVar, ...] = (
 class Settings:
     """Everything the deployment decides; product policy lives in `custom/otp.py`."""
 
-    env: Environment = "production"
-    host: str = "127.0.0.1"
-    port: int = 8000
-    workers: int = 1
-    store_url: str = "memory://"
-    store_timeout_seconds: float = 1.0
+    env: Environment = defaults.ENVIRONMENT
+    host: str = defaults.HOST
+    port: int = defaults.PORT
+    workers: int = defaults.WORKERS
+    store_url: str = defaults.STORE_URL
+    store_timeout_seconds: float = defaults.STORE_TIMEOUT_SECONDS
     master_key: bytes | None = None
-    kek_rotation_seconds: int = 86400
-    memory_max_ids: int = 2_000_000
+    kek_rotation_seconds: int = defaults.KEK_ROTATION_SECONDS
+    memory_max_ids: int = defaults.MEMORY_MAX_IDS
     cors_origins: tuple[str, ...] = ()
-    max_body_bytes: int = 4096
+    max_body_bytes: int = defaults.MAX_BODY_BYTES
     policy_overrides: Mapping[str, int] = field(default_factory=dict)
     trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
-    memory_max_counters: int = 1_000_000
+    memory_max_counters: int = defaults.MEMORY_MAX_COUNTERS
     limit_overrides: LimitOverrides = field(default_factory=LimitOverrides)
     delivery: DeliveryConfig = field(default_factory=lambda: DeliveryConfig.from_env({}))
     test_credentials: Mapping[str, str] = field(default_factory=dict)
+    factors: FactorSettings = field(default_factory=FactorSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
+    operations: OperationsConfig = field(default_factory=OperationsConfig)
     redis: RedisOptions = field(default_factory=RedisOptions)
 
     @property
@@ -197,36 +248,44 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read and check every variable; raise `ConfigError` naming the first bad one."""
+        """Read and check every variable; raise one `ConfigError` listing every bad one."""
         env = os.environ if environ is None else environ
-        reader = EnvReader(env, ENV_VARS)
+        problems = ConfigProblems()
+        reader = EnvReader(env, ENV_VARS, problems)
         environment = reader.choice("OTP_ENV", _ENVIRONMENTS)
         store_url = reader.required("OTP_STORE_URL")
         overrides = {
-            name: reader.integer(var, 0, 1_000_000)
+            name: reader.integer(var, *POLICY_BOUNDS[name])
             for var, name in POLICY_ENV_FIELDS.items()
             if reader.is_set(var)
         }
-        return cls(
+        settings = cls(
             env=environment,
             host=reader.required("OTP_HOST"),
             port=reader.integer("OTP_PORT", 0, 65535),
             workers=reader.integer("OTP_WORKERS", 1, 64),
             store_url=store_url,
             store_timeout_seconds=reader.seconds("OTP_STORE_TIMEOUT_SECONDS", maximum=60),
-            master_key=parse_master_key(env.get("OTP_MASTER_KEY", "")),
+            master_key=problems.read(lambda: parse_master_key(reader.raw("OTP_MASTER_KEY")), None),
             kek_rotation_seconds=reader.integer("OTP_KEK_ROTATION_SECONDS", 60, 366 * 86400),
             memory_max_ids=reader.integer("OTP_MEMORY_MAX_IDS", 1, 10**9),
-            cors_origins=parse_origins(env.get("OTP_CORS_ORIGINS", "")),
+            cors_origins=problems.read(lambda: parse_origins(reader.raw("OTP_CORS_ORIGINS")), ()),
             max_body_bytes=reader.integer("OTP_MAX_BODY_BYTES", 64, 1 << 20),
             policy_overrides=overrides,
-            trusted_proxies=parse_proxy_settings(env),
+            trusted_proxies=problems.read(lambda: parse_proxy_settings(env), TrustedProxies()),
             memory_max_counters=reader.integer("OTP_MEMORY_MAX_COUNTERS", 1, 10**9),
-            limit_overrides=parse_limit_overrides(env),
-            delivery=DeliveryConfig.from_env(env),
-            test_credentials=parse_test_credentials(env.get("OTP_TEST_CREDENTIALS", "")),
-            redis=RedisOptions.from_env(env),
+            limit_overrides=parse_limit_overrides(env, problems),
+            delivery=DeliveryConfig.from_env(env, problems),
+            test_credentials=problems.read(
+                lambda: parse_test_credentials(reader.raw("OTP_TEST_CREDENTIALS")), {}
+            ),
+            factors=problems.read(lambda: FactorSettings.from_env(env), FactorSettings()),
+            operations=OperationsConfig.from_env(env, problems),
+            api=problems.read(lambda: ApiSettings.from_env(env), ApiSettings()),
+            redis=problems.read(lambda: RedisOptions.from_env(env), RedisOptions()),
         )
+        problems.raise_if_any()
+        return settings
 
 
 def parse_master_key(value: str) -> bytes | None:
@@ -245,7 +304,7 @@ def parse_master_key(value: str) -> bytes | None:
 
 def parse_proxy_settings(env: Mapping[str, str]) -> TrustedProxies:
     """Read `OTP_TRUSTED_PROXIES` and `OTP_PROXY_HEADER`."""
-    header = env.get("OTP_PROXY_HEADER", "").strip().lower() or "x-forwarded-for"
+    header = env.get("OTP_PROXY_HEADER", "").strip().lower() or defaults.PROXY_HEADER
     if header not in PROXY_HEADERS:
         raise ConfigError("OTP_PROXY_HEADER must be x-forwarded-for or forwarded")
     try:
@@ -259,31 +318,36 @@ def parse_proxy_settings(env: Mapping[str, str]) -> TrustedProxies:
         ) from None
 
 
-def parse_limit_overrides(env: Mapping[str, str]) -> LimitOverrides:
-    """Read the `OTP_LIMIT_*` and `OTP_SMS_*` variables that are set; ranges are checked
-    later, with the code's defaults, by `LimitPolicy.checked`."""
-    reader = EnvReader(env, ENV_VARS)
-    lists: dict[str, tuple[str, ...] | None] = {}
-    for name in ("OTP_SMS_ALLOWLIST", "OTP_SMS_DENYLIST"):
-        raw = env.get(name, "").strip()
-        try:
-            lists[name] = parse_destinations(raw) if raw else None
-        except ValueError:
-            raise ConfigError(
-                f"{name} must be a comma list of region codes like GB or prefixes like +4479"
-            ) from None
-    return LimitOverrides(
-        numbers={
-            name: reader.integer(var, 0, 10**9)
-            for var, name in LIMIT_ENV_FIELDS.items()
-            if reader.is_set(var)
-        },
-        channel_sends_per_hour=parse_channel_budgets(
-            env.get("OTP_LIMIT_CHANNEL_SENDS_PER_HOUR", "")
-        ),
-        sms_allowlist=lists["OTP_SMS_ALLOWLIST"],
-        sms_denylist=lists["OTP_SMS_DENYLIST"],
-    )
+def parse_limit_overrides(
+    env: Mapping[str, str], problems: ConfigProblems | None = None
+) -> LimitOverrides:
+    """Read the `OTP_LIMIT_*` and `OTP_SMS_*` variables that are set, each within its bounds
+    (`LimitPolicy.checked` checks the merged result again with the code's values)."""
+    with collecting(problems) as found:
+        reader = EnvReader(env, ENV_VARS, found)
+        lists: dict[str, tuple[str, ...] | None] = {}
+        for name in ("OTP_SMS_ALLOWLIST", "OTP_SMS_DENYLIST"):
+            raw = reader.raw(name)
+            try:
+                lists[name] = parse_destinations(raw) if raw else None
+            except ValueError:
+                lists[name] = None
+                reader.problem(
+                    name,
+                    f"{name} must be a comma list of region codes like GB or prefixes like +4479",
+                )
+        return LimitOverrides(
+            numbers={
+                name: reader.integer(var, *LIMIT_BOUNDS[name])
+                for var, name in LIMIT_ENV_FIELDS.items()
+                if reader.is_set(var)
+            },
+            channel_sends_per_hour=found.read(
+                lambda: parse_channel_budgets(reader.raw("OTP_LIMIT_CHANNEL_SENDS_PER_HOUR")), {}
+            ),
+            sms_allowlist=lists["OTP_SMS_ALLOWLIST"],
+            sms_denylist=lists["OTP_SMS_DENYLIST"],
+        )
 
 
 def parse_channel_budgets(value: str) -> dict[str, int]:
@@ -296,7 +360,11 @@ def parse_channel_budgets(value: str) -> dict[str, int]:
         if not sep or not channel or not number.isdigit() or not number.isascii():
             raise ConfigError(
                 "OTP_LIMIT_CHANNEL_SENDS_PER_HOUR must be a comma list like "
-                "email=5000,phone=500,*=1000"
+                f"{default_text(defaults.LIMIT_CHANNEL_SENDS_PER_HOUR)}"
+            )
+        if not 1 <= int(number) <= MAX_ALLOWANCE:
+            raise ConfigError(
+                f"OTP_LIMIT_CHANNEL_SENDS_PER_HOUR budgets must be between 1 and {MAX_ALLOWANCE}"
             )
         budgets[channel] = int(number)
     return budgets

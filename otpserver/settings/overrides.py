@@ -10,8 +10,13 @@ from dataclasses import dataclass, field
 
 import phonenumbers
 
-MAX_TTL_SECONDS = 600
-"""No code lives longer than ten minutes, whatever the configuration says."""
+from otpserver.settings.defaults import MAX_TTL_SECONDS as MAX_TTL_SECONDS  # re-exported
+
+MAX_FAILURES_CEILING = 100
+"""NIST SP 800-63B rev 4 §3.2.2: at most 100 consecutive failures before a lockout."""
+MAX_WINDOW_SECONDS = 7 * 86400
+"""Long enough for any sane window or lockout; keys never outlive it."""
+MAX_ALLOWANCE = 10**9
 
 
 # Environment variable -> policy field, for the numbers an operator may override.
@@ -22,6 +27,17 @@ POLICY_ENV_FIELDS: Mapping[str, str] = {
     "OTP_RESEND_COOLDOWN_SECONDS": "resend_cooldown_seconds",
     "OTP_MAX_RESENDS": "max_resends",
     "OTP_MAX_CREDENTIALS": "max_credentials",
+}
+
+
+# `OtpPolicy` field -> lowest and highest value allowed, from code or environment alike.
+POLICY_BOUNDS: Mapping[str, tuple[int, int]] = {
+    "length": (4, 16),
+    "ttl_seconds": (1, MAX_TTL_SECONDS),
+    "max_attempts": (1, 100),
+    "resend_cooldown_seconds": (0, MAX_TTL_SECONDS),
+    "max_resends": (0, 100),
+    "max_credentials": (1, 5),
 }
 
 
@@ -45,6 +61,23 @@ LIMIT_ENV_FIELDS: Mapping[str, str] = {
     "OTP_SMS_PREFIX_SENDS": "prefix_sends",
     "OTP_SMS_PREFIX_WINDOW_SECONDS": "prefix_window_seconds",
     "OTP_SMS_PREFIX_BREAKER_SECONDS": "prefix_breaker_seconds",
+}
+
+
+# `LimitPolicy` field -> lowest and highest value allowed, from code or environment alike.
+LIMIT_BOUNDS: Mapping[str, tuple[int, int]] = {
+    "max_failures": (1, MAX_FAILURES_CEILING),
+    "failure_window_seconds": (1, MAX_WINDOW_SECONDS),
+    "lockout_seconds": (1, MAX_WINDOW_SECONDS),
+    "credential_sends": (1, MAX_ALLOWANCE),
+    "credential_window_seconds": (1, MAX_WINDOW_SECONDS),
+    "address_requests": (1, MAX_ALLOWANCE),
+    "address_verifies": (1, MAX_ALLOWANCE),
+    "address_window_seconds": (1, MAX_WINDOW_SECONDS),
+    "prefix_digits": (1, 15),
+    "prefix_sends": (1, MAX_ALLOWANCE),
+    "prefix_window_seconds": (1, MAX_WINDOW_SECONDS),
+    "prefix_breaker_seconds": (1, MAX_WINDOW_SECONDS),
 }
 
 

@@ -1,11 +1,60 @@
-"""The store roles the core relies on: single-use IDs, wrapped keys and limit counters."""
+"""The store roles the core relies on: single-use IDs, wrapped keys and limit counters,
+and the one step that changes an ID and charges the limits together (`Claim`)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Literal, NamedTuple, Protocol
 
-from otpserver.stores.counters import Counter, Decision
+from otpserver.errors import StoreUnavailable
+from otpserver.stores.counters import ALLOWED, Counter, Decision
+
+log = logging.getLogger("otpserver.stores")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Claim:
+    """One atomic store step: spend a single-use ID, file its successor, charge the limits.
+
+    `order` says which comes first, and so what a loss or a refusal costs:
+
+    - `"charge_first"` (a create): the counters are checked and charged; only if every one
+      had room is `spend` consumed and `file` filed. A refusal changes no ID.
+    - `"spend_first"` (a resend or a verification): `spend` is consumed first, and only the
+      one caller that consumed it goes on to file `file` and charge the counters. A lost
+      spend charges nothing; a refused charge still leaves `file` filed, so the caller can
+      hand the unchanged state back under it.
+
+    `spend` None means there is nothing to spend (a first create), `file` None nothing to
+    file. `resets` are counter keys cleared once the step is allowed (a correct code clears
+    its credential's consecutive failures). Keyword-only, so two IDs (both bytes) can never
+    be passed in each other's place.
+    """
+
+    order: Literal["charge_first", "spend_first"]
+    spend: bytes | None
+    file: bytes | None
+    ttl_seconds: float
+    counters: tuple[Counter, ...]
+    resets: tuple[bytes, ...] = ()
+
+
+class ClaimOutcome(NamedTuple):
+    """What a `Claim` did: whether its IDs changed, and what the charge decided.
+
+    `decision` is None only when the IDs changed but the charge after them could not be
+    made (the store failed in between): the caller treats it as a store outage, with the
+    state handed back under the new ID.
+    """
+
+    claimed: bool
+    decision: Decision | None
+
+
+SPEND_LOST = ClaimOutcome(claimed=False, decision=ALLOWED)
+"""A spend-first claim whose ID another caller (or nobody: a replay) had already spent."""
 
 
 class IdStore(Protocol):
@@ -25,6 +74,15 @@ class IdStore(Protocol):
 
     async def rotate(self, old_id: bytes, new_id: bytes, ttl_seconds: float) -> bool:
         """Consume `old_id` and, only if that succeeded, add `new_id`, in one atomic step."""
+        ...
+
+    async def claim(self, claim: Claim, counters: CounterStore, now_ms: int) -> ClaimOutcome:
+        """Run `claim` against these IDs and `counters`, as its docstring orders.
+
+        A store that cannot do both in one atomic step returns `claim_in_steps(self,
+        counters, claim, now_ms)`: the order alone keeps every guarantee the core relies
+        on. One that keeps counters beside its IDs may do it in one round trip.
+        """
         ...
 
     async def aclose(self) -> None:
@@ -70,6 +128,92 @@ class CounterStore(Protocol):
 
     async def reset(self, keys: Sequence[bytes]) -> None:
         """Forget the counts under `keys` (a correct code clears its credential's failures)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...
+
+
+async def claim_in_steps(
+    ids: IdStore, counters: CounterStore, claim: Claim, now_ms: int
+) -> ClaimOutcome:
+    """`IdStore.claim` as a few calls in the claim's order, for stores that keep IDs and
+    counters apart. The spend is still atomic (one `rotate`/`consume`), so exactly one
+    concurrent caller wins it; only the charge happens in a call of its own."""
+    if claim.order == "charge_first":
+        decision = await counters.hit(claim.counters, now_ms)
+        if not decision.allowed:
+            return ClaimOutcome(claimed=False, decision=decision)
+        claimed = await _change_ids(ids, claim)
+        if claimed:
+            await _reset(counters, claim.resets)
+        return ClaimOutcome(claimed=claimed, decision=decision)
+    if not await _change_ids(ids, claim):
+        return SPEND_LOST
+    try:
+        decision = await counters.hit(claim.counters, now_ms)
+    except StoreUnavailable:
+        return ClaimOutcome(claimed=True, decision=None)
+    if decision.allowed:
+        await _reset(counters, claim.resets)
+    return ClaimOutcome(claimed=True, decision=decision)
+
+
+async def _change_ids(ids: IdStore, claim: Claim) -> bool:
+    if claim.spend is not None and claim.file is not None:
+        return await ids.rotate(claim.spend, claim.file, claim.ttl_seconds)
+    if claim.spend is not None:
+        return await ids.consume(claim.spend)
+    if claim.file is not None:
+        return await ids.add(claim.file, claim.ttl_seconds)
+    return True
+
+
+async def _reset(counters: CounterStore, keys: tuple[bytes, ...]) -> None:
+    if not keys:
+        return
+    try:
+        await counters.reset(keys)
+    except StoreUnavailable:
+        # The step it follows has succeeded (a correct code is spent); failing now would
+        # punish the user for an outage. A count left behind can only make the lockout
+        # stricter, never looser.
+        log.warning("could not reset limit counters after an allowed step")
+
+
+class MarkerStore(Protocol):
+    """Short-lived markers under HMAC-derived names: replay guards, spent codes, revocations.
+
+    Markers are how the server remembers without keeping per-user rows: each is a small
+    value under a name the caller derives with a keyed hash, and each expires by itself.
+    Every method is one atomic step, also across processes sharing the backend, and raises
+    `otpserver.errors.StoreUnavailable` when the backend cannot answer (fail closed).
+    """
+
+    async def put_if_absent(self, key: bytes, value: bytes, ttl_seconds: float) -> bool:
+        """Store `value` under `key` unless a live marker is there; True for exactly one caller."""
+        ...
+
+    async def get(self, key: bytes) -> bytes | None:
+        """The live marker under `key`, or None."""
+        ...
+
+    async def advance(self, key: bytes, value: int, ttl_seconds: float) -> bool:
+        """Store the integer `value` only if it is greater than the live integer under `key`
+        (or nothing live is there), restarting the time to live; True when stored.
+
+        Concurrent callers offering the same value: exactly one wins. A marker written by
+        `put` with a value that is not an integer is never advanced.
+        """
+        ...
+
+    async def put(self, key: bytes, value: bytes, ttl_seconds: float) -> None:
+        """Store `value` under `key`, replacing whatever is there."""
+        ...
+
+    async def delete(self, key: bytes) -> None:
+        """Remove the marker under `key`, if any."""
         ...
 
     async def aclose(self) -> None:

@@ -27,9 +27,11 @@ from typing import Any, TypeVar
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from otpserver.errors import ConfigError, StoreUnavailable
+from otpserver.observability.outage import STORE
+from otpserver.stores.base import Claim, ClaimOutcome, CounterStore, claim_in_steps
 from otpserver.stores.clients import StoreClient
 from otpserver.stores.connections import Argument, Script
-from otpserver.stores.counters import Counter, Decision
+from otpserver.stores.counters import ALLOWED, Counter, Decision
 
 T = TypeVar("T")
 
@@ -64,17 +66,17 @@ return ARGV[1]
 """)
 
 
-# `otpserver.limits.decide` then `charged`, in one step no other client can interleave with,
-# as a Lua function over the keys after the first `k0` and the arguments from `ARGV[a0]`:
-# the caller's clock in ms (so every instance and the tests share one notion of "now"), then
-# limit, window, lock and cost per key. The TTL is the window's remaining length, so keys
-# expire by themselves; `r` decides, the TTL only gives memory back.
+# `otpserver.stores.counters.decide` then `charged`, in one step no other client can
+# interleave with, as a Lua function over the `n` keys after the first `k0` and the
+# arguments from `ARGV[a0]`: the caller's clock in ms (so every instance and the tests share
+# one notion of "now"), then limit, window, lock and cost per key. The TTL is the window's
+# remaining length, so keys expire by themselves; `r` decides, the TTL only gives memory back.
 _HIT_FUNCTION = """
-local function hit(k0, a0)
+local function hit(k0, a0, n)
   local now = tonumber(ARGV[a0])
   local counts, resets, refused = {}, {}, {}
   local retry = 0
-  for i = k0 + 1, #KEYS do
+  for i = k0 + 1, k0 + n do
     local a = a0 + 1 + (i - k0 - 1) * 4
     local limit = tonumber(ARGV[a])
     local stored = redis.call('HMGET', KEYS[i], 'c', 'r')
@@ -91,7 +93,7 @@ local function hit(k0, a0)
   if #refused > 0 then
     return {0, retry, unpack(refused)}
   end
-  for i = k0 + 1, #KEYS do
+  for i = k0 + 1, k0 + n do
     local a = a0 + 1 + (i - k0 - 1) * 4
     local cost = tonumber(ARGV[a + 3])
     if cost > 0 then
@@ -108,32 +110,39 @@ local function hit(k0, a0)
 end
 """
 
-_HIT = Script.of(_HIT_FUNCTION + "return hit(0, 1)")
+_HIT = Script.of(_HIT_FUNCTION + "return hit(0, 1, #KEYS)")
 
-# `_ROTATE`, and only if it filed the new ID, `_HIT` on the remaining keys: a verification
-# claims its cookie and charges its limits in one round trip, still claim first, so a lost
-# claim charges nothing. -1 says the claim was lost.
-_ROTATE_AND_HIT = Script.of(
+# `otpserver.stores.base.Claim` in one round trip, so no other client can come between its
+# steps. KEYS: the ID to spend, the ID to file (each a placeholder when absent), `n` counter
+# keys, then the keys to reset. ARGV: the order ('c' charge first, 's' spend first), whether
+# there is an ID to spend and one to file, the new ID's TTL in ms, `n`, then `hit`'s
+# arguments. DEL returns how many keys it removed: exactly one concurrent caller sees 1, and
+# only that caller files the new ID. The answer: claimed (1/0), then `hit`'s decision.
+_CLAIM = Script.of(
     _HIT_FUNCTION
     + """
-if redis.call('DEL', KEYS[1]) ~= 1 then return {-1} end
-if not redis.call('SET', KEYS[2], '1', 'PX', ARGV[1], 'NX') then return {-1} end
-return hit(2, 2)
-"""
-)
-
-# `_HIT` on the keys after the first two, and only if it allowed: file the new ID KEYS[2],
-# consuming KEYS[1] first when ARGV[2] is 1 (a refused charge spends and files nothing). A
-# create or a switch charges its limits and files its new ID in one round trip. The second
-# element of an allowed result says whether the new ID was filed.
-_HIT_AND_FILE = Script.of(
-    _HIT_FUNCTION
-    + """
-local decision = hit(2, 3)
-if decision[1] ~= 1 then return decision end
-if ARGV[2] == '1' and redis.call('DEL', KEYS[1]) ~= 1 then return {1, 0} end
-if redis.call('SET', KEYS[2], '1', 'PX', ARGV[1], 'NX') then return {1, 1} end
-return {1, 0}
+local n = tonumber(ARGV[5])
+local function change_ids()
+  if ARGV[2] == '1' and redis.call('DEL', KEYS[1]) ~= 1 then return false end
+  if ARGV[3] == '1' and not redis.call('SET', KEYS[2], '1', 'PX', ARGV[4], 'NX') then
+    return false
+  end
+  return true
+end
+local function reset()
+  if #KEYS > 2 + n then redis.call('DEL', unpack(KEYS, 3 + n)) end
+end
+if ARGV[1] == 'c' then
+  local decision = hit(2, 6, n)
+  if decision[1] ~= 1 then return {0, unpack(decision)} end
+  if not change_ids() then return {0, 1, 0} end
+  reset()
+  return {1, 1, 0}
+end
+if not change_ids() then return {0, 1, 0} end
+local decision = hit(2, 6, n)
+if decision[1] == 1 then reset() end
+return {1, unpack(decision)}
 """
 )
 
@@ -149,7 +158,9 @@ def _counter_args(counters: Sequence[Counter], now_ms: int) -> tuple[list[bytes]
 
 def _decision(result: Sequence[Any]) -> Decision:
     allowed, retry_after_ms, *refused = (int(n) for n in result)
-    return Decision(allowed=allowed == 1, retry_after_ms=retry_after_ms, refused=tuple(refused))
+    if allowed == 1:
+        return ALLOWED
+    return Decision(allowed=False, retry_after_ms=retry_after_ms, refused=tuple(refused))
 
 
 def _key_name(key_id: int) -> bytes:
@@ -198,13 +209,17 @@ class _RedisBackend:
     async def _call(self, operation: Awaitable[T]) -> T:
         """The one way every Redis call is made: bounded, and fails closed."""
         try:
-            async with asyncio.timeout(self._timeout_seconds):
-                return await operation
+            return await STORE.timed(self._bounded(operation))
         except StoreWentBack as error:
             self._went_back(error)
             raise StoreUnavailable() from None
-        except (RedisError, OSError, TimeoutError) as error:
-            raise StoreUnavailable() from error
+        except (RedisError, OSError, TimeoutError):
+            raise StoreUnavailable() from None
+
+    async def _bounded(self, operation: Awaitable[T]) -> T:
+        # Inside the outage record, so a call cut off by its deadline counts as a failure.
+        async with asyncio.timeout(self._timeout_seconds):
+            return await operation
 
     async def _guarded(self, *command: Argument, script: Script | None = None) -> Any:
         """`command` (or `script` on `command`'s keys and arguments), advancing the store
@@ -320,50 +335,36 @@ class RedisIdStore(_RedisBackend):
         )
         return bool(result == 1)
 
-    def charges_with(self, counters: object) -> bool:
-        """Whether `counters` keeps its counts in this very Redis (so one script sees both)."""
-        return (
+    async def claim(self, claim: Claim, counters: CounterStore, now_ms: int) -> ClaimOutcome:
+        """One script when `counters` keeps its counts in this very Redis (one round trip,
+        nothing in between); otherwise the claim's steps one call each."""
+        same_redis = (
             isinstance(counters, RedisCounterStore)
             and counters.client.server == self._client.server
         )
-
-    async def rotate_and_hit(
-        self,
-        old_id: bytes,
-        new_id: bytes,
-        ttl_seconds: float,
-        counters: Sequence[Counter],
-        now_ms: int,
-    ) -> Decision | None:
-        """`rotate`, then only if it succeeded `RedisCounterStore.hit`, in one atomic script."""
-        counter_keys, counter_args = _counter_args(counters, now_ms)
-        keys = [ID_PREFIX + old_id, ID_PREFIX + new_id, *counter_keys]
-        args = [_milliseconds(ttl_seconds), *counter_args]
-        result = await self._call(self._guarded(len(keys), *keys, *args, script=_ROTATE_AND_HIT))
-        return None if int(result[0]) == -1 else _decision(result)
-
-    async def hit_and_file(
-        self,
-        counters: Sequence[Counter],
-        now_ms: int,
-        old_id: bytes | None,
-        new_id: bytes,
-        ttl_seconds: float,
-    ) -> tuple[Decision, bool]:
-        """`RedisCounterStore.hit`, then only if allowed `rotate` (or `add` without an old
-        ID), in one atomic script; the flag says whether the new ID was filed."""
-        counter_keys, counter_args = _counter_args(counters, now_ms)
-        old_key = ID_PREFIX + (new_id if old_id is None else old_id)
-        keys = [old_key, ID_PREFIX + new_id, *counter_keys]
-        args = [_milliseconds(ttl_seconds), 0 if old_id is None else 1, *counter_args]
-        result = await self._call(self._guarded(len(keys), *keys, *args, script=_HIT_AND_FILE))
-        if int(result[0]) != 1:
-            return _decision(result), False
-        return Decision(allowed=True), int(result[1]) == 1
+        if not same_redis:
+            return await claim_in_steps(self, counters, claim, now_ms)
+        counter_keys, counter_args = _counter_args(claim.counters, now_ms)
+        keys = [
+            ID_PREFIX + (claim.spend or b""),
+            ID_PREFIX + (claim.file or b""),
+            *counter_keys,
+            *(COUNTER_PREFIX + key for key in claim.resets),
+        ]
+        args: list[Argument] = [
+            b"c" if claim.order == "charge_first" else b"s",
+            0 if claim.spend is None else 1,
+            0 if claim.file is None else 1,
+            _milliseconds(claim.ttl_seconds),
+            len(claim.counters),
+            *counter_args,
+        ]
+        claimed, *decision = await self._call(self._guarded(len(keys), *keys, *args, script=_CLAIM))
+        return ClaimOutcome(claimed=int(claimed) == 1, decision=_decision(decision))
 
 
 class RedisKeyStore(_RedisBackend):
-    """Wrapped KEKs under `otp:kek:<id>`, expiring when no cookie can need them."""
+    """Wrapped KEKs under `{otp}:kek:<id>`, expiring when no cookie can need them."""
 
     async def get_or_create(self, key_id: int, candidate: bytes, ttl_seconds: float) -> bytes:
         keys = [_key_name(key_id)]
@@ -381,7 +382,7 @@ class RedisKeyStore(_RedisBackend):
 
 
 class RedisCounterStore(_RedisBackend):
-    """Abuse-limit counters as small hashes `{c: count, r: resets_at_ms}` under `otp:rl:`.
+    """Abuse-limit counters as small hashes `{c: count, r: resets_at_ms}` under `{otp}:rl:`.
 
     One `EVALSHA` per decision: Redis runs a script alone, so checking every counter and
     charging them all happens with no other client in between, across every instance.

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 import redis
 
 from otpserver.crypto import envelope
+from otpserver.observability.logs import JsonFormatter
 from otpserver.stores.redis import KEY_PREFIX
 
 DEV_SENDER_LINE = re.compile(r"otp dev-sender: to=\S+ code=\S+")
@@ -81,9 +82,13 @@ class RecordCapture(logging.Handler):
         super().__init__(level=logging.NOTSET)
         self.lines: list[str] = []
         self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        # The JSON form carries every field passed in `extra=` (an audit event's, say),
+        # which the plain form leaves out; the sweep reads both.
+        self._json = JsonFormatter()
 
     def emit(self, record: logging.LogRecord) -> None:
         self.lines.append(self.format(record))
+        self.lines.append(self._json.format(record))
 
     @property
     def text(self) -> str:

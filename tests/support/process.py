@@ -1,4 +1,7 @@
-"""Run `python -m otpserver` as a real process on loopback and wait until it serves.
+"""Run a real server process on loopback and wait until it serves.
+
+By default it is `python -m tests.support.server`, the server composed with the tests' own
+hooks (`tests/support/hooks.py`); `module="otpserver"` runs the shipped one.
 
 Its stdout and stderr go to a file, read back for log checks and for the codes the
 development sender prints.
@@ -22,7 +25,11 @@ ROOT = Path(__file__).parent.parent.parent
 class ServerProcess:
     """A real server process; its stderr is collected into a file for log checks."""
 
-    def __init__(self, env: dict[str, str], port: int | None = None) -> None:
+    def __init__(
+        self, env: dict[str, str], port: int | None = None, module: str = "tests.support.server"
+    ) -> None:
+        # `tests.support.server` serves the tests' own hooks; `otpserver`, the shipped `custom/`.
+        self.module = module
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = ROOT / ".pytest_cache" / f"server-{self.port}.log"
@@ -45,7 +52,7 @@ class ServerProcess:
         """Start the process without waiting for it (to start several at the same moment)."""
         with self._log.open("wb") as log:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "otpserver"],
+                [sys.executable, "-m", self.module],
                 env=self.env,
                 cwd=ROOT,
                 stdin=subprocess.DEVNULL,

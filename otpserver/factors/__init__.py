@@ -1,0 +1,1 @@
+"""Second factors without per-user rows: TOTP, backup codes (SPEC §13-§14), sealed for the host."""

@@ -1,0 +1,174 @@
+"""The second-factor routes of `/v1` (SPEC §13-§15): authenticate, parse, call the service.
+
+Each route needs an API key with its scope (`totp`, `backup_codes` or `devices`), takes a
+strict JSON body and answers JSON: 201 for what it creates, 200 with the outcome of every
+check (`status`, or `trusted` and a `reason` for devices). `routes` returns plain
+Starlette routes for the application to mount.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Match, Route
+from starlette.types import Scope
+
+from otpserver.errors import BodyInvalid, UnsupportedMediaType
+from otpserver.factors.devices import TrustedDevices
+from otpserver.factors.models import (
+    BackupCodeRedeemRequest,
+    BackupCodesRequest,
+    DeviceCheckRequest,
+    DeviceRevokeRequest,
+    DeviceTrustRequest,
+    TotpConfirmRequest,
+    TotpEnrolRequest,
+    TotpVerifyRequest,
+)
+from otpserver.factors.service import SecondFactors
+from otpserver.factors.totp import TotpParameters
+
+TOTP_SCOPE = "totp"
+BACKUP_CODES_SCOPE = "backup_codes"
+DEVICES_SCOPE = "devices"
+
+RequestModel = TypeVar("RequestModel", bound=BaseModel)
+
+
+class Caller(Protocol):
+    """The authenticated API key (`otpserver.v1.auth.ApiKey`): its id is the audience of
+    the results it receives."""
+
+    @property
+    def id(self) -> str: ...
+
+
+Authenticate = Callable[[Request, str], Awaitable[Caller]]
+"""Checks the request's API key has the scope; raises the 401/403 errors otherwise."""
+
+
+class PostRoute(Route):
+    """A POST route that does not exist for other methods: 404, never 405 (SPEC §3)."""
+
+    def __init__(self, path: str, endpoint: Callable[[Request], Awaitable[Response]]) -> None:
+        super().__init__(path, endpoint, methods=["POST"])
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child = super().matches(scope)
+        return (Match.NONE, {}) if match is Match.PARTIAL else (match, child)
+
+
+async def read_model(request: Request, model: type[RequestModel]) -> RequestModel:
+    """The body as `model`: JSON only (415 otherwise), unknown fields and wrong types 400."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise UnsupportedMediaType("This route accepts application/json only.")
+    try:
+        return model.model_validate_json(await request.body())
+    except ValidationError as error:
+        raise BodyInvalid(describe(error)) from None
+
+
+def describe(error: ValidationError) -> str:
+    """The first problem, naming its field but never echoing the value sent."""
+    first = error.errors(include_url=False, include_input=False)[0]
+    where = ".".join(str(part) for part in first["loc"]) or "body"
+    return f"Invalid `{where}`: {first['msg']}."
+
+
+def _json(body: dict[str, Any], status: int = 200) -> Response:
+    return JSONResponse(body, status_code=status)
+
+
+def routes(
+    factors: SecondFactors, devices: TrustedDevices, authenticate: Authenticate
+) -> list[BaseRoute]:
+    """The TOTP, backup-code and trusted-device routes, guarded by `authenticate`."""
+
+    async def totp_enrol(request: Request) -> Response:
+        await authenticate(request, TOTP_SCOPE)
+        body = await read_model(request, TotpEnrolRequest)
+        parameters = TotpParameters(
+            digits=body.digits, period=body.period, algorithm=body.algorithm
+        )
+        answer = await factors.enrol(
+            subject=body.subject, account=body.account, issuer=body.issuer, parameters=parameters
+        )
+        return _json(answer, 201)
+
+    async def totp_confirm(request: Request) -> Response:
+        await authenticate(request, TOTP_SCOPE)
+        body = await read_model(request, TotpConfirmRequest)
+        return _json(
+            await factors.confirm(subject=body.subject, pending=body.pending, code=body.code)
+        )
+
+    async def totp_verify(request: Request) -> Response:
+        caller = await authenticate(request, TOTP_SCOPE)
+        body = await read_model(request, TotpVerifyRequest)
+        answer = await factors.verify(
+            audience=caller.id,
+            subject=body.subject,
+            enrolment_blob=body.enrolment,
+            code=body.code,
+            nonce=body.nonce,
+        )
+        return _json(answer)
+
+    async def backup_generate(request: Request) -> Response:
+        await authenticate(request, BACKUP_CODES_SCOPE)
+        body = await read_model(request, BackupCodesRequest)
+        return _json(await factors.generate(subject=body.subject, count=body.count), 201)
+
+    async def backup_redeem(request: Request) -> Response:
+        caller = await authenticate(request, BACKUP_CODES_SCOPE)
+        body = await read_model(request, BackupCodeRedeemRequest)
+        answer = await factors.redeem(
+            audience=caller.id,
+            subject=body.subject,
+            set_blob=body.set,
+            code=body.code,
+            nonce=body.nonce,
+        )
+        return _json(answer)
+
+    async def device_trust(request: Request) -> Response:
+        await authenticate(request, DEVICES_SCOPE)
+        body = await read_model(request, DeviceTrustRequest)
+        if body.days is not None and body.days > devices.settings.trusted_device_days:
+            raise BodyInvalid(
+                f"Invalid `days`: at most {devices.settings.trusted_device_days} here."
+            )
+        answer = await devices.trust(
+            subject=body.subject, days=body.days, generation=body.generation
+        )
+        return _json(answer, 201)
+
+    async def device_check(request: Request) -> Response:
+        await authenticate(request, DEVICES_SCOPE)
+        body = await read_model(request, DeviceCheckRequest)
+        return _json(
+            await devices.check(
+                subject=body.subject, device=body.device, generation=body.generation
+            )
+        )
+
+    async def device_revoke(request: Request) -> Response:
+        await authenticate(request, DEVICES_SCOPE)
+        body = await read_model(request, DeviceRevokeRequest)
+        return _json(await devices.revoke(subject=body.subject, device_id=body.deviceId))
+
+    return [
+        PostRoute("/v1/devices/trust", device_trust),
+        PostRoute("/v1/devices/check", device_check),
+        PostRoute("/v1/devices/revoke", device_revoke),
+        PostRoute("/v1/totp/enrolments", totp_enrol),
+        PostRoute("/v1/totp/enrolments/confirm", totp_confirm),
+        PostRoute("/v1/totp/verify", totp_verify),
+        PostRoute("/v1/backup-codes", backup_generate),
+        PostRoute("/v1/backup-codes/redeem", backup_redeem),
+    ]

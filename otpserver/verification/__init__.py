@@ -1,0 +1,1 @@
+"""One verification flow for every carrier: the browser cookie, the challenge token, the link."""

@@ -1,0 +1,1 @@
+"""Store contract suites: one test class per store role, to subclass for every backend."""

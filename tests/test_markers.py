@@ -1,0 +1,112 @@
+"""The marker contract on memory and a real Redis, and what is particular to each backend."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import redis
+
+from otpserver.errors import StoreUnavailable
+from otpserver.stores import MemoryMarkerStore, RedisMarkerStore, redis_client
+from otpserver.stores.base import MarkerStore
+from otpserver.stores.markers_redis import MARKER_PREFIX
+from otpserver.stores.redis import SEQUENCE_KEY
+from tests.contracts.markers import MarkerStoreContract, new_key
+from tests.support.fakes import FakeClock
+
+
+class TestMemoryMarkerStore(MarkerStoreContract):
+    """The contract on the in-process store, with an injected clock."""
+
+    @pytest.fixture
+    async def markers(self) -> AsyncIterator[MarkerStore]:
+        """A memory store on a clock this test moves."""
+        self.clock = FakeClock()
+        store = MemoryMarkerStore(clock=self.clock)
+        yield store
+        await store.aclose()
+
+    async def pass_time(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+
+
+class TestRedisMarkerStore(MarkerStoreContract):
+    """The contract on a real Redis server; time passes by shortening every time to live."""
+
+    @pytest.fixture
+    async def markers(self, redis_url: str) -> AsyncIterator[MarkerStore]:
+        """A Redis store on an empty database."""
+        self.admin = redis.Redis.from_url(redis_url)
+        store = RedisMarkerStore(redis_client(redis_url, 1.0))
+        yield store
+        await store.aclose()
+        self.admin.close()
+
+    async def pass_time(self, seconds: float) -> None:
+        # Redis keeps its own clock; lowering each remaining lifetime is the same as waiting.
+        for key in self.admin.scan_iter(match=MARKER_PREFIX + b"*"):
+            remaining = int(self.admin.pttl(key))
+            if remaining > 0:
+                left = remaining - int(seconds * 1000)
+                if left > 0:
+                    self.admin.pexpire(key, left)
+                else:
+                    self.admin.delete(key)
+
+    async def test_markers_live_under_their_prefix(self, markers: MarkerStore) -> None:
+        """Every marker is one Redis key under `{otp}:mk:` with an expiry set (beside the
+        store sequence that a claim advances)."""
+        key = new_key()
+        await markers.put(key, b"a", 60)
+        await markers.advance(new_key(), 3, 60)
+        names = [name for name in self.admin.scan_iter() if name != SEQUENCE_KEY]
+        assert len(names) == 2
+        assert all(name.startswith(MARKER_PREFIX) for name in names)
+        assert all(0 < int(self.admin.pttl(name)) <= 60_000 for name in names)
+
+
+async def test_memory_markers_are_bounded() -> None:
+    """A full memory store refuses new names with 503 rather than grow without bound."""
+    store = MemoryMarkerStore(max_markers=2, clock=FakeClock())
+    await store.put(new_key(), b"a", 60)
+    await store.put(new_key(), b"b", 60)
+    with pytest.raises(StoreUnavailable):
+        await store.put_if_absent(new_key(), b"c", 60)
+
+
+async def test_memory_markers_full_of_expired_entries_reclaim_them() -> None:
+    """When the store is full of expired markers, a new one reclaims their room."""
+    clock = FakeClock()
+    store = MemoryMarkerStore(max_markers=2, clock=clock)
+    await store.put(new_key(), b"a", 5)
+    await store.put(new_key(), b"b", 5)
+    clock.advance(3600)
+    assert await store.put_if_absent(new_key(), b"c", 60)
+    assert len(store) == 1
+
+
+async def test_memory_markers_give_memory_back_as_time_passes() -> None:
+    """Expired markers leave the table through the bounded sweep of ordinary calls."""
+    clock = FakeClock()
+    store = MemoryMarkerStore(clock=clock)
+    for _ in range(100):
+        await store.put(new_key(), b"a", 2)
+    keeper = new_key()
+    await store.put(keeper, b"k", 600)
+    for _ in range(10):
+        clock.advance(1)
+        await store.get(keeper)
+    assert len(store) == 1
+
+
+async def test_memory_markers_never_run_backwards() -> None:
+    """A clock that steps back does not revive an expired marker."""
+    clock = FakeClock()
+    store = MemoryMarkerStore(clock=clock)
+    key = new_key()
+    await store.put(key, b"a", 10)
+    clock.advance(11)
+    assert await store.get(key) is None
+    clock.advance(-5)
+    assert await store.get(key) is None

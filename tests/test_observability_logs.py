@@ -1,0 +1,149 @@
+"""Logs: text and JSON lines, request ids on every line of a request, client input escaped."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+from otpserver.http.app import OtpApp
+from otpserver.observability.logs import (
+    REQUEST_ID,
+    JsonFormatter,
+    RequestIdFilter,
+    TextFormatter,
+    escape_control,
+)
+from otpserver.observability.requests import loggable_path
+from otpserver.settings.operations import OperationsConfig
+from otpserver.settings.proxies import parse_trusted_proxies
+from tests.conftest import AppFactory
+
+
+def test_control_characters_are_escaped() -> None:
+    """Line breaks, escape sequences, NUL, DEL, C1 controls and Unicode line separators all
+    become visible escapes; ordinary text, accents included, is left alone."""
+    assert escape_control("a\nb\rc\td") == "a\\nb\\rc\\td"
+    assert escape_control("\x1b[31mred\x00\x7f\x85") == "\\x1b[31mred\\x00\\x7f\\x85"
+    assert escape_control("x\u2028y\u2029") == "x\\u2028y\\u2029"
+    assert escape_control("café /api/otp") == "café /api/otp"
+
+
+def _record(message: str, *args: object, **extra: object) -> logging.LogRecord:
+    record = logging.LogRecord("otpserver.test", logging.WARNING, __file__, 1, message, args, None)
+    record.__dict__.update(extra)
+    RequestIdFilter().filter(record)
+    return record
+
+
+def test_a_forged_line_stays_one_text_line() -> None:
+    """A message carrying a client's `\\n` and `\\x1b` is one text line, with the escapes shown."""
+    line = TextFormatter().format(_record("unhandled error on GET %s", "/x\nINFO forged\x1b[2J"))
+    assert line == ("WARNING otpserver.test: unhandled error on GET /x\\nINFO forged\\x1b[2J")
+    assert "\n" not in line
+    assert "\x1b" not in line
+
+
+def test_json_lines_are_one_object_each_with_the_request_id_and_fields() -> None:
+    """A JSON line parses to one object with level, logger, message, request id and extras,
+    and the raw control characters never appear in it."""
+    token = REQUEST_ID.set("req-1")
+    try:
+        record = _record("path %s", "/a\nb\x1b", event={"type": "otp.sent"})
+    finally:
+        REQUEST_ID.reset(token)
+    line = JsonFormatter().format(record)
+    assert "\n" not in line
+    assert "\x1b" not in line
+    document = json.loads(line)
+    assert document["level"] == "WARNING"
+    assert document["logger"] == "otpserver.test"
+    assert document["message"] == "path /a\nb\x1b"
+    assert document["request_id"] == "req-1"
+    assert document["event"] == {"type": "otp.sent"}
+
+
+def test_the_access_log_hides_token_like_path_segments() -> None:
+    """Segments long enough to be a token (a link's) are replaced; route names are kept."""
+    assert loggable_path("/api/otp/create") == "/api/otp/create"
+    assert loggable_path("/l/" + "A" * 43) == "/l/{token}"
+
+
+class _Lines(logging.Handler):
+    """Formats every record as the JSON log does."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(JsonFormatter())
+        self.addFilter(RequestIdFilter())
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@pytest.fixture
+def json_lines() -> Iterator[_Lines]:
+    """Every record logged while the test runs, as JSON lines."""
+    handler = _Lines()
+    root = logging.getLogger()
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    yield handler
+    root.removeHandler(handler)
+    root.setLevel(previous)
+
+
+async def test_every_line_of_a_request_carries_its_echoed_id(
+    make_app: AppFactory,
+    client_for: Callable[[OtpApp], httpx.AsyncClient],
+    json_lines: _Lines,
+) -> None:
+    """Each request gets a fresh id, echoed in `X-Request-Id`, and every line logged while
+    serving it (access line, audit event, refusal) carries that id; a client's own
+    `X-Request-Id` is not believed without trusted proxies."""
+    app = make_app(operations=OperationsConfig(access_log=True))
+    client = client_for(app)
+    json_lines.lines.clear()  # what building the app logged belongs to no request
+    first = await client.post("/api/otp/create", json={"email": "ada@example.com"})
+    second = await client.post(
+        "/api/otp/verify", data={"otp": "000000"}, headers={"x-request-id": "chosen-by-client"}
+    )
+    ids = [first.headers["x-request-id"], second.headers["x-request-id"]]
+    assert len(set(ids)) == 2
+    assert "chosen-by-client" not in ids
+    documents = [json.loads(line) for line in json_lines.lines]
+    for request_id in ids:
+        mine = [d for d in documents if d["request_id"] == request_id]
+        assert any(d["logger"] == "otpserver.access" for d in mine), documents
+    sent = [d for d in documents if d["logger"] == "otpserver.audit"]
+    assert [d["request_id"] for d in sent] == [ids[0], ids[1]]
+    assert all(d["request_id"] in ids for d in documents if d["logger"].startswith("otpserver"))
+
+
+async def test_a_trusted_proxy_sets_the_request_id(
+    make_app: AppFactory, client_for: Callable[[OtpApp], httpx.AsyncClient]
+) -> None:
+    """From a trusted proxy, a well-formed `X-Request-Id` is kept and echoed; a malformed one
+    (a line break) is replaced by a fresh id."""
+    app = make_app(trusted_proxies=parse_trusted_proxies("127.0.0.1"))
+    client = client_for(app)
+    kept = await client.get("/health", headers={"x-request-id": "edge-7f3a"})
+    assert kept.headers["x-request-id"] == "edge-7f3a"
+    replaced = await client.get("/health", headers={"x-request-id": "a b"})
+    assert replaced.headers["x-request-id"] != "a b"
+    assert len(replaced.headers["x-request-id"]) == 16
+
+
+def test_text_output_of_a_real_handler_has_one_line_per_record() -> None:
+    """Through a stream handler, a record with a forged line break writes exactly one line."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(TextFormatter())
+    handler.emit(_record("GET %s", "/%0a".replace("%0a", "\n") + "WARNING forged"))
+    assert stream.getvalue().count("\n") == 1
