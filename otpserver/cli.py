@@ -22,12 +22,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
+from redis.exceptions import RedisError
+
 from otpserver import asgi
 from otpserver.errors import ConfigError, StoreUnavailable
 from otpserver.http.app import OtpApp
 from otpserver.http.health import Readiness
 from otpserver.observability import logs, metrics, outage
 from otpserver.settings.environment import MASTER_KEY_BYTES, Settings
+from otpserver.stores import redis as redis_store
+from otpserver.stores.clients import redis_client
 from otpserver.v1 import admin
 
 Serve = Callable[[str, Settings], None]
@@ -138,6 +142,19 @@ def build_parser(
         ),
     )
     status_parser.set_defaults(run=run_keys_status)
+    revoke_parser = keys_commands.add_parser(
+        "revoke-pending",
+        help="make every pending cookie and token invalid (the step after restoring Redis)",
+        description=(
+            "Delete every single-use ID and every key-encryption key in the Redis store and "
+            "move its sequence ahead, so that no cookie or challenge token issued before "
+            "works again: users ask for a new code. Run it after restoring a snapshot or "
+            "promoting a replica that may have missed writes (README: Redis: high "
+            "availability, backups and restores). Signed results, API keys and sealed blobs "
+            "(TOTP, backup codes, devices) are not affected."
+        ),
+    )
+    revoke_parser.set_defaults(run=run_keys_revoke_pending)
     return parser
 
 
@@ -206,6 +223,10 @@ def run_serve(
             file=sys.stderr,
         )
         return 1
+    try:
+        asyncio.run(redis_store.check_store(settings))
+    except ConfigError as error:
+        return report_config_error(error)
     try:
         if listener is not None:
             listener.start()
@@ -294,6 +315,41 @@ def run_keys_status(args: argparse.Namespace) -> int:
         return 1
     print("\n".join(lines))
     return 1 if any("no configured master key" in line for line in lines) else 0
+
+
+def run_keys_revoke_pending(args: argparse.Namespace) -> int:
+    """Revoke every pending cookie and token in the Redis store."""
+    try:
+        settings = Settings.from_env()
+    except ConfigError as error:
+        return report_config_error(error)
+    if settings.uses_memory_store:
+        print(
+            "otpserver: keys revoke-pending: memory:// keeps nothing across a restart; "
+            "restarting the server already revoked everything pending",
+            file=sys.stderr,
+        )
+        return 2
+
+    async def revoke() -> redis_store.Revoked:
+        client = redis_client(settings.store_url, settings.store_timeout_seconds)
+        try:
+            return await redis_store.revoke_pending(client)
+        finally:
+            await client.aclose()
+
+    try:
+        revoked = asyncio.run(revoke())
+    except (RedisError, OSError) as error:
+        print(
+            f"otpserver: keys revoke-pending: no answer from the store ({error})", file=sys.stderr
+        )
+        return 1
+    print(
+        f"otpserver: revoked {revoked.ids} pending ID(s) and {revoked.keys} key(s); "
+        f"store sequence now {revoked.sequence}"
+    )
+    return 0
 
 
 def _print_help(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:

@@ -28,8 +28,9 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from otpserver.errors import ConfigError, StoreUnavailable
 from otpserver.observability.outage import STORE
+from otpserver.settings.environment import Settings
 from otpserver.stores.base import Claim, ClaimOutcome, CounterStore, claim_in_steps
-from otpserver.stores.clients import StoreClient
+from otpserver.stores.clients import StoreClient, redis_client
 from otpserver.stores.connections import Argument, Script
 from otpserver.stores.counters import ALLOWED, Counter, Decision
 
@@ -274,7 +275,7 @@ class _RedisBackend:
     async def _repair(self) -> None:
         try:
             async with asyncio.timeout(60):
-                highest = await revoke_pending(self._client)
+                highest = (await revoke_pending(self._client)).sequence
         except (RedisError, OSError, TimeoutError) as error:
             # One line: the cause says it all, a traceback would only repeat the client's stack.
             log.error("revoking pending state failed (%s); retried on the next request", error)  # noqa: TRY400
@@ -286,14 +287,26 @@ class _RedisBackend:
         await self._client.aclose()
 
 
-async def revoke_pending(client: StoreClient) -> int:
-    """Make every pending cookie and token invalid: delete every single-use ID and key, and
-    move the store sequence past anything an instance remembers. Returns the new sequence.
+@dataclass(frozen=True, slots=True)
+class Revoked:
+    """What `revoke_pending` removed, and where it left the store sequence."""
 
-    What `python -m otpserver keys revoke-pending` runs after restoring a store."""
-    await client.delete_matching(ID_PREFIX + b"*")
-    await client.delete_matching(KEY_PREFIX + b"*")
-    return int(await client.execute(b"INCRBY", SEQUENCE_KEY, SEQUENCE_JUMP))
+    ids: int
+    keys: int
+    sequence: int
+
+
+async def revoke_pending(client: StoreClient) -> Revoked:
+    """Make every pending cookie and token invalid: delete every single-use ID and every
+    key-encryption key, and move the store sequence past anything an instance remembers.
+
+    What `python -m otpserver keys revoke-pending` runs after restoring a store. Instances
+    still holding a deleted key open no cookie with it: its ID is gone too, and the key
+    itself leaves their caches within `otpserver.crypto.keyring.KEY_CACHE_SECONDS`."""
+    ids = await client.delete_matching(ID_PREFIX + b"*")
+    keys = await client.delete_matching(KEY_PREFIX + b"*")
+    sequence = int(await client.execute(b"INCRBY", SEQUENCE_KEY, SEQUENCE_JUMP))
+    return Revoked(ids, keys, sequence)
 
 
 async def check_eviction(client: StoreClient, *, production: bool, allowed: bool) -> None:
@@ -311,6 +324,25 @@ async def check_eviction(client: StoreClient, *, production: bool, allowed: bool
     if production and not allowed:
         raise ConfigError(line)
     log.warning("%s", line)
+
+
+async def check_store(settings: Settings) -> None:
+    """Start-up checks of a Redis store (`check_eviction`); nothing for memory://. A server
+    that hides its memory settings (no `INFO memory`) is let through with a warning."""
+    if settings.uses_memory_store:
+        return
+    client = redis_client(settings.store_url, settings.store_timeout_seconds)
+    try:
+        async with asyncio.timeout(settings.store_timeout_seconds * 3):
+            await check_eviction(
+                client,
+                production=not settings.is_development,
+                allowed=settings.redis.allow_eviction,
+            )
+    except (RedisError, OSError, TimeoutError) as error:
+        log.warning("could not read the Redis maxmemory-policy (%s); not checked", error)
+    finally:
+        await client.aclose()
 
 
 class RedisIdStore(_RedisBackend):
