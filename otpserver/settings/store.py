@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from otpserver.errors import ConfigError
 from otpserver.settings.reader import EnvReader, EnvVar
@@ -100,8 +100,6 @@ class StoreUrl:
 
 
 def _quote(text: str) -> str:
-    from urllib.parse import quote
-
     return quote(text, safe="")
 
 
@@ -180,8 +178,6 @@ def _parse(url: str) -> StoreUrl:
             client=client,
             options=options,
         )
-    if client != "fast":
-        raise ValueError("parameter client is for a single primary only (redis://)")
     if kind == "cluster":
         if path not in ("", "0"):
             raise ValueError(

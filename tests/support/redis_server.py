@@ -125,6 +125,11 @@ class RedisServer:
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
+    def running(self) -> bool:
+        """Whether the process was started and not stopped since."""
+        return self._process is not None
+
+    @property
     def pid(self) -> int:
         """The server's process id (while it runs)."""
         assert self._process is not None
@@ -274,12 +279,19 @@ class SentinelServers:
                 f"sentinel failover-timeout {SERVICE} 4000\n"
             )
             sentinel.start_sentinel(config)
-        wait_until(self._replicated, 30, "the replica to sync")
+        wait_until(self.replicated, 30, "the replica to sync")
 
-    def _replicated(self) -> bool:
-        client = self.replica.client()
+    def replicated(self) -> bool:
+        """Whether the server that is not the primary follows it with a live link."""
+        primary = self.current_primary()
+        replica = next(s for s in self.data_servers() if s is not primary)
+        client = replica.client()
         try:
-            return bool(client.info("replication").get("master_link_status") == "up")
+            info = client.info("replication")
+            return bool(
+                info.get("master_link_status") == "up"
+                and int(info.get("master_port", 0)) == primary.port
+            )
         finally:
             client.close()
 
