@@ -32,6 +32,13 @@ def test_sample_env_is_generated_from_the_code() -> None:
     assert (ROOT / "sample.env").read_text() == sample.render()
 
 
+def test_readme_configuration_table_is_generated_from_the_code() -> None:
+    """The README's table between its markers equals `sample.render_table()` output."""
+    readme = (ROOT / "README.md").read_text()
+    assert sample.TABLE_BEGIN in readme
+    assert readme == sample.with_table(readme)
+
+
 def test_every_variable_the_code_reads_is_documented() -> None:
     """Every `OTP_*` name in the server and hooks appears in sample.env."""
     documented = {var.name for var in sample.all_variables()}

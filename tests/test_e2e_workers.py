@@ -17,7 +17,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 def two_workers(redis_url: str) -> Iterator[ServerProcess]:
-    """`python -m otpserver` with OTP_WORKERS=2 on Redis, stopped after the test."""
+    """The server process with OTP_WORKERS=2 on Redis, stopped after the test."""
     server = ServerProcess(
         {"OTP_WORKERS": "2", "OTP_STORE_URL": redis_url, "OTP_MASTER_KEY": MASTER_KEY_TEXT}
     )

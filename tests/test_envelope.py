@@ -12,9 +12,10 @@ from hypothesis import strategies as st
 
 from otpserver.crypto import envelope
 from otpserver.errors import InvalidCookie
-from otpserver.http.cookies import PURPOSE, b64decode, b64encode
+from otpserver.http.cookies import PURPOSE
 from otpserver.otp import payload
 from otpserver.otp.credentials import Credential
+from otpserver.verification.sealing import b64decode, b64encode
 
 VECTORS = Path(__file__).parent / "vectors"
 

@@ -17,7 +17,9 @@ Three built-in checks are replaced, not dropped:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
+import hashlib
 import json
 import re
 import string
@@ -36,6 +38,8 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.python.asgi import ASGIClient
 
 from otpserver.http.app import OtpApp, create_app
+from otpserver.results.jwks import JWKS_PATH
+from otpserver.settings.api import ApiKeyEntry
 from otpserver.settings.environment import Settings
 from otpserver.settings.overrides import LimitOverrides
 from tests.conftest import MASTER_KEY, MASTER_KEY_TEXT, PUBLIC_SITE, SIGNING, test_hooks
@@ -120,11 +124,15 @@ CONFIG = SchemathesisConfig.from_dict(
         },
         "checks": {
             "unsupported_method": {"enabled": False},
+            # Its probes go out over the network transport, never to this ASGI app (the
+            # 401s of /v1 have tests of their own: tests/test_v1_auth.py).
+            "ignored_auth": {"enabled": False},
             "allow_header_conformance": {"enabled": False},
             # Narrower than the default: data outside the schema is a malformed request
             # (400), a body over OTP_MAX_BODY_BYTES refused before parsing (413), or the wrong
-            # media type (415); never a 2xx, a 401-409 or a 5xx.
-            "negative_data_rejection": {"expected-statuses": [400, 413, 415]},
+            # media type (415); a /v1 request without its Authorization header is 401 (it
+            # is refused before the body is read); never a 2xx, a 402-409 or a 5xx.
+            "negative_data_rejection": {"expected-statuses": [400, 401, 413, 415]},
         },
         "operations": [
             {
@@ -198,6 +206,15 @@ class CookieLedger:
                 self.live.add(new)
 
 
+_IDEMPOTENCY_KEY_TEXT = re.compile(r"[ -~]{1,255}")
+FUZZ_KEY = "otpk_fuzzer_" + "F1u2z3z4e5r6K7e8y9S0e1c2r3e4t5A6b7"
+FUZZ_KEY_ENTRY = ApiKeyEntry(
+    "fuzzer",
+    hashlib.sha256(FUZZ_KEY.encode()).digest(),
+    frozenset({"challenges", "totp", "backup_codes", "devices", "forward_ip"}),
+)
+
+
 class FuzzTarget:
     """One production-mode app with limits out of the way, and a client that keeps no cookies."""
 
@@ -207,7 +224,8 @@ class FuzzTarget:
         settings = Settings(
             master_key=MASTER_KEY,
             delivery=PUBLIC_SITE,
-            api=SIGNING,
+            # One key with every scope, sent on every call, so /v1 bodies are what is tested.
+            api=dataclasses.replace(SIGNING, keys=(FUZZ_KEY_ENTRY,), key_requests=_UNLIMITED),
             # Resends are allowed at once, so fuzzed resends reach the sender.
             policy_overrides={"resend_cooldown_seconds": 0},
             limit_overrides=LimitOverrides(
@@ -226,6 +244,7 @@ class FuzzTarget:
         )
         # Starlette types scopes as MutableMapping, schemathesis as dict: the same ASGI app.
         self.client = ASGIClient(self.app, base_url=BASE_URL)  # type: ignore[arg-type]
+        self.client.headers["Authorization"] = f"Bearer {FUZZ_KEY}"
         # Each call carries exactly the cookie the case (or the link) chose, never a stale one.
         self.client.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
         self._serial = count()
@@ -252,6 +271,12 @@ class FuzzTarget:
         value = case.cookies.get(COOKIE) if case.cookies else None
         if isinstance(value, str) and _COOKIE_TEXT.fullmatch(value):
             case.cookies[COOKIE] = self.mint_cookie()
+        # A generated Idempotency-Key repeats across cases with other bodies, which is a
+        # client bug the server answers 422; each case gets a key of its own instead, so
+        # the body is what is tested (the replay rules have tests of their own).
+        key = case.headers.get("Idempotency-Key") if case.headers else None
+        if isinstance(key, str) and _IDEMPOTENCY_KEY_TEXT.fullmatch(key):
+            case.headers["Idempotency-Key"] = f"fuzz-{next(self._serial)}"
 
 
 @functools.cache
@@ -282,8 +307,14 @@ def undeclared_method_is_an_empty_404(
 def security_headers_on_every_response(
     ctx: CheckContext, response: Response, case: Case[Any]
 ) -> bool | None:
-    """SPEC §3: every response, errors and 404s included, is uncacheable and unsniffable."""
-    assert response.headers.get("cache-control") == ["no-store"], response.headers
+    """SPEC §3: every response, errors and 404s included, is uncacheable and unsniffable;
+    the one exception is a successful JWKS, public keys that verifiers should cache
+    (SPEC §11: for at most a third of a signing period)."""
+    if case.path == JWKS_PATH and response.status_code == 200:
+        cache = response.headers.get("cache-control", [""])[0]
+        assert cache.startswith("public, max-age="), response.headers
+    else:
+        assert response.headers.get("cache-control") == ["no-store"], response.headers
     assert response.headers.get("x-content-type-options") == ["nosniff"], response.headers
     return True
 

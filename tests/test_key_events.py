@@ -17,9 +17,9 @@ import redis
 from otpserver.crypto import envelope
 from otpserver.crypto.keyring import KEY_CACHE_SECONDS
 from otpserver.http.app import OtpApp, create_app
-from otpserver.http.cookies import b64decode
 from otpserver.settings.environment import Settings
 from otpserver.stores.redis import KEY_PREFIX
+from otpserver.verification.sealing import b64decode
 from tests.conftest import MASTER_KEY, MASTER_KEY_TEXT, PUBLIC_SITE, SIGNING, close_app, test_hooks
 from tests.support.api import Browser, wrong
 from tests.support.fakes import FakeClock, RecordingSender

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-import redis
 
 from otpserver.errors import StoreUnavailable
 from otpserver.stores import MemoryMarkerStore, RedisMarkerStore, redis_client
@@ -14,6 +13,9 @@ from otpserver.stores.markers_redis import MARKER_PREFIX
 from otpserver.stores.redis import SEQUENCE_KEY
 from tests.contracts.markers import MarkerStoreContract, new_key
 from tests.support.fakes import FakeClock
+from tests.support.redis_server import BACKENDS, plain_client
+
+REDIS_BACKENDS = BACKENDS
 
 
 class TestMemoryMarkerStore(MarkerStoreContract):
@@ -37,11 +39,11 @@ class TestRedisMarkerStore(MarkerStoreContract):
     @pytest.fixture
     async def markers(self, redis_url: str) -> AsyncIterator[MarkerStore]:
         """A Redis store on an empty database."""
-        self.admin = redis.Redis.from_url(redis_url)
-        store = RedisMarkerStore(redis_client(redis_url, 1.0))
-        yield store
-        await store.aclose()
-        self.admin.close()
+        with plain_client(redis_url) as admin:
+            self.admin = admin
+            store = RedisMarkerStore(redis_client(redis_url, 1.0))
+            yield store
+            await store.aclose()
 
     async def pass_time(self, seconds: float) -> None:
         # Redis keeps its own clock; lowering each remaining lifetime is the same as waiting.

@@ -1,4 +1,4 @@
-"""Store outages under mixed traffic, against `python -m otpserver` (two workers, real Redis).
+"""Store outages under mixed traffic, against a real server process (two workers, real Redis).
 
 Several browsers keep creating, resending and verifying while the Redis server is killed
 and started again (its data is lost), or frozen and thawed (its data survives, and it runs

@@ -1,4 +1,4 @@
-"""Races across processes: `python -m otpserver` with three workers on one real Redis.
+"""Races across processes: the real server with three workers on one real Redis.
 
 Parallel requests go out on separate connections, so the kernel spreads them over the
 workers; only the store's atomic steps stand between them. Limits are set small so that

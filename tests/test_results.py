@@ -18,7 +18,6 @@ import jwt
 import pytest
 from jwt import PyJWKClient, PyJWKSet
 
-from custom import HOOKS
 from otpserver.errors import ConfigError
 from otpserver.http.app import OtpApp, create_app
 from otpserver.otp.credentials import Credential
@@ -28,6 +27,7 @@ from otpserver.settings.environment import Settings
 from tests.conftest import MASTER_KEY, MASTER_KEY_TEXT, PUBLIC_SITE, AppFactory, test_hooks
 from tests.support.api import Browser
 from tests.support.fakes import FakeClock, RecordingSender
+from tests.support.hooks import HOOKS
 from tests.support.process import ServerProcess
 
 ISSUER = "https://otp.test"

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 import pytest
 
-from custom import HOOKS
 from otpserver.crypto.keyring import KeyRing
 from otpserver.http.app import OtpApp, create_app
 from otpserver.settings.api import ApiSettings
@@ -23,6 +22,7 @@ from otpserver.stores import MemoryIdStore, MemoryKeyStore
 from tests.conftest import ISSUER, MASTER_KEY, PUBLIC_SITE, close_app, test_hooks
 from tests.support.api import Browser
 from tests.support.fakes import FakeClock, RecordingSender
+from tests.support.hooks import HOOKS
 from tests.support.syncapp import NO_LIMITS
 
 NEW_KEY = bytes(range(200, 232))

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from otpserver.http.app import OtpApp, create_app
-from otpserver.http.cookies import b64decode
 from otpserver.settings.environment import Settings
+from otpserver.verification.sealing import b64decode
 from tests.conftest import MASTER_KEY, PUBLIC_SITE, SIGNING, AppFactory, test_hooks
 from tests.support.api import Browser
 from tests.support.fakes import FakeClock, RecordingSender

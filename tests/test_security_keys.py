@@ -11,8 +11,8 @@ import redis
 from otpserver.crypto import envelope
 from otpserver.crypto.keyring import KEY_CACHE_SECONDS
 from otpserver.http.app import OtpApp
-from otpserver.http.cookies import b64decode
 from otpserver.stores.redis import KEY_PREFIX
+from otpserver.verification.sealing import b64decode
 from tests.conftest import MASTER_KEY, AppFactory
 from tests.support.api import Browser, wrong
 from tests.support.fakes import FakeClock, RecordingSender

@@ -1,11 +1,12 @@
-"""The store contract, run against every backend: memory and a real Redis server."""
+"""The ID and key contracts (`tests/contracts/`) on memory and a real Redis, and what is
+particular to each backend."""
 
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import redis
@@ -21,108 +22,90 @@ from otpserver.stores import (
 from otpserver.stores.base import IdStore, KeyStore
 from otpserver.stores.clients import FastClient
 from otpserver.stores.connections import Argument, pack
-from otpserver.stores.redis import ID_PREFIX
+from otpserver.stores.redis import ID_PREFIX, KEY_PREFIX
+from tests.contracts.ids import IdStoreContract, new_id
+from tests.contracts.keys import KeyStoreContract
 from tests.support.fakes import FakeClock
 from tests.support.redis_server import BACKENDS, RedisServer, plain_client
 
-STORES = ["memory", *BACKENDS]
 REDIS_BACKENDS = BACKENDS
+"""The Redis tests below run on every deployment, except those of the fast client's own
+connection handling (marked)."""
 
 
-def new_id() -> bytes:
-    return secrets.token_bytes(16)
+class TestMemoryIdStore(IdStoreContract):
+    """The ID contract on the in-process store, with an injected clock."""
+
+    @pytest.fixture
+    async def ids(self, clock: FakeClock) -> AsyncIterator[IdStore]:
+        """A memory store on the test's clock."""
+        self.clock = clock
+        store = MemoryIdStore(clock=clock)
+        yield store
+        await store.aclose()
+
+    async def pass_time(self, seconds: float) -> None:
+        self.clock.advance(seconds)
 
 
-@pytest.fixture
-async def stores(
-    store: str, clock: FakeClock, request: pytest.FixtureRequest
-) -> AsyncIterator[tuple[IdStore, KeyStore]]:
-    """An ID store and a key store of the backend under test."""
-    if store == "memory":
-        pair: tuple[IdStore, KeyStore] = (MemoryIdStore(clock=clock), MemoryKeyStore(clock=clock))
-    else:
-        url = request.getfixturevalue("redis_deployments").url(store)
-        pair = (RedisIdStore(redis_client(url, 1.0)), RedisKeyStore(redis_client(url, 1.0)))
-    yield pair
-    for s in pair:
-        await s.aclose()
+class TestMemoryKeyStore(KeyStoreContract):
+    """The key contract on the in-process store, with an injected clock."""
+
+    @pytest.fixture
+    async def keys(self, clock: FakeClock) -> AsyncIterator[KeyStore]:
+        """A memory store on the test's clock."""
+        self.clock = clock
+        store = MemoryKeyStore(clock=clock)
+        yield store
+        await store.aclose()
+
+    async def pass_time(self, seconds: float) -> None:
+        self.clock.advance(seconds)
 
 
-async def test_an_added_id_is_consumed_exactly_once(stores: tuple[IdStore, KeyStore]) -> None:
-    """`consume` is true once for a live ID and false afterwards."""
-    ids, _ = stores
-    list_id = new_id()
-    assert await ids.add(list_id, 60)
-    assert await ids.consume(list_id)
-    assert not await ids.consume(list_id)
+def shorten_lifetimes(admin: Any, prefix: bytes, seconds: float) -> None:
+    """What `seconds` passing does to keys under `prefix`: Redis keeps its own clock, so
+    lowering each remaining lifetime is the same as waiting."""
+    for key in admin.scan_iter(match=prefix + b"*"):
+        remaining = int(admin.pttl(key))
+        if remaining > 0:
+            left = remaining - int(seconds * 1000)
+            if left > 0:
+                admin.pexpire(key, left)
+            else:
+                admin.delete(key)
 
 
-async def test_unknown_ids_are_not_consumed(stores: tuple[IdStore, KeyStore]) -> None:
-    """An ID nobody added cannot be consumed."""
-    ids, _ = stores
-    assert not await ids.consume(new_id())
+class TestRedisIdStore(IdStoreContract):
+    """The ID contract on a real Redis server."""
+
+    @pytest.fixture
+    async def ids(self, redis_url: str) -> AsyncIterator[IdStore]:
+        """A Redis store on an empty database."""
+        with plain_client(redis_url) as admin:
+            self.admin = admin
+            store = RedisIdStore(redis_client(redis_url, 1.0))
+            yield store
+            await store.aclose()
+
+    async def pass_time(self, seconds: float) -> None:
+        shorten_lifetimes(self.admin, ID_PREFIX, seconds)
 
 
-async def test_adding_a_live_id_twice_fails(stores: tuple[IdStore, KeyStore]) -> None:
-    """`add` never overwrites a live ID."""
-    ids, _ = stores
-    list_id = new_id()
-    assert await ids.add(list_id, 60)
-    assert not await ids.add(list_id, 60)
+class TestRedisKeyStore(KeyStoreContract):
+    """The key contract on a real Redis server."""
 
+    @pytest.fixture
+    async def keys(self, redis_url: str) -> AsyncIterator[KeyStore]:
+        """A Redis store on an empty database."""
+        with plain_client(redis_url) as admin:
+            self.admin = admin
+            store = RedisKeyStore(redis_client(redis_url, 1.0))
+            yield store
+            await store.aclose()
 
-async def test_rotate_moves_liveness_to_the_new_id(stores: tuple[IdStore, KeyStore]) -> None:
-    """After a rotation the old ID is dead and the new one is live."""
-    ids, _ = stores
-    old, new = new_id(), new_id()
-    await ids.add(old, 60)
-    assert await ids.rotate(old, new, 60)
-    assert not await ids.consume(old)
-    assert await ids.consume(new)
-
-
-async def test_rotate_of_a_dead_id_files_nothing(stores: tuple[IdStore, KeyStore]) -> None:
-    """A failed rotation leaves the new ID unfiled, so a replay gains no fresh cookie."""
-    ids, _ = stores
-    new = new_id()
-    assert not await ids.rotate(new_id(), new, 60)
-    assert not await ids.consume(new)
-
-
-async def test_fifty_concurrent_consumers_have_one_winner(stores: tuple[IdStore, KeyStore]) -> None:
-    """Of 50 concurrent rotations of one ID, exactly one succeeds."""
-    ids, _ = stores
-    old = new_id()
-    await ids.add(old, 60)
-    results = await asyncio.gather(*(ids.rotate(old, new_id(), 60) for _ in range(50)))
-    assert results.count(True) == 1
-
-
-async def test_key_store_keeps_the_first_candidate(stores: tuple[IdStore, KeyStore]) -> None:
-    """Concurrent `get_or_create` calls all return the first stored value."""
-    _, keys = stores
-    results = await asyncio.gather(
-        *(keys.get_or_create(42, bytes([i]) * 40, 600) for i in range(20))
-    )
-    assert len(set(results)) == 1
-    assert await keys.get(42) == results[0]
-
-
-async def test_key_store_delete_removes(stores: tuple[IdStore, KeyStore]) -> None:
-    """A deleted key is gone."""
-    _, keys = stores
-    await keys.get_or_create(7, b"k" * 40, 600)
-    await keys.delete(7)
-    assert await keys.get(7) is None
-
-
-async def test_memory_ids_expire_with_the_clock(clock: FakeClock) -> None:
-    """A memory-store ID cannot be consumed once its TTL has passed."""
-    ids = MemoryIdStore(clock=clock)
-    list_id = new_id()
-    await ids.add(list_id, 10)
-    clock.advance(12)
-    assert not await ids.consume(list_id)
+    async def pass_time(self, seconds: float) -> None:
+        shorten_lifetimes(self.admin, KEY_PREFIX, seconds)
 
 
 async def test_memory_sweep_reclaims_without_full_scans(clock: FakeClock) -> None:
@@ -158,14 +141,6 @@ async def test_memory_store_is_bounded(clock: FakeClock) -> None:
         await ids.add(new_id(), 60)
     clock.advance(61)
     assert await ids.add(new_id(), 60)
-
-
-async def test_memory_keys_expire(clock: FakeClock) -> None:
-    """A memory-store key is gone after its TTL."""
-    keys = MemoryKeyStore(clock=clock)
-    await keys.get_or_create(1, b"k" * 40, 10)
-    clock.advance(11)
-    assert await keys.get(1) is None
 
 
 async def test_redis_ids_carry_their_ttl(redis_url: str) -> None:

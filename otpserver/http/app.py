@@ -6,7 +6,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +40,10 @@ from otpserver.results.signer import ResultSigner
 from otpserver.settings.environment import MASTER_KEY_BYTES, Settings
 from otpserver.settings.proxies import TrustedProxies
 from otpserver.v1.auth import authenticate
+from otpserver.v1.challenges import Challenges, ChallengeTokens, create_body_model
 from otpserver.v1.keys import ApiKeyring
 from otpserver.v1.services import ApiServices
+from otpserver.verification.sealing import PendingSealer
 from otpserver.verification.service import Verifications
 
 log = logging.getLogger("otpserver")
@@ -213,8 +215,16 @@ def create_app(
         markers=markers,
         clock=clock,
     )
+    challenges = Challenges(
+        verifications=verifications,
+        create_body=create_body_model(hooks.credential_body),
+        tokens=ChallengeTokens(PendingSealer(keyring)),
+        results=results,
+        clock=clock,
+    )
     routes: list[BaseRoute] = [
         *api_route_table(api_routes, settings.max_body_bytes),
+        *challenges.routes(post_route),
         *factor_routes(factors, devices, authenticate),
         ExactRoute("/health", health, methods=["GET"]),
         ExactRoute(JWKS_PATH, jwks_endpoint(results, clock), methods=["GET"]),
@@ -285,6 +295,11 @@ def create_app(
     app.state.sender = sender
     app.state.readiness = readiness
     return app
+
+
+def post_route(path: str, endpoint: Callable[[Request], Awaitable[Response]]) -> BaseRoute:
+    """A POST route that does not exist for other methods (404, never 405)."""
+    return ExactRoute(path, endpoint, methods=["POST"])
 
 
 def api_route_table(handlers: Mapping[str, ApiHandler], max_body_bytes: int) -> list[BaseRoute]:

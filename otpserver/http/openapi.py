@@ -16,11 +16,19 @@ from pydantic import BaseModel
 from otpserver import errors
 from otpserver.factors import models as factor_models
 from otpserver.http.bodies import MAX_FORM_FIELDS
-from otpserver.http.cookies import MAX_VALUE_CHARS
 from otpserver.http.models import ErrorBody, Health, TokenState, Verified
 from otpserver.otp.codes import ASCII_WHITESPACE
 from otpserver.otp.credentials import CredentialBody
 from otpserver.otp.policy import OtpPolicy
+from otpserver.v1.challenges import (
+    ChallengeCanceled,
+    ChallengeOutcome,
+    ChallengePending,
+    CheckBody,
+    TokenBody,
+    create_body_model,
+)
+from otpserver.verification.sealing import MAX_VALUE_CHARS
 
 OPENAPI_PATH = Path(__file__).parents[2] / "openapi.json"
 
@@ -283,16 +291,122 @@ def _factor_paths() -> dict[str, Any]:
     return paths
 
 
+CHALLENGE_ERRORS: tuple[type[errors.OtpError], ...] = (
+    errors.ApiUnauthorized,
+    errors.ApiForbidden,
+    errors.RateLimited,
+    errors.BodyInvalid,
+    errors.UnsupportedMediaType,
+    *COMMON_ERRORS,
+)
+"""What every challenge route may refuse with, as HTTP errors: transport problems only."""
+_IDEMPOTENCY_ERRORS = (
+    errors.IdempotencyKeyInvalid,
+    errors.IdempotencyMismatch,
+    errors.IdempotencyInFlight,
+)
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "1-255 printable ASCII characters: a retry with the same key and body gets "
+    "the first answer back, byte for byte, for 24 hours.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
+}
+
+
+def _challenge_paths(credential_body: type[CredentialBody]) -> dict[str, Any]:
+    """The challenge routes (SPEC §10): domain outcomes are 200s with a `status`."""
+
+    def post(
+        operation: str,
+        summary: str,
+        request: dict[str, Any],
+        answers: dict[str, Any],
+        refusals: tuple[type[errors.OtpError], ...],
+        *,
+        idempotent: bool = False,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "operationId": operation,
+            "summary": summary,
+            "security": [{"apiKey": []}],
+            "requestBody": {"required": True, "content": _json(request)},
+            "responses": {**answers, **_error_responses((*refusals, *CHALLENGE_ERRORS))},
+        }
+        if idempotent:
+            body["parameters"] = [_IDEMPOTENCY_KEY]
+            body["responses"].update(
+                _error_responses((*refusals, *_IDEMPOTENCY_ERRORS, *CHALLENGE_ERRORS))
+            )
+        return {"post": body}
+
+    pending = {"description": "Pending: keep this token.", "content": _json(_ref(ChallengePending))}
+    outcome = {"description": "The outcome, as `status`.", "content": _json(_ref(ChallengeOutcome))}
+    return {
+        "/v1/challenges": post(
+            "challengeCreate",
+            "Send a code to an address; answers the first challenge token (scope challenges).",
+            _ref(create_body_model(credential_body)),
+            {"201": {**pending, "description": "Sent: keep this token."}},
+            (errors.CredentialInvalid, errors.SendFailed),
+            idempotent=True,
+        ),
+        "/v1/challenges/resend": post(
+            "challengeResend",
+            "Send a new code; the old code and every older token stop working.",
+            _ref(TokenBody),
+            {
+                "200": {
+                    "description": "Pending with a new token, or why not (`status`).",
+                    "content": _json({"oneOf": [_ref(ChallengePending), _ref(ChallengeOutcome)]}),
+                }
+            },
+            (errors.ResendNotAllowed, errors.SendFailed),
+        ),
+        "/v1/challenges/check": post(
+            "challengeCheck",
+            "Check a code; approved answers carry a signed result.",
+            _ref(CheckBody),
+            {"200": outcome},
+            (errors.OtpInvalidFormat,),
+            idempotent=True,
+        ),
+        "/v1/challenges/cancel": post(
+            "challengeCancel",
+            "Spend a challenge so that no copy of its token works again.",
+            _ref(TokenBody),
+            {
+                "200": {
+                    "description": "`canceled`, or `invalid`.",
+                    "content": _json(_ref(ChallengeCanceled)),
+                }
+            },
+            (),
+        ),
+    }
+
+
 def build_openapi(
     credential_body: type[CredentialBody], policy: OtpPolicy | None = None
 ) -> dict[str, Any]:
     """The OpenAPI 3.1 document for the API, with the fork's credential schema and code policy."""
     models: list[type[BaseModel]] = [credential_body, TokenState, Verified, Health, ErrorBody]
     models += [*factor_models.REQUEST_MODELS, *factor_models.RESPONSE_MODELS]
+    models += [
+        create_body_model(credential_body),
+        TokenBody,
+        CheckBody,
+        ChallengePending,
+        ChallengeOutcome,
+        ChallengeCanceled,
+    ]
     schemas = {
         model.__name__: model.model_json_schema(ref_template="#/components/schemas/{model}")
         for model in models
     }
+    # A challenge check takes the same code text as the browser's verify.
+    schemas[CheckBody.__name__]["properties"]["code"] = _code_schema(policy)
     state_ok = {
         "description": "The current pending credential; the cookie is (re)set.",
         "headers": {"Set-Cookie": _SET_COOKIE},
@@ -365,6 +479,7 @@ def build_openapi(
                     },
                 }
             },
+            **_challenge_paths(credential_body),
             **_factor_paths(),
             "/.well-known/jwks.json": {
                 "get": {

@@ -1,1 +1,2 @@
-"""Deployment settings: the environment, read once and checked, and sample.env generated from it."""
+"""Deployment settings: every default once, the environment read once with all its problems
+reported together, and sample.env generated from it."""

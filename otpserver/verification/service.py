@@ -211,8 +211,10 @@ class Verifications:
             raise HandBack(flow.incorrect(failed_state.current_entry, now), failed_state)
         # The unchanged entries are filed under the new ID, so a refusal can hand them
         # back; after a success the other pending credentials live on under it.
-        await self._spend(
-            "correct", held, TokenList(new_id, held.current, held.entries), requester, now
+        unchanged = TokenList(new_id, held.current, held.entries)
+        await self._spend("correct", held, unchanged, requester, now)
+        outcomes.code_verified(
+            entry.credential, method="code", seconds_since_sent=now - entry.issued_at
         )
         return Approved(entry.credential, now, flow.without_current(held, new_id, now))
 

@@ -6,6 +6,8 @@ under `tests/`) runs on hooks of its own and never needs to change.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from pydantic import ValidationError
 from starlette.requests import Request
@@ -78,12 +80,19 @@ def test_codes_have_the_policys_length_and_alphabet() -> None:
 
 
 async def test_final_answers_with_the_verified_credential() -> None:
-    """The shipped final hook returns 200 JSON naming the verified credential."""
+    """The shipped final hook returns 200 JSON naming the verified credential and its result."""
     request = Request({"type": "http", "method": "POST", "path": "/", "headers": []})
-    verified = VerifiedCredential(Credential("email", "ada@example.com"), verified_at=0.0)
+    verified = VerifiedCredential(
+        Credential("email", "ada@example.com"), verified_at=0.0, result="signed.result.jws"
+    )
     response = await final(verified, request)
     assert response.status_code == 200
-    assert response.body == b'{"verified":true,"credential":"ada@example.com","channel":"email"}'
+    assert json.loads(bytes(response.body)) == {
+        "verified": True,
+        "credential": "ada@example.com",
+        "channel": "email",
+        "result": "signed.result.jws",
+    }
 
 
 async def test_send_builds_from_settings() -> None:

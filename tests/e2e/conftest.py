@@ -1,10 +1,11 @@
 """Fixtures for the browser tests: a real server process, the page on other origins, Chromium.
 
-One `python -m otpserver` process (development mode, memory store) serves the session. Two
-tiny static servers on other ports of 127.0.0.1 serve the same page pointed at it: one
-origin is in `OTP_CORS_ORIGINS`, the other is not. Codes are read from the development
-sender's line in the server's log, so the tests need no outbox endpoint. Every test gets a
-fresh browser context, so no cookie leaks from one test into another.
+One server process (`python -m tests.support.server`: development mode, memory store, the
+tests' own hooks) serves the session. Two tiny static servers on other ports of 127.0.0.1
+serve the same page pointed at it: one origin is in `OTP_CORS_ORIGINS`, the other is not.
+Codes are read from the development sender's line in the server's log, so the tests need
+no outbox endpoint. Every test gets a fresh browser context, so no cookie leaks from one
+test into another.
 
 Chromium is the operating system's package (`apt-get install chromium`); Playwright never
 downloads a browser here. Without it the tests skip locally and fail when `CI=true`.
@@ -122,7 +123,7 @@ def sites(tmp_path_factory: pytest.TempPathFactory, api_port: int) -> Iterator[S
 
 @contextlib.contextmanager
 def running_server(port: int, **settings: str) -> Iterator[ServerProcess]:
-    """Run `python -m otpserver` in development mode on `port` with extra `OTP_*` settings."""
+    """Run the test server in development mode on `port` with extra `OTP_*` settings."""
     server = ServerProcess(
         {
             "OTP_STORE_URL": "memory://",

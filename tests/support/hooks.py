@@ -1,10 +1,10 @@
 """The hooks the core's own tests run against, so the suite survives any fork of `custom/`.
 
 They behave like the hooks shipped in `custom/` today (email or E.164 phone, the default
-policy and limits, the development sender, a JSON final answer, memory or Redis stores by
-URL), but they are the tests' own: a fork that accepts one email domain, sets a session
-cookie after a verify or adds a language changes `custom/` and nothing here. The tests of
-the shipped hooks themselves live in `tests/custom/`.
+policy and limits, the development sender, a JSON final answer with the signed result,
+memory or Redis stores by URL), but they are the tests' own: a fork that accepts one email
+domain, sets a session cookie after a verify or adds a language changes `custom/` and
+nothing here. The tests of the shipped hooks themselves live in `tests/custom/`.
 """
 
 from __future__ import annotations
@@ -76,12 +76,14 @@ def generate_code(policy: OtpPolicy) -> str:
 
 
 async def verified_json(verified: VerifiedCredential, request: Request) -> Response:
-    """200 `{"verified": true, "credential": ..., "channel": ...}`."""
+    """200 `{"verified": true, "credential": ..., "channel": ..., "result": ...}`: the
+    signed result is the core's, so the core suite's own final hook hands it on too."""
     return JSONResponse(
         {
             "verified": True,
             "credential": verified.credential.address,
             "channel": verified.credential.channel,
+            "result": verified.result,
         }
     )
 

@@ -7,7 +7,8 @@ import base64
 from hypothesis import strategies as st
 
 from otpserver.crypto import envelope
-from otpserver.http.cookies import PURPOSE, b64decode, b64encode
+from otpserver.http.cookies import PURPOSE
+from otpserver.verification.sealing import b64decode, b64encode
 
 OTHER_PURPOSE = b"otpserver/another-purpose/v1"
 

@@ -1,0 +1,421 @@
+"""Challenges (SPEC §10): a backend starts, resends, checks and cancels a verification.
+
+The pending state a browser keeps in its cookie is handed to the calling backend instead,
+sealed as a *challenge token* bound to the calling API key: a token sealed for one key is
+`invalid` for every other. Every step runs the same flow as the browser's
+(`otpserver.verification.service`) — the same single-use IDs, limits, delivery and
+rollback — and every change of state rotates the token's ID, so the caller must keep the
+newest token, like a cookie jar: an older copy answers `invalid` and never gains a guess.
+
+Every domain outcome of a check is a 200 with a `status`; HTTP errors are left for
+transport problems (a malformed body or code, a refused key, limits other than the
+credential's lockout, a failed send, an unavailable store).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import msgpack
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic_core import from_json
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute
+
+from otpserver.errors import (
+    BodyInvalid,
+    CredentialInvalid,
+    InvalidCookie,
+    OtpError,
+    OtpExpired,
+    OtpIncorrect,
+    RateLimited,
+    TooManyAttempts,
+    UnsupportedMediaType,
+    VerificationNotAllowed,
+)
+from otpserver.limits.clientaddr import limit_bucket
+from otpserver.otp import flow, payload
+from otpserver.otp.codes import parse_code
+from otpserver.otp.credentials import CredentialBody
+from otpserver.otp.payload import TokenList
+from otpserver.results.signer import ResultSigner, code_method
+from otpserver.v1.auth import ApiKey, address_bucket, authenticate, end_user_address
+from otpserver.v1.idempotency import run_idempotent
+from otpserver.verification.sealing import PendingSealer
+from otpserver.verification.service import HandBack, Requester, Verifications
+
+log = logging.getLogger("otpserver.v1.challenges")
+
+SCOPE = "challenges"
+PURPOSE = b"otpserver/challenge/v1"
+"""With the API key id after it, the associated data of every challenge token."""
+TOKEN_VERSION = 1
+MAX_NONCE_CHARS = 255
+MAX_TOKEN_CHARS = 2048
+"""Far above a real token (one pending code seals to about 250 characters), and small enough
+that a body holding one stays under the smallest body limit (`OTP_MAX_BODY_BYTES`)."""
+LOCKOUT_LIMIT = "failures"
+"""The limit whose refusal is the credential's lockout: a domain outcome (`locked`)."""
+RESERVED_FIELDS = ("end_user_ip", "nonce")
+"""Fields of a create body that belong to the API, not to the credential schema."""
+
+
+class TokenBody(BaseModel):
+    """A body naming a challenge token: resend and cancel."""
+
+    model_config = ConfigDict(extra="forbid")
+    challenge: str = Field(min_length=1, max_length=MAX_TOKEN_CHARS)
+
+
+class CheckBody(TokenBody):
+    """A check: the token, the code the user typed, and an optional nonce for the result."""
+
+    code: str = Field(max_length=64, description="As typed; the code format is checked.")
+    nonce: str | None = Field(default=None, min_length=1, max_length=MAX_NONCE_CHARS)
+
+
+class ChallengePending(BaseModel):
+    """A challenge waiting for its code: the token to keep (replacing any older one)."""
+
+    challenge: str
+    status: Literal["pending"]
+    credential: str
+    channel: str
+    sent: bool
+    expires: str
+    resendBlock: str | None
+    attemptsLeft: int
+    resendsLeft: int
+
+
+class ChallengeOutcome(BaseModel):
+    """The outcome of a check (or of a resend that could not send): `status`, and what the
+    caller may do next. `challenge`, when present, replaces the token the caller holds."""
+
+    status: Literal[
+        "approved", "incorrect", "blocked", "too_many_attempts", "expired", "locked", "invalid"
+    ]
+    credential: str | None = None
+    channel: str | None = None
+    result: str | None = Field(default=None, description="The signed result (SPEC §11).")
+    attemptsLeft: int | None = None
+    otpBlock: str | None = None
+    retryAfter: int | None = None
+    challenge: str | None = None
+
+
+class ChallengeCanceled(BaseModel):
+    """The outcome of a cancel: `invalid` when the token was already spent or never valid."""
+
+    status: Literal["canceled", "invalid"]
+
+
+def create_body_model(credential_body: type[CredentialBody]) -> type[CredentialBody]:
+    """The create body: the fork's own credential schema, plus the API's two fields."""
+    model: type[CredentialBody] = create_model(
+        "ChallengeCreate",
+        __base__=credential_body,
+        end_user_ip=(
+            str | None,
+            Field(
+                default=None,
+                min_length=1,
+                max_length=64,
+                description="The end user's address; limits count it for forward_ip keys.",
+                json_schema_extra={
+                    "anyOf": [
+                        {"type": "string", "format": "ipv4"},
+                        {"type": "string", "format": "ipv6"},
+                        {"type": "null"},
+                    ]
+                },
+            ),
+        ),
+        nonce=(str | None, Field(default=None, min_length=1, max_length=MAX_NONCE_CHARS)),
+    )
+    return model
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """What a challenge token holds: the pending state, the nonce given at create, and the
+    limit bucket of the end user a `forward_ip` key named at create (None: the caller's),
+    so resends and checks count against the same end user as the send did."""
+
+    state: TokenList
+    nonce: str | None
+    address: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengeTokens:
+    """Seals `Pending` states as challenge tokens bound to one API key, and opens them."""
+
+    sealer: PendingSealer
+
+    async def seal(self, pending: Pending, key_id: str, now: float) -> str:
+        """The token for `pending`, openable only with `key_id`."""
+        plaintext = msgpack.packb(
+            [TOKEN_VERSION, pending.nonce, pending.address, payload.encode(pending.state)],
+            use_bin_type=True,
+        )
+        return await self.sealer.seal_bytes(plaintext, now, purpose=purpose(key_id))
+
+    async def open(self, token: str, key_id: str, now: float) -> Pending:
+        """The pending state, or `InvalidCookie` however the token is wrong."""
+        plaintext = await self.sealer.open_bytes(token, now, purpose=purpose(key_id))
+        try:
+            version, nonce, address, state = msgpack.unpackb(plaintext, raw=False)
+        except (ValueError, TypeError, msgpack.UnpackException):
+            raise InvalidCookie() from None
+        if (
+            version != TOKEN_VERSION
+            or not (nonce is None or isinstance(nonce, str))
+            or not (address is None or isinstance(address, str))
+            or not isinstance(state, bytes)
+        ):
+            raise InvalidCookie()
+        return Pending(payload.decode(state), nonce, address)
+
+
+def purpose(key_id: str) -> bytes:
+    """The associated data binding a token to the API key it was issued to."""
+    return PURPOSE + b"\x00" + key_id.encode("ascii")
+
+
+def status(name: str, **fields: Any) -> Response:
+    """A 200 answer with a domain outcome."""
+    return JSONResponse({"status": name, **fields})
+
+
+async def json_object(request: Request) -> tuple[bytes, dict[str, Any]]:
+    """The raw body and its JSON object: JSON only (415), an object only (400)."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise UnsupportedMediaType("This route accepts application/json only.")
+    body = await request.body()
+    try:
+        data = from_json(body)
+    except ValueError:
+        raise BodyInvalid("The body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise BodyInvalid("The body must be a JSON object.")
+    return body, data
+
+
+def model(data: dict[str, Any], kind: type[BaseModel]) -> Any:
+    """`data` validated as `kind`; the first problem named by its field, never its value."""
+    try:
+        return kind.model_validate(data)
+    except ValidationError as error:
+        first = error.errors(include_url=False, include_input=False)[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise BodyInvalid(f"Invalid `{where}`: {first['msg']}.") from None
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+RouteMaker = Callable[[str, Endpoint], BaseRoute]
+
+
+@dataclass(frozen=True, slots=True)
+class Challenges:
+    """The four challenge routes, bound to the flow and the token sealer."""
+
+    verifications: Verifications
+    create_body: type[CredentialBody]
+    """The fork's credential schema with `end_user_ip` and `nonce` (`create_body_model`)."""
+    tokens: ChallengeTokens
+    results: ResultSigner
+    clock: Callable[[], float]
+
+    def routes(self, route: RouteMaker) -> list[BaseRoute]:
+        """The routes, each built by `route(path, endpoint)` as a POST-only route."""
+        return [
+            route("/v1/challenges", self.create),
+            route("/v1/challenges/resend", self.resend),
+            route("/v1/challenges/check", self.check),
+            route("/v1/challenges/cancel", self.cancel),
+        ]
+
+    async def create(self, request: Request) -> Response:
+        """Send a code and answer 201 with the first challenge token."""
+        key = await authenticate(request, SCOPE)
+        raw, data = await json_object(request)
+
+        async def run() -> Response:
+            try:
+                body = self.create_body.model_validate(data)
+            except ValidationError as error:
+                fields = sorted({str(e["loc"][0]) for e in error.errors() if e["loc"]})
+                if set(fields) <= set(RESERVED_FIELDS):
+                    raise BodyInvalid(extra={"fields": fields}) from None
+                raise CredentialInvalid(extra={"fields": fields}) from None
+            end_user_ip: str | None = getattr(body, "end_user_ip", None)
+            nonce: str | None = getattr(body, "nonce", None)
+            credential = body.credential()
+            now = int(self.clock())
+            forwarded = end_user_address(key, end_user_ip)
+            address = None if forwarded is None else limit_bucket(forwarded)
+            started = await self.verifications.start(
+                None,
+                credential,
+                locale=body.requested_locale(),
+                requester=self._requester(request, key, address),
+                now=now,
+            )
+            token = await self.tokens.seal(Pending(started.state, nonce, address), key.id, now)
+            return JSONResponse(
+                self._pending(token, started.state, now, sent=started.sent), status_code=201
+            )
+
+        return await run_idempotent(request, key, raw, run)
+
+    async def resend(self, request: Request) -> Response:
+        """Send a fresh code for the challenge; the old code and token stop working."""
+        key = await authenticate(request, SCOPE)
+        _, data = await json_object(request)
+        body: TokenBody = model(data, TokenBody)
+        now = int(self.clock())
+        try:
+            held = await self.tokens.open(body.challenge, key.id, now)
+        except InvalidCookie:
+            return status("invalid")
+        requester = self._requester(request, key, held.address)
+        try:
+            updated = await self.verifications.resend(held.state, requester=requester, now=now)
+        except HandBack as handback:
+            raise await self._handed_back(handback, held, key.id, now) from None
+        except InvalidCookie:
+            return status("invalid")
+        except OtpExpired:
+            return status("expired")
+        except TooManyAttempts:
+            return status("too_many_attempts")
+        token = await self.tokens.seal(Pending(updated, held.nonce, held.address), key.id, now)
+        return JSONResponse(self._pending(token, updated, now, sent=True))
+
+    async def check(self, request: Request) -> Response:
+        """Check a code: 200 with the outcome, and a signed result when approved."""
+        key = await authenticate(request, SCOPE)
+        raw, data = await json_object(request)
+
+        async def run() -> Response:
+            body: CheckBody = model(data, CheckBody)
+            policy = self.verifications.policy
+            code = parse_code(body.code, policy.length, policy.alphabet)
+            now = int(self.clock())
+            try:
+                held = await self.tokens.open(body.challenge, key.id, now)
+            except InvalidCookie:
+                return status("invalid")
+            try:
+                approved = await self.verifications.check(
+                    held.state, code, requester=self._requester(request, key, held.address), now=now
+                )
+            except HandBack as handback:
+                return await self._refused_after_spend(handback, held, key.id, now)
+            except InvalidCookie:
+                return status("invalid")
+            except OtpExpired:
+                return status("expired")
+            except TooManyAttempts:
+                return status("too_many_attempts")
+            except VerificationNotAllowed as blocked:
+                # Refused before any state change: the token the caller holds still works.
+                return status(
+                    "blocked", retryAfter=blocked.extra["retryAfter"], challenge=body.challenge
+                )
+            credential = approved.credential
+            result = self.results.issue(
+                audience=key.id,
+                subject=None,
+                method=code_method(credential.channel),
+                credential=credential,
+                nonce=body.nonce or held.nonce,
+                now=approved.verified_at,
+            )
+            return status(
+                "approved",
+                credential=credential.address,
+                channel=credential.channel,
+                result=result,
+            )
+
+        return await run_idempotent(request, key, raw, run)
+
+    async def cancel(self, request: Request) -> Response:
+        """Spend the challenge's ID, so no copy of its token works again."""
+        key = await authenticate(request, SCOPE)
+        _, data = await json_object(request)
+        body: TokenBody = model(data, TokenBody)
+        now = int(self.clock())
+        try:
+            held = await self.tokens.open(body.challenge, key.id, now)
+        except InvalidCookie:
+            return status("invalid")
+        if not await self.verifications.cancel(held.state):
+            return status("invalid")
+        return status("canceled")
+
+    async def _refused_after_spend(
+        self, handback: HandBack, held: Pending, key_id: str, now: int
+    ) -> Response:
+        """A wrong code or a limit after the spend: the outcome, with the new token."""
+        handback.__traceback__ = None
+        error = handback.error
+        token = await self.tokens.seal(
+            Pending(handback.state, held.nonce, held.address), key_id, now
+        )
+        if isinstance(error, OtpIncorrect):
+            return status(
+                "incorrect",
+                attemptsLeft=error.extra["attemptsLeft"],
+                otpBlock=error.extra["otpBlock"],
+                challenge=token,
+            )
+        if isinstance(error, RateLimited) and LOCKOUT_LIMIT in error.refused_by:
+            return status("locked", retryAfter=error.extra["retryAfter"], challenge=token)
+        error.extra["challenge"] = token
+        raise error
+
+    async def _handed_back(
+        self, handback: HandBack, held: Pending, key_id: str, now: int
+    ) -> OtpError:
+        """A refusal after the spend, carrying the new token in its body."""
+        handback.__traceback__ = None
+        handback.error.extra["challenge"] = await self.tokens.seal(
+            Pending(handback.state, held.nonce, held.address), key_id, now
+        )
+        return handback.error
+
+    def _pending(self, token: str, state: TokenList, now: int, *, sent: bool) -> dict[str, Any]:
+        shown = flow.public_state(state, now, sent=sent)
+        return {
+            "challenge": token,
+            "status": "pending",
+            "credential": shown["credential"],
+            "channel": shown["channel"],
+            "sent": shown["sent"],
+            "expires": shown["expires"],
+            "resendBlock": shown["resendBlock"],
+            "attemptsLeft": shown["attemptsLeft"],
+            "resendsLeft": shown["resendsLeft"],
+        }
+
+    def _requester(self, request: Request, key: ApiKey, address: str | None) -> Requester:
+        """Who asks: the end user's limit bucket when a `forward_ip` key named one at create,
+        else the calling server's own address."""
+        return Requester(
+            address=address or address_bucket(request, key, None),
+            origin_host=self._origin_host(request),
+        )
+
+    def _origin_host(self, request: Request) -> str:
+        # The site a message names: the deployment's own (always set in production); in
+        # development, the host the backend called.
+        return self.verifications.public_host or request.url.hostname or "localhost"
