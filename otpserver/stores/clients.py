@@ -240,7 +240,7 @@ def redis_client(
         pool = BlockingConnectionPool.from_url(
             parsed.redis_url, timeout=timeout_seconds, **_options(timeout_seconds, max_connections)
         )
-        plain = Redis(connection_pool=pool)
+        plain = Redis.from_pool(pool)  # owns the pool: `aclose` closes its connections
         return MaintainedClient(plain, _identity(parsed), wait=wait_replicas)
     if parsed.kind == "sentinel":
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
