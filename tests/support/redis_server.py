@@ -340,7 +340,9 @@ class Deployments:
         if kind in ("redis", "redis-py"):
             url = external_redis_url() or (self._redis.url if self._redis else "")
             _flush(url)
-            return url + "?client=redis-py" if kind == "redis-py" else url
+            if kind == "redis-py":
+                return url + ("&" if "?" in url else "?") + "client=redis-py"
+            return url
         if kind == "valkey":
             if self._valkey is None:
                 self._valkey = self._started(RedisServer(binary=valkey_binary()))
