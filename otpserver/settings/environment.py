@@ -41,7 +41,7 @@ from otpserver.settings.reader import (
     default_text,
     overridable,
 )
-from otpserver.settings.store import RedisOptions
+from otpserver.settings.store import RedisOptions, parse_store_url
 
 Environment = Literal["production", "development"]
 _ENVIRONMENTS: tuple[Environment, ...] = ("production", "development")
@@ -254,6 +254,7 @@ class Settings:
         reader = EnvReader(env, ENV_VARS, problems)
         environment = reader.choice("OTP_ENV", _ENVIRONMENTS)
         store_url = reader.required("OTP_STORE_URL")
+        problems.read(lambda: parse_store_url(store_url), None, "OTP_STORE_URL")
         overrides = {
             name: reader.integer(var, *POLICY_BOUNDS[name])
             for var, name in POLICY_ENV_FIELDS.items()

@@ -234,7 +234,11 @@ class RedisOptions:
         reader = EnvReader(environ, STORE_ENV_VARS)
         wait = reader.integer("OTP_REDIS_WAIT_REPLICAS", 0, 16)
         allow = reader.choice("OTP_REDIS_ALLOW_EVICTION", ("false", "true")) == "true"
-        url = parse_store_url(environ.get("OTP_STORE_URL", "") or "memory://")
+        try:
+            url = parse_store_url(environ.get("OTP_STORE_URL", "") or "memory://")
+        except ConfigError:
+            # `Settings.from_env` reports a bad URL once, in its place; nothing to add here.
+            return cls(wait_replicas=wait, allow_eviction=allow)
         if wait and url.kind == "memory":
             raise ConfigError("OTP_REDIS_WAIT_REPLICAS needs a Redis OTP_STORE_URL")
         if wait and url.kind == "cluster":
