@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
-import uvicorn
+if TYPE_CHECKING:
+    from otpserver.settings.environment import Settings
 
-from otpserver.observability.logs import logging_config
-from otpserver.settings.environment import Settings
+# Nothing heavy is imported at the top: with several workers, each worker process first
+# imports this module as its main module, and uvicorn's supervisor kills a worker that does
+# not answer its first ping within a few seconds (as on a busy machine, importing the whole
+# server before the worker can answer).
 
 
 def main() -> int:
@@ -36,6 +40,10 @@ def serve(
     about as much CPU as serving a bare request (a 100-microsecond toll on every call).
     The keyword options exist for the benchmark's comparison of uvicorn's alternatives.
     """
+    import uvicorn
+
+    from otpserver.observability.logs import logging_config
+
     uvicorn.run(
         factory,
         factory=True,

@@ -51,9 +51,6 @@ class Application:
 
 def shipped_application() -> Application:
     """The application composed with `custom/` (`otpserver.asgi`)."""
-    # Imported here: importing it loads `custom/`, which only serving and checking need.
-    from otpserver import asgi
-
     return Application("otpserver.asgi:build", asgi.build)
 
 
@@ -104,6 +101,14 @@ def build_parser(
             "Read every OTP_* variable and build the application exactly as `serve` would, "
             "without listening: every configuration problem is printed, one line each. "
             "Exit status 0 when the configuration is valid, 2 when it is not."
+        ),
+    )
+    check_parser.add_argument(
+        "--store",
+        action="store_true",
+        help=(
+            "also ask the store once and load the current key, as /health/ready does; "
+            "exit status 1 when it does not answer"
         ),
     )
     check_parser.set_defaults(run=functools.partial(run_check, application=application))
@@ -205,7 +210,17 @@ def run_serve(
             listener = metrics.Listener(
                 settings.operations.metrics_host, settings.operations.metrics_port
             )
-            listener.prepare()
+            try:
+                listener.open()
+            except OSError as error:
+                listener.close()
+                print(
+                    f"otpserver: cannot serve metrics on {listener.host}:{listener.port} "
+                    f"(OTP_METRICS_HOST, OTP_METRICS_PORT): {error.strerror or error}",
+                    file=sys.stderr,
+                )
+                return 1
+            log.info("metrics on http://%s:%d/metrics", listener.host, listener.port)
         # Build once in this process so bad hooks or settings fail before any worker starts.
         chosen = application()
         app = chosen.build()
@@ -214,23 +229,22 @@ def run_serve(
                 "development mode: generated an ephemeral OTP_MASTER_KEY; cookies die on restart"
             )
     except ConfigError as error:
-        return report_config_error(error)
-    wait_seconds = settings.operations.store_wait_seconds
-    if not asyncio.run(wait_for_store(app, wait_seconds)):
-        print(
-            f"otpserver: the store did not answer within {wait_seconds:g} s "
-            f"(OTP_STORE_WAIT_SECONDS): {outage.STORE.last_error or 'no answer'}",
-            file=sys.stderr,
-        )
-        return 1
-    try:
-        asyncio.run(redis_store.check_store(settings))
-    except ConfigError as error:
-        return report_config_error(error)
-    try:
         if listener is not None:
-            listener.start()
-            log.info("metrics on http://%s:%d/metrics", listener.host, listener.port)
+            listener.close()
+        return report_config_error(error)
+    try:
+        wait_seconds = settings.operations.store_wait_seconds
+        if not asyncio.run(wait_for_store(app, wait_seconds)):
+            print(
+                f"otpserver: the store did not answer within {wait_seconds:g} s "
+                f"(OTP_STORE_WAIT_SECONDS): {outage.STORE.last_error or 'no answer'}",
+                file=sys.stderr,
+            )
+            return 1
+        try:
+            asyncio.run(redis_store.check_store(settings))
+        except ConfigError as error:
+            return report_config_error(error)
         serve(chosen.factory, settings)
     finally:
         if listener is not None:
@@ -265,14 +279,30 @@ def run_check(args: argparse.Namespace, *, application: Callable[[], Application
     """Build the application from the environment without serving; report what is wrong."""
     try:
         settings = Settings.from_env()
-        application().build()
+        app = application().build()
     except ConfigError as error:
         return report_config_error(error)
     print(
         f"otpserver: configuration OK (OTP_ENV={settings.env}, "
         f"store {settings.store_url.partition(':')[0]}, {settings.workers} worker(s))"
     )
+    if args.store:
+        problem = asyncio.run(_probe_once(app))
+        if problem is not None:
+            print(
+                f"otpserver: the store is not ready ({problem}): "
+                f"{outage.STORE.last_error or 'no answer'}",
+                file=sys.stderr,
+            )
+            return 1
+        print("otpserver: store ready")
     return 0
+
+
+async def _probe_once(app: OtpApp) -> str | None:
+    readiness: Readiness = app.state.readiness
+    async with app.router.lifespan_context(app):
+        return await readiness.problem()
 
 
 def run_apikey_new(args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""A small typed client for host backends: challenges over `/v1`, and verifying results.
+"""A small typed client for host backends: challenges, TOTP, backup codes and trusted
+devices over `/v1`, and verifying results.
 
     from otpserver.client import OtpClient
 
@@ -43,6 +44,12 @@ class OtpApiError(Exception):
         """Seconds to wait before retrying (429, some 503), when the server said."""
         value = self.body.get("retryAfter")
         return int(value) if isinstance(value, int) else None
+
+    @property
+    def challenge(self) -> str | None:
+        """The new challenge token a refusal carries (it replaces the one you sent)."""
+        value = self.body.get("challenge")
+        return value if isinstance(value, str) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +114,84 @@ class CheckOutcome:
             attempts_left=body.get("attemptsLeft"),
             retry_after=body.get("retryAfter"),
             raw=body,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TotpEnrolment:
+    """A started TOTP enrolment: show `qr` (an SVG) or `secret` once, keep `pending` (valid
+    10 minutes) for `totp_confirm`."""
+
+    pending: str
+    uri: str
+    secret: str
+    qr: str
+
+
+@dataclass(frozen=True, slots=True)
+class FactorOutcome:
+    """A TOTP or backup-code check: `status` is `approved`, `incorrect`, `locked` (see
+    `retry_after`), `expired` or `invalid`. Whenever `enrolment` or `set` is given, store it
+    in place of the one you sent (a confirmation, a redemption, or a blob sealed under an
+    older master key)."""
+
+    status: str
+    result: str | None
+    enrolment: str | None
+    enrolment_id: str | None
+    set: str | None
+    set_id: str | None
+    remaining: int | None
+    retry_after: int | None
+    raw: dict[str, Any]
+
+    @property
+    def approved(self) -> bool:
+        return self.status == "approved"
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> FactorOutcome:
+        return cls(
+            status=str(body["status"]),
+            result=body.get("result"),
+            enrolment=body.get("enrolment"),
+            enrolment_id=body.get("enrolmentId"),
+            set=body.get("set"),
+            set_id=body.get("setId"),
+            remaining=body.get("remaining"),
+            retry_after=body.get("retryAfter"),
+            raw=body,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BackupCodeSet:
+    """A new set: show `codes` once (they are stored nowhere), store `set`."""
+
+    codes: list[str]
+    set: str
+    set_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TrustedDevice:
+    """A device check or trust: `trusted`, else `reason` (`expired`, `revoked`, `invalid`).
+    Whenever `device` is given, set it as the device cookie's new value."""
+
+    trusted: bool
+    device: str | None
+    device_id: str | None
+    expires: str | None
+    reason: str | None
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> TrustedDevice:
+        return cls(
+            trusted=bool(body.get("trusted", "device" in body)),
+            device=body.get("device"),
+            device_id=body.get("deviceId"),
+            expires=body.get("expires"),
+            reason=body.get("reason"),
         )
 
 
@@ -200,11 +285,14 @@ class OtpClient:
         )
         return Challenge.from_json(await self._post("/v1/challenges", body, idempotency_key))
 
-    async def resend(self, challenge: str) -> Challenge:
-        """Send a new code for the challenge; the old code stops working."""
-        return Challenge.from_json(
-            await self._post("/v1/challenges/resend", {"challenge": challenge})
-        )
+    async def resend(self, challenge: str) -> Challenge | CheckOutcome:
+        """Send a new code for the challenge; the old code stops working. A challenge that
+        can no longer be resent answers its `status` instead (`invalid`, `expired`,
+        `too_many_attempts`), as a `CheckOutcome`."""
+        body = await self._post("/v1/challenges/resend", {"challenge": challenge})
+        if body.get("status") != "pending":
+            return CheckOutcome.from_json(body)
+        return Challenge.from_json(body)
 
     async def check(
         self,
@@ -223,6 +311,88 @@ class OtpClient:
     async def cancel(self, challenge: str) -> str:
         """End the challenge; its code stops working. Returns the status (`canceled`)."""
         return str((await self._post("/v1/challenges/cancel", {"challenge": challenge}))["status"])
+
+    async def totp_enrol(
+        self,
+        *,
+        subject: str,
+        account: str,
+        issuer: str | None = None,
+        digits: int | None = None,
+        period: int | None = None,
+        algorithm: str | None = None,
+    ) -> TotpEnrolment:
+        """Start a TOTP enrolment for `subject` (`POST /v1/totp/enrolments`)."""
+        body = _without_none(
+            {
+                "subject": subject,
+                "account": account,
+                "issuer": issuer,
+                "digits": digits,
+                "period": period,
+                "algorithm": algorithm,
+            }
+        )
+        data = await self._post("/v1/totp/enrolments", body)
+        return TotpEnrolment(
+            pending=str(data["pending"]),
+            uri=str(data["uri"]),
+            secret=str(data["secret"]),
+            qr=str(data["qr"]),
+        )
+
+    async def totp_confirm(self, *, subject: str, pending: str, code: str) -> FactorOutcome:
+        """Activate an enrolment with the app's code; store `enrolment` when approved."""
+        body = {"subject": subject, "pending": pending, "code": code}
+        return FactorOutcome.from_json(await self._post("/v1/totp/enrolments/confirm", body))
+
+    async def totp_verify(
+        self, *, subject: str, enrolment: str, code: str, nonce: str | None = None
+    ) -> FactorOutcome:
+        """Check a TOTP code; each time step is approved at most once."""
+        body = _without_none(
+            {"subject": subject, "enrolment": enrolment, "code": code, "nonce": nonce}
+        )
+        return FactorOutcome.from_json(await self._post("/v1/totp/verify", body))
+
+    async def backup_codes_generate(
+        self, *, subject: str, count: int | None = None
+    ) -> BackupCodeSet:
+        """A new set of backup codes; the subject's older sets stop working."""
+        data = await self._post(
+            "/v1/backup-codes", _without_none({"subject": subject, "count": count})
+        )
+        return BackupCodeSet(
+            codes=[str(code) for code in data["codes"]],
+            set=str(data["set"]),
+            set_id=str(data["setId"]),
+        )
+
+    async def backup_code_redeem(
+        self, *, subject: str, set: str, code: str, nonce: str | None = None
+    ) -> FactorOutcome:
+        """Spend one backup code; store the returned `set` whenever there is one."""
+        body = _without_none({"subject": subject, "set": set, "code": code, "nonce": nonce})
+        return FactorOutcome.from_json(await self._post("/v1/backup-codes/redeem", body))
+
+    async def device_trust(
+        self, *, subject: str, days: int | None = None, generation: int | None = None
+    ) -> TrustedDevice:
+        """Trust the current browser; keep `device` in a cookie of your own."""
+        body = _without_none({"subject": subject, "days": days, "generation": generation})
+        return TrustedDevice.from_json(await self._post("/v1/devices/trust", body))
+
+    async def device_check(
+        self, *, subject: str, device: str, generation: int | None = None
+    ) -> TrustedDevice:
+        """Whether the device token is still trusted (it only ever waives a second factor)."""
+        body = _without_none({"subject": subject, "device": device, "generation": generation})
+        return TrustedDevice.from_json(await self._post("/v1/devices/check", body))
+
+    async def device_revoke(self, *, subject: str, device_id: str | None = None) -> str:
+        """Revoke one device, or all of the subject's; returns the `deviceId` or `all`."""
+        body = _without_none({"subject": subject, "deviceId": device_id})
+        return str((await self._post("/v1/devices/revoke", body))["revoked"])
 
     def verify_result(
         self, token: str, *, audience: str | None = None, nonce: str | None = None

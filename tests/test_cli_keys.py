@@ -79,3 +79,16 @@ def test_keys_status_shows_the_ring_without_secrets(redis_url: str) -> None:
     dropped = run_cli("keys", "status", env={**env, "OTP_MASTER_KEY_PREVIOUS": ""})
     assert dropped.returncode == 1
     assert "no configured master key" in dropped.stdout
+
+
+def test_help_explains_the_key_commands() -> None:
+    """`--help` lists apikey and keys, and each subcommand explains itself."""
+    top = run_cli("--help")
+    assert "apikey" in top.stdout
+    assert "keys" in top.stdout
+    new = run_cli("apikey", "new", "--help")
+    assert new.returncode == 0
+    assert "OTP_API_KEYS" in new.stdout
+    status = run_cli("keys", "status", "--help")
+    assert status.returncode == 0
+    assert "OTP_MASTER_KEY_PREVIOUS" in status.stdout

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from otpserver.client import OtpApiError, OtpClient, key_id_of
+from otpserver.client import Challenge, CheckOutcome, OtpApiError, OtpClient, key_id_of
 from otpserver.otp.credentials import Credential
 from otpserver.results.signer import ResultSigner
 from otpserver.settings.api import ApiSettings
@@ -26,7 +26,7 @@ from otpserver.v1.keys import new_key
 from tests.conftest import MASTER_KEY, MASTER_KEY_TEXT
 from tests.support.process import ServerProcess
 
-KEY, _ = new_key("shop", ["challenges"])
+KEY, KEY_LINE = new_key("shop", ["challenges"])
 ISSUER = "https://otp.test"
 PENDING = {
     "challenge": "tok-1",
@@ -93,6 +93,7 @@ async def test_the_client_speaks_the_spec_wire_shapes() -> None:
             email="ada@example.com", end_user_ip="198.51.100.7", nonce="n1", idempotency_key="o-1"
         )
         resent = await otp.resend(started.challenge)
+        assert isinstance(resent, Challenge)
         wrong = await otp.check(resent.challenge, "000000")
         right = await otp.check(wrong.challenge or "", "123456", nonce="n1", idempotency_key="o-2")
         canceled = await otp.cancel("t3")
@@ -185,3 +186,67 @@ async def test_verify_result_checks_signature_audience_issuer_and_nonce(
         ):
             with pytest.raises(jwt.PyJWTError):
                 otp.verify_result(bad, nonce=nonce)
+
+
+@pytest.fixture(scope="module")
+def api_server() -> Iterator[ServerProcess]:
+    """A real server with the challenge routes and this module's API key configured."""
+    process = ServerProcess(
+        {
+            "OTP_MASTER_KEY": MASTER_KEY_TEXT,
+            "OTP_ISSUER": ISSUER,
+            "OTP_API_KEYS": KEY_LINE,
+            "OTP_RESEND_COOLDOWN_SECONDS": "0",
+        }
+    )
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.mark.e2e
+async def test_the_client_drives_the_real_challenge_routes(api_server: ServerProcess) -> None:
+    """Against a real server: start sends a code, a wrong code is `incorrect` with a new
+    token, a resend replaces the code, the right one is `approved` with a result that
+    `verify_result` accepts for this key and nonce, a spent token is `invalid`, and an
+    idempotent retry of the approval replays it instead of failing."""
+    async with OtpClient(api_server.url, KEY, issuer=ISSUER) as otp:
+        started = await otp.start(email="grace@example.com", nonce="n-42")
+        assert (started.status, started.sent, started.attempts_left) == ("pending", True, 3)
+        wrong = await otp.check(started.challenge, "000000")
+        assert (wrong.status, wrong.attempts_left) == ("incorrect", 2)
+        assert wrong.challenge is not None
+        resent = await otp.resend(wrong.challenge)
+        assert isinstance(resent, Challenge)
+        code = api_server.wait_for_code("grace@example.com", count=2)
+        approved = await otp.check(resent.challenge, code, idempotency_key="login-1")
+        again = await otp.check(resent.challenge, code, idempotency_key="login-1")
+        spent = await otp.check(resent.challenge, code)
+        stale = await otp.resend(started.challenge)
+        other = await otp.start(phone="+14155550123")
+        canceled = await otp.cancel(other.challenge)
+        after_cancel = await otp.check(other.challenge, "123456")
+    assert approved.approved
+    assert approved.result is not None
+    assert again.raw == approved.raw
+    claims = otp.verify_result(approved.result, nonce="n-42")
+    assert (claims["aud"], claims["email"], claims["otp_method"]) == (
+        "shop",
+        "grace@example.com",
+        "email_code",
+    )
+    assert spent.status == "invalid"
+    assert isinstance(stale, CheckOutcome)
+    assert stale.status == "invalid"
+    assert canceled == "canceled"
+    assert after_cancel.status == "invalid"
+
+
+@pytest.mark.e2e
+async def test_the_client_raises_http_errors_of_the_real_server(api_server: ServerProcess) -> None:
+    """A key the server does not know is OtpApiError 401 API:UNAUTHORIZED."""
+    unknown, _ = new_key("shop", ["challenges"])
+    async with OtpClient(api_server.url, unknown, issuer=ISSUER) as otp:
+        with pytest.raises(OtpApiError) as raised:
+            await otp.start(email="ada@example.com")
+    assert (raised.value.status, raised.value.code) == (401, "API:UNAUTHORIZED")

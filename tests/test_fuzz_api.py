@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
-import hashlib
 import json
 import re
 import string
@@ -38,10 +37,10 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.python.asgi import ASGIClient
 
 from otpserver.http.app import OtpApp, create_app
-from otpserver.results.jwks import JWKS_PATH
-from otpserver.settings.api import ApiKeyEntry
+from otpserver.settings.api import SCOPES, parse_api_keys
 from otpserver.settings.environment import Settings
 from otpserver.settings.overrides import LimitOverrides
+from otpserver.v1.keys import new_key
 from tests.conftest import MASTER_KEY, MASTER_KEY_TEXT, PUBLIC_SITE, SIGNING, test_hooks
 from tests.support.fakes import FakeClock, RecordingSender
 from tests.support.hooks import HOOKS
@@ -50,7 +49,10 @@ from tests.support.process import ROOT
 
 BASE_URL = "https://otp.example.com"
 COOKIE = "__Host-otp"
+API_KEY, API_KEY_LINE = new_key("fuzz", SCOPES)
+"""The key every `/v1` case carries, so the routes behind the key are what is fuzzed."""
 _COOKIE_TEXT = re.compile(r"[A-Za-z0-9_-]{1,4096}")
+_IDEMPOTENCY_KEY_TEXT = re.compile(r"[ -~]{1,255}")
 _UNLIMITED = 10**9
 
 
@@ -116,6 +118,9 @@ def with_cookie_links(document: dict[str, Any]) -> dict[str, Any]:
 CONFIG = SchemathesisConfig.from_dict(
     {
         "base-url": BASE_URL,
+        # The `/v1` routes' security scheme: schemathesis sends this key, and also checks
+        # that a missing or wrong one is refused.
+        "auth": {"openapi": {"apiKey": {"bearer": API_KEY}}},
         "generation": {"mode": "all", "max-examples": 25, "database": "none"},
         "phases": {
             "stateful": {
@@ -124,24 +129,28 @@ CONFIG = SchemathesisConfig.from_dict(
         },
         "checks": {
             "unsupported_method": {"enabled": False},
-            # Its probes go out over the network transport, never to this ASGI app (the
-            # 401s of /v1 have tests of their own: tests/test_v1_auth.py).
-            "ignored_auth": {"enabled": False},
             "allow_header_conformance": {"enabled": False},
+            # Its probes go out over the network, not through this in-process app (and the
+            # host is not real); tests/test_v1_auth.py proves every refusal of a bad key.
+            "ignored_auth": {"enabled": False},
             # Narrower than the default: data outside the schema is a malformed request
             # (400), a body over OTP_MAX_BODY_BYTES refused before parsing (413), or the wrong
-            # media type (415); a /v1 request without its Authorization header is 401 (it
-            # is refused before the body is read); never a 2xx, a 402-409 or a 5xx.
-            "negative_data_rejection": {"expected-statuses": [400, 401, 413, 415]},
+            # media type (415); never a 2xx, a 401-409 or a 5xx.
+            "negative_data_rejection": {"expected-statuses": [400, 413, 415]},
         },
         "operations": [
+            {
+                # Behind an API key, a request whose key is the broken part is 401.
+                "include-path-regex": "^/v1/",
+                "checks": {"negative_data_rejection": {"expected-statuses": [400, 401, 413, 415]}},
+            },
             {
                 # The coverage phase asks for valid values at the documented length bounds
                 # (a 3-character email address, a 2-character phone number); none exists, and
                 # failing to find one costs seconds per draw. Fuzzing covers create instead.
                 "include-operation-id": "create",
                 "phases": {"coverage": {"enabled": False}},
-            }
+            },
         ],
     }
 )
@@ -206,15 +215,6 @@ class CookieLedger:
                 self.live.add(new)
 
 
-_IDEMPOTENCY_KEY_TEXT = re.compile(r"[ -~]{1,255}")
-FUZZ_KEY = "otpk_fuzzer_" + "F1u2z3z4e5r6K7e8y9S0e1c2r3e4t5A6b7"
-FUZZ_KEY_ENTRY = ApiKeyEntry(
-    "fuzzer",
-    hashlib.sha256(FUZZ_KEY.encode()).digest(),
-    frozenset({"challenges", "totp", "backup_codes", "devices", "forward_ip"}),
-)
-
-
 class FuzzTarget:
     """One production-mode app with limits out of the way, and a client that keeps no cookies."""
 
@@ -224,8 +224,8 @@ class FuzzTarget:
         settings = Settings(
             master_key=MASTER_KEY,
             delivery=PUBLIC_SITE,
-            # One key with every scope, sent on every call, so /v1 bodies are what is tested.
-            api=dataclasses.replace(SIGNING, keys=(FUZZ_KEY_ENTRY,), key_requests=_UNLIMITED),
+            # Every /v1 call carries a key with every scope, and no per-key limit in the way.
+            api=dataclasses.replace(SIGNING, keys=parse_api_keys(API_KEY_LINE), key_requests=10**9),
             # Resends are allowed at once, so fuzzed resends reach the sender.
             policy_overrides={"resend_cooldown_seconds": 0},
             limit_overrides=LimitOverrides(
@@ -244,7 +244,6 @@ class FuzzTarget:
         )
         # Starlette types scopes as MutableMapping, schemathesis as dict: the same ASGI app.
         self.client = ASGIClient(self.app, base_url=BASE_URL)  # type: ignore[arg-type]
-        self.client.headers["Authorization"] = f"Bearer {FUZZ_KEY}"
         # Each call carries exactly the cookie the case (or the link) chose, never a stale one.
         self.client.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
         self._serial = count()
@@ -308,13 +307,14 @@ def security_headers_on_every_response(
     ctx: CheckContext, response: Response, case: Case[Any]
 ) -> bool | None:
     """SPEC §3: every response, errors and 404s included, is uncacheable and unsniffable;
-    the one exception is a successful JWKS, public keys that verifiers should cache
-    (SPEC §11: for at most a third of a signing period)."""
-    if case.path == JWKS_PATH and response.status_code == 200:
-        cache = response.headers.get("cache-control", [""])[0]
-        assert cache.startswith("public, max-age="), response.headers
+    only the public key set may be cached (SPEC §11), for at most an hour."""
+    cache = response.headers.get("cache-control")
+    if case.path == "/.well-known/jwks.json" and response.status_code == 200:
+        assert cache is not None
+        assert re.fullmatch(r"public, max-age=([1-9][0-9]{0,3})", cache[0]), cache
+        assert int(cache[0].rpartition("=")[2]) <= 3600, cache
     else:
-        assert response.headers.get("cache-control") == ["no-store"], response.headers
+        assert cache == ["no-store"], response.headers
     assert response.headers.get("x-content-type-options") == ["nosniff"], response.headers
     return True
 

@@ -226,6 +226,88 @@ async def test_a_real_server_logs_no_secret(redis_url: str, sms_gateway: str) ->
     assert_no_leaks(output, [*secrets, *redis_key_material(redis_url, MASTER_KEY)])
 
 
+async def test_the_api_logs_no_key_result_or_blob(
+    make_app: AppFactory,
+    client_for: Callable[[OtpApp], httpx.AsyncClient],
+    sender: RecordingSender,
+    redis_url: str,
+) -> None:
+    """API keys refused, limited and accepted, idempotent runs, replays, refusals and a
+    crash, and signed results, all at DEBUG: no record carries
+    a key, its secret or digest, a result, a sealed memo or the master key."""
+    from otpserver.errors import RateLimited
+    from otpserver.http.app import ExactRoute
+    from otpserver.settings.api import ApiSettings, parse_api_keys
+    from otpserver.stores.markers_redis import MARKER_PREFIX
+    from otpserver.v1.auth import authenticate
+    from otpserver.v1.idempotency import run_idempotent
+    from otpserver.v1.keys import new_key
+    from tests.conftest import ISSUER
+
+    key, line = new_key("shop", ["challenges"])
+    other, other_line = new_key("auth", ["totp"])
+    mode = {"refuse": False, "crash": False}
+
+    async def probe(request: Request) -> Response:
+        api_key = await authenticate(request, "challenges")
+        body = await request.body()
+
+        async def handler() -> Response:
+            if mode["crash"]:
+                raise RuntimeError("the handler failed")
+            if mode["refuse"]:
+                raise RateLimited()
+            return Response(b'{"ok":true}', media_type="application/json")
+
+        return await run_idempotent(request, api_key, body, handler)
+
+    results: list[str] = []
+    with captured_records() as records:
+        settings = ApiSettings(
+            issuer=ISSUER, keys=parse_api_keys(f"{line},{other_line}"), key_requests=8
+        )
+        app = make_app("redis", api=settings)
+        app.router.routes.append(ExactRoute("/v1/probe", probe, methods=["POST"]))
+        client = client_for(app)
+        auth = {"authorization": f"Bearer {key}"}
+        for headers in (
+            {},
+            {"authorization": f"Bearer {key[:-1]}x"},
+            {"authorization": f"Bearer {other}"},
+            {"authorization": f"Basic {key}"},
+        ):
+            assert (await client.post("/v1/probe", headers=headers)).status_code in (401, 403)
+        once = {**auth, "idempotency-key": "order-1"}
+        assert (await client.post("/v1/probe", headers=once, content=b"{}")).status_code == 200
+        assert (await client.post("/v1/probe", headers=once, content=b"{}")).status_code == 200
+        assert (await client.post("/v1/probe", headers=once, content=b"[]")).status_code == 422
+        mode["refuse"] = True
+        assert (
+            await client.post("/v1/probe", headers={**auth, "idempotency-key": "o2"})
+        ).status_code == 429
+        mode["refuse"], mode["crash"] = False, True
+        assert (
+            await client.post("/v1/probe", headers={**auth, "idempotency-key": "o3"})
+        ).status_code == 500
+        mode["crash"] = False
+        while (await client.post("/v1/probe", headers=auth)).status_code != 429:
+            pass
+        browser = Browser(client)
+        await browser.create("ada@example.com")
+        results.append((await browser.verify(sender.last_code)).json()["result"])
+    plain = redis.Redis.from_url(redis_url)
+    memos = [plain.get(name) for name in plain.scan_iter(match=MARKER_PREFIX + b"*")]
+    plain.close()
+    kinds = records.text
+    assert "rate limited: api key" in kinds, "the run never logged a per-key refusal"
+    assert memos, "the run kept no idempotency memo to look for"
+    secrets = [key, other, key.rpartition("_")[2], line.split(":")[1], other_line.split(":")[1]]
+    secrets += [*results, *(r.split(".")[2] for r in results), MASTER_KEY_TEXT]
+    secrets += [m.decode() for m in memos if isinstance(m, bytes) and m.isascii()]
+    secrets += [m[33:].decode() for m in memos if isinstance(m, bytes) and len(m) > 40]
+    assert_no_leaks(records.text, secrets)
+
+
 async def test_second_factor_paths_log_no_secret(
     make_app: AppFactory, store: str, clock: FakeClock, client_for: Callable[[OtpApp], Any]
 ) -> None:

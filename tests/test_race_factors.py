@@ -51,11 +51,11 @@ async def post(server: ServerProcess, path: str, body: dict[str, Any]) -> httpx.
         return await client.post(path, json=body, headers=auth())
 
 
-async def test_one_totp_code_sent_30_times_at_once_is_approved_once(
+async def test_one_totp_code_sent_50_times_at_once_is_approved_once(
     server: ServerProcess,
 ) -> None:
-    """Of 30 parallel verifications of one valid code across two workers, exactly one is
-    approved and the other 29 are incorrect."""
+    """Of 50 parallel verifications of one valid code across two workers, exactly one is
+    approved and the other 49 are incorrect (SECURITY.md 60; the issue asks for 30)."""
     started = (
         await post(server, "/v1/totp/enrolments", {"subject": "racer", "account": "r@example.com"})
     ).json()
@@ -74,10 +74,10 @@ async def test_one_totp_code_sent_30_times_at_once_is_approved_once(
     # The next step's code: inside the window now and for the next 30 s at least.
     code = app_code(started["secret"], time.time(), steps=1)
     body = {"subject": "racer", "enrolment": confirmed["enrolment"], "code": code}
-    responses = await burst(post(server, "/v1/totp/verify", body) for _ in range(30))
+    responses = await burst(post(server, "/v1/totp/verify", body) for _ in range(50))
     statuses = [r.json()["status"] for r in responses]
     assert statuses.count("approved") == 1, statuses
-    assert statuses.count("incorrect") == 29, statuses
+    assert statuses.count("incorrect") == 49, statuses
 
 
 async def test_one_backup_code_sent_20_times_at_once_is_approved_once(

@@ -336,3 +336,27 @@ def test_production_requires_an_issuer() -> None:
     hooks = test_hooks(HOOKS, FakeClock(), RecordingSender())
     with pytest.raises(ConfigError, match="OTP_ISSUER"):
         create_app(settings, hooks)
+
+
+def test_every_api_setting_problem_is_reported_at_once() -> None:
+    """Bad API keys, lifetime, seed and previous master key are listed together, each
+    naming its variable, beside the other settings' problems."""
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env(
+            {
+                "OTP_API_KEYS": "shop:abc:challenges",
+                "OTP_RESULT_TTL_SECONDS": "900",
+                "OTP_SIGNING_SEED": "short",
+                "OTP_MASTER_KEY_PREVIOUS": "also-short",
+                "OTP_PORT": "http",
+            }
+        )
+    text = str(raised.value)
+    for variable in (
+        "OTP_API_KEYS",
+        "OTP_RESULT_TTL_SECONDS",
+        "OTP_SIGNING_SEED",
+        "OTP_MASTER_KEY_PREVIOUS",
+        "OTP_PORT",
+    ):
+        assert variable in text

@@ -8,6 +8,7 @@ import base64
 import httpx
 import pytest
 
+from otpserver.v1.keys import new_key
 from tests.conftest import MASTER_KEY_TEXT
 from tests.support.process import ServerProcess
 from tests.support.remote import RemoteBrowser
@@ -16,6 +17,32 @@ pytestmark = pytest.mark.e2e
 
 NEW_KEY_TEXT = base64.urlsafe_b64encode(bytes(range(200, 232))).rstrip(b"=").decode()
 NEWEST_KEY_TEXT = base64.urlsafe_b64encode(bytes(range(100, 132))).rstrip(b"=").decode()
+API_KEY, API_KEY_LINE = new_key("shop", ["challenges"])
+BEARER = {"authorization": f"Bearer {API_KEY}"}
+
+
+async def challenges(on: ServerProcess, tag: str, count: int) -> list[tuple[str, str]]:
+    """Challenge tokens started on `on` through `/v1`, and their codes."""
+    found = []
+    async with httpx.AsyncClient(base_url=on.url, headers=BEARER) as client:
+        for i in range(count):
+            address = f"{tag}{i}@example.com"
+            started = await client.post("/v1/challenges", json={"email": address})
+            assert started.status_code == 201, started.text
+            found.append((started.json()["challenge"], on.wait_for_code(address)))
+    return found
+
+
+async def check_on(on: ServerProcess, tokens: list[tuple[str, str]]) -> list[tuple[int, str]]:
+    """(HTTP status, outcome) of checking each token's code on `on`."""
+    answers = []
+    async with httpx.AsyncClient(base_url=on.url, headers=BEARER) as client:
+        for token, code in tokens:
+            checked = await client.post(
+                "/v1/challenges/check", json={"challenge": token, "code": code}
+            )
+            answers.append((checked.status_code, checked.json().get("status", "")))
+    return answers
 
 
 def server(redis_url: str, key: str, previous: str = "") -> ServerProcess:
@@ -26,6 +53,7 @@ def server(redis_url: str, key: str, previous: str = "") -> ServerProcess:
             "OTP_MASTER_KEY": key,
             "OTP_MASTER_KEY_PREVIOUS": previous,
             "OTP_ISSUER": "https://otp.test",
+            "OTP_API_KEYS": API_KEY_LINE,
         }
     )
     process.start()
@@ -60,12 +88,14 @@ async def verify_on(on: ServerProcess, browsers: list[tuple[RemoteBrowser, str]]
 
 
 async def test_rolling_rotations_never_answer_5xx(redis_url: str) -> None:
-    """Two instances rotate one at a time: with the previous key every pending cookie and
-    every new code verifies (zero errors); then, dropping it, old cookies answer
-    OTP:INVALID_COOKIE, new codes work at once, and no answer at any point is a 5xx."""
+    """Two instances rotate one at a time: with the previous key every pending cookie,
+    challenge token and new code verifies (zero errors); then, dropping it, old cookies
+    answer OTP:INVALID_COOKIE and old tokens `invalid`, new codes work at once, and no
+    answer at any point is a 5xx."""
     running = [server(redis_url, MASTER_KEY_TEXT), server(redis_url, MASTER_KEY_TEXT)]
     try:
         in_flight = await pending(running[0], "a", 3) + await pending(running[1], "b", 3)
+        tokens = await challenges(running[0], "ta", 2) + await challenges(running[1], "tb", 2)
 
         # Rotation with the previous key: restart one instance, then the other.
         running[0].stop()
@@ -78,9 +108,11 @@ async def test_rolling_rotations_never_answer_5xx(redis_url: str) -> None:
         statuses += await verify_on(running[1], in_flight[3:])
         statuses += await new_code_works(running[1], "c2@example.com")
         assert statuses == [200] * len(statuses)
+        assert await check_on(running[1], tokens) == [(200, "approved")] * 4
 
         # Rotation without the previous key.
         in_flight = await pending(running[0], "d", 2) + await pending(running[1], "e", 2)
+        tokens = await challenges(running[0], "td", 2)
         running[0].stop()
         running[0] = server(redis_url, NEWEST_KEY_TEXT)
         lost = await verify_on(running[0], in_flight[:2])
@@ -92,6 +124,10 @@ async def test_rolling_rotations_never_answer_5xx(redis_url: str) -> None:
         fresh += await new_code_works(running[1], "f2@example.com")
         fresh += await new_code_works(running[0], "f3@example.com")
         assert lost == [400] * 4
+        assert await check_on(running[0], tokens) == [(200, "invalid")] * 2
+        assert [
+            s for s, _ in await check_on(running[1], await challenges(running[1], "tf", 1))
+        ] == [200]
         assert fresh == [200] * len(fresh)
         assert all(status < 500 for status in during)
         async with httpx.AsyncClient(base_url=running[1].url) as client:

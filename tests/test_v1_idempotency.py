@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -12,14 +13,15 @@ import httpx
 import pytest
 import redis
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from otpserver.errors import RateLimited
+from otpserver.errors import IdempotencyKeyInvalid, RateLimited
 from otpserver.http.app import ExactRoute, OtpApp
+from otpserver.http.openapi import idempotency_parameter
 from otpserver.settings.api import ApiSettings, parse_api_keys
 from otpserver.stores.markers_redis import MARKER_PREFIX
 from otpserver.v1.auth import authenticate
-from otpserver.v1.idempotency import MEMO_TTL_SECONDS, run_idempotent
+from otpserver.v1.idempotency import MEMO_TTL_SECONDS, idempotency_key, run_idempotent
 from otpserver.v1.keys import new_key
 from tests.conftest import ISSUER, MASTER_KEY, AppFactory
 from tests.support.fakes import FakeClock
@@ -36,6 +38,7 @@ class Probe:
 
     runs: int = 0
     refuse: bool = False
+    stream: bool = False
     hold: asyncio.Event | None = None
     entered: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -50,6 +53,8 @@ class Probe:
                 await self.hold.wait()
             if self.refuse:
                 raise RateLimited(headers={"Retry-After": "1"})
+            if self.stream:
+                return StreamingResponse(iter([b"{}"]), media_type="application/json")
             # Random content: a replay can only match it by returning the kept bytes.
             return JSONResponse(
                 {"run": self.runs, "nonce": os.urandom(8).hex(), "echo": json.loads(body)},
@@ -155,6 +160,19 @@ async def test_a_refusal_is_not_kept(
     assert probe.runs == 2
 
 
+async def test_a_streamed_answer_is_not_kept(
+    make_client: Callable[..., tuple[OtpApp, httpx.AsyncClient]], probe: Probe
+) -> None:
+    """An answer without a whole body cannot be replayed: the key is released and a retry
+    runs again rather than failing."""
+    _, client = make_client()
+    probe.stream = True
+    for _ in range(2):
+        response = await client.post("/v1/probe", headers=headers(), json={"n": 1})
+        assert response.status_code == 200
+    assert probe.runs == 2
+
+
 async def test_keys_are_separate_per_api_key_and_absent_keys_run_every_time(
     make_client: Callable[..., tuple[OtpApp, httpx.AsyncClient]], probe: Probe
 ) -> None:
@@ -241,3 +259,21 @@ async def test_a_memo_from_a_dropped_master_key_runs_again(
     replayed = await clients[2].post("/v1/probe", headers=headers(), json={"n": 1})
     assert replayed.content == rotated.content
     assert probe.runs == 2
+
+
+@pytest.mark.parametrize(
+    "value", ["a", "order 42/x~", "x" * 255, "", "x" * 256, "caf\u00e9", "tab\there"], ids=repr
+)
+def test_the_documented_header_pattern_is_what_the_server_accepts(value: str) -> None:
+    """openapi.json's Idempotency-Key schema accepts exactly the values the server does."""
+    schema = idempotency_parameter()["schema"]
+    documented = (
+        schema["minLength"] <= len(value) <= schema["maxLength"]
+        and re.fullmatch(schema["pattern"], value) is not None
+    )
+    request = Request({"type": "http", "headers": [(b"idempotency-key", value.encode())]})
+    try:
+        accepted = idempotency_key(request) is not None
+    except IdempotencyKeyInvalid:
+        accepted = False
+    assert documented == accepted

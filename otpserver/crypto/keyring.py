@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from otpserver.crypto.atrest import master_key_fingerprint
 from otpserver.crypto.envelope import KEY_BYTES, unwrap_key, wrap_key
 from otpserver.errors import StoreUnavailable
+from otpserver.observability import audit
 from otpserver.settings.overrides import MAX_TTL_SECONDS
 from otpserver.stores.base import KeyStore
 
@@ -110,6 +111,9 @@ class KeyRing:
         wrapped = await self._store.get_or_create(key_id, candidate, self.retire_at(key_id) - now)
         kek = self._unwrap(wrapped)
         if kek is not None:
+            if wrapped == candidate:
+                # This instance's candidate won: the key is new, made once across instances.
+                audit.emit("key.rotated", key_number=key_id)
             self._remember(now, key_id, kek)
         return kek
 

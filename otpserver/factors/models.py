@@ -9,9 +9,21 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from otpserver.factors import backup_codes
+
+
+def _whole(value: object) -> object:
+    """A JSON number with no fraction (`30.0`) as the integer it is: JSON Schema counts it as
+    an integer, so callers may send it. Everything else is left for strict validation."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Whole = BeforeValidator(_whole)
+"""Integral numbers sent as floats are integers; strings and booleans still are not."""
 
 Subject = Annotated[
     str,
@@ -20,7 +32,7 @@ Subject = Annotated[
 ]
 Blob = Annotated[
     str,
-    StringConstraints(max_length=8192),
+    StringConstraints(max_length=2048),
     Field(description="A sealed blob exactly as the server returned it (base64url)."),
 ]
 CodeText = Annotated[
@@ -48,8 +60,8 @@ class TotpEnrolRequest(_Request):
     issuer: Label | None = Field(
         default=None, description="The service name the app shows (OTP_TOTP_ISSUER if absent)."
     )
-    digits: Literal[6, 8] = 6
-    period: Literal[30, 60] = 30
+    digits: Annotated[Literal[6, 8], Whole] = 6
+    period: Annotated[Literal[30, 60], Whole] = 30
     algorithm: Literal["SHA1", "SHA256", "SHA512"] = Field(
         default="SHA1", description="SHA1 is what every app supports."
     )
@@ -76,8 +88,8 @@ class BackupCodesRequest(_Request):
     """Generate a new set of backup codes; older sets stop working."""
 
     subject: Subject
-    count: int = Field(
-        default=backup_codes.DEFAULT_COUNT, ge=backup_codes.MIN_COUNT, le=backup_codes.MAX_COUNT
+    count: Annotated[int, Field(ge=backup_codes.MIN_COUNT, le=backup_codes.MAX_COUNT), Whole] = (
+        backup_codes.DEFAULT_COUNT
     )
 
 
@@ -97,6 +109,7 @@ Generation = Annotated[
         le=2**53 - 1,
         description="The host's device generation for the user; raising it revokes older tokens.",
     ),
+    Whole,
 ]
 
 
@@ -104,8 +117,8 @@ class DeviceTrustRequest(_Request):
     """Trust the browser the user just completed a second factor on."""
 
     subject: Subject
-    days: int | None = Field(
-        default=None, ge=1, le=30, description="At most OTP_TRUSTED_DEVICE_DAYS (the default)."
+    days: Annotated[int, Field(ge=1, le=30), Whole] | None = Field(
+        default=None, description="At most OTP_TRUSTED_DEVICE_DAYS (the default)."
     )
     generation: Generation = 0
 

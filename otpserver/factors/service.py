@@ -70,9 +70,9 @@ def name_key(master_key: bytes) -> bytes:
 
 
 def name(key: bytes, label: bytes, *parts: bytes) -> bytes:
-    """A marker or counter name: HMAC-SHA256 under `key` of a label and length-prefixed
-    parts, so no two kinds of name and no two splits of the parts ever collide."""
-    message = label + b"".join(len(part).to_bytes(2, "big") + part for part in parts)
+    """A marker or counter name: HMAC-SHA256 under `key` of the label and parts, each
+    length-prefixed, so no two kinds of name and no two splits of the parts ever collide."""
+    message = b"".join(len(part).to_bytes(2, "big") + part for part in (label, *parts))
     return hmac.new(key, message, hashlib.sha256).digest()
 
 

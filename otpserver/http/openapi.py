@@ -178,6 +178,11 @@ def _error_responses(
             headers["Retry-After"] = _RETRY_AFTER
         if errors.RateLimited in by_status[status]:
             headers["RateLimit"] = _RATE_LIMIT
+        if errors.ApiUnauthorized in by_status[status]:
+            headers["WWW-Authenticate"] = {
+                "description": "`Bearer`: send `Authorization: Bearer otpk_<id>_<secret>`.",
+                "schema": {"type": "string"},
+            }
         if errors.OtpIncorrect in by_status[status] or status in reissues_cookie:
             headers["Set-Cookie"] = _SET_COOKIE
         if headers:
@@ -186,10 +191,37 @@ def _error_responses(
     return responses
 
 
-FACTOR_ERRORS: tuple[type[errors.OtpError], ...] = (
+API_KEY_ERRORS: tuple[type[errors.OtpError], ...] = (
     errors.ApiUnauthorized,
     errors.ApiForbidden,
     errors.RateLimited,
+)
+"""What every `/v1` route may refuse with before it runs: no or a wrong key (401), a key
+without the route's scope (403), the key's own rate limit (429)."""
+
+IDEMPOTENCY_ERRORS: tuple[type[errors.OtpError], ...] = (
+    errors.IdempotencyKeyInvalid,
+    errors.IdempotencyInFlight,
+    errors.IdempotencyMismatch,
+)
+"""What a `/v1` route that takes `Idempotency-Key` may add (`idempotency_parameter`)."""
+
+
+def idempotency_parameter() -> dict[str, Any]:
+    """The `Idempotency-Key` request header of the routes that run `run_idempotent`."""
+    return {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "description": "Makes a retry safe: the first 2xx answer is kept for 24 hours and "
+        "replayed byte for byte (with `Idempotent-Replayed: true`) to a retry with the same "
+        "key, route and body; another body is 422, a retry while the first runs 409.",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
+    }
+
+
+FACTOR_ERRORS: tuple[type[errors.OtpError], ...] = (
+    *API_KEY_ERRORS,
     errors.BodyInvalid,
     errors.UnsupportedMediaType,
     *COMMON_ERRORS,
@@ -516,7 +548,9 @@ def build_openapi(
                 "apiKey": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "An API key `otpk_<id>_<secret>` with the route's scope.",
+                    "description": "An API key `otpk_<id>_<secret>` with the route's scope "
+                    "(`python -m otpserver apikey new`). `/v1` reads no cookie and answers no "
+                    "CORS request; each key has its own rate limit besides every other limit.",
                 }
             },
         },

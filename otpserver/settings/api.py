@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from otpserver.errors import ConfigError
-from otpserver.settings.reader import EnvReader, EnvVar
+from otpserver.settings.reader import ConfigProblems, EnvReader, EnvVar, collecting
 
 SCOPES: frozenset[str] = frozenset({"challenges", "totp", "backup_codes", "devices", "forward_ip"})
 """What an API key may be allowed to do; `forward_ip` lets it name the end user's address."""
@@ -20,6 +20,14 @@ KEY_ID = re.compile(r"[a-z0-9]{4,32}")
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 MAX_RESULT_TTL_SECONDS = 300
 MASTER_KEY_BYTES = 32
+
+# Each default is written once, here: the dataclass and the documented variables use these.
+KEY_REQUESTS = 600
+KEY_WINDOW_SECONDS = 60
+RESULT_AUDIENCE = "otp-browser"
+"""A `-` no API key id can contain, so a browser result never names a key as its audience."""
+RESULT_TTL_SECONDS = 120
+SIGNING_PERIOD_SECONDS = 7 * 86400
 
 API_ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar(
@@ -32,8 +40,10 @@ API_ENV_VARS: tuple[EnvVar, ...] = (
         "",
         "comma list of id:sha256-hex:scope+scope, one per /v1 key (python -m otpserver apikey new)",
     ),
-    EnvVar("OTP_API_KEY_REQUESTS", "600", "requests one API key may make per window on /v1"),
-    EnvVar("OTP_API_KEY_WINDOW_SECONDS", "60", "window of that per-key limit"),
+    EnvVar(
+        "OTP_API_KEY_REQUESTS", str(KEY_REQUESTS), "requests one API key may make per window on /v1"
+    ),
+    EnvVar("OTP_API_KEY_WINDOW_SECONDS", str(KEY_WINDOW_SECONDS), "window of that per-key limit"),
     EnvVar(
         "OTP_ISSUER",
         "",
@@ -41,10 +51,14 @@ API_ENV_VARS: tuple[EnvVar, ...] = (
     ),
     EnvVar(
         "OTP_RESULT_AUDIENCE",
-        "otp-browser",
+        RESULT_AUDIENCE,
         "aud of the results the browser flow gets (API results name the key id instead)",
     ),
-    EnvVar("OTP_RESULT_TTL_SECONDS", "120", "lifetime of a signed result, at most 300"),
+    EnvVar(
+        "OTP_RESULT_TTL_SECONDS",
+        str(RESULT_TTL_SECONDS),
+        f"lifetime of a signed result, at most {MAX_RESULT_TTL_SECONDS}",
+    ),
     EnvVar(
         "OTP_SIGNING_SEED",
         "",
@@ -52,7 +66,7 @@ API_ENV_VARS: tuple[EnvVar, ...] = (
     ),
     EnvVar(
         "OTP_SIGNING_PERIOD_SECONDS",
-        "604800",
+        str(SIGNING_PERIOD_SECONDS),
         "how long one result-signing key signs before the next one takes over",
     ),
 )
@@ -73,43 +87,60 @@ class ApiSettings:
 
     previous_master_keys: tuple[bytes, ...] = ()
     keys: tuple[ApiKeyEntry, ...] = ()
-    key_requests: int = 600
-    key_window_seconds: int = 60
+    key_requests: int = KEY_REQUESTS
+    key_window_seconds: int = KEY_WINDOW_SECONDS
     issuer: str | None = None
-    result_audience: str = "otp-browser"
-    result_ttl_seconds: int = 120
+    result_audience: str = RESULT_AUDIENCE
+    result_ttl_seconds: int = RESULT_TTL_SECONDS
     signing_seed: bytes | None = None
-    signing_period_seconds: int = 604800
+    signing_period_seconds: int = SIGNING_PERIOD_SECONDS
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> ApiSettings:
-        """Read and check the variables of `API_ENV_VARS`."""
-        reader = EnvReader(env, API_ENV_VARS)
-        keys = parse_api_keys(env.get("OTP_API_KEYS", ""))
-        audience = reader.required("OTP_RESULT_AUDIENCE")
-        if any(entry.id == audience for entry in keys):
-            # Results for an API key name its id as audience; a browser result must never
-            # be mistaken for one.
-            raise ConfigError("OTP_RESULT_AUDIENCE must differ from every API key id")
-        issuer = reader.optional("OTP_ISSUER")
-        if issuer is not None and (len(issuer) > 255 or not issuer.isprintable()):
-            raise ConfigError("OTP_ISSUER must be at most 255 printable characters")
-        seed = env.get("OTP_SIGNING_SEED", "").strip()
-        return cls(
-            previous_master_keys=tuple(
-                parse_key("OTP_MASTER_KEY_PREVIOUS", part)
-                for part in env.get("OTP_MASTER_KEY_PREVIOUS", "").split(",")
-                if part.strip()
-            ),
-            keys=keys,
-            key_requests=reader.integer("OTP_API_KEY_REQUESTS", 1, 10**9),
-            key_window_seconds=reader.integer("OTP_API_KEY_WINDOW_SECONDS", 1, 86400),
-            issuer=issuer,
-            result_audience=audience,
-            result_ttl_seconds=reader.integer("OTP_RESULT_TTL_SECONDS", 1, MAX_RESULT_TTL_SECONDS),
-            signing_seed=parse_key("OTP_SIGNING_SEED", seed) if seed else None,
-            signing_period_seconds=reader.integer("OTP_SIGNING_PERIOD_SECONDS", 3600, 366 * 86400),
-        )
+    def from_env(
+        cls, env: Mapping[str, str], problems: ConfigProblems | None = None
+    ) -> ApiSettings:
+        """Read and check the variables of `API_ENV_VARS`, reporting every problem found."""
+        with collecting(problems) as found:
+            reader = EnvReader(env, API_ENV_VARS, found)
+            none: tuple[ApiKeyEntry, ...] = ()
+            keys = found.read(lambda: parse_api_keys(reader.raw("OTP_API_KEYS")), none)
+            audience = reader.required("OTP_RESULT_AUDIENCE")
+            if any(entry.id == audience for entry in keys):
+                # Results for an API key name its id as audience; a browser result must
+                # never be mistaken for one.
+                reader.problem(
+                    "OTP_RESULT_AUDIENCE", "OTP_RESULT_AUDIENCE must differ from every API key id"
+                )
+            issuer = reader.optional("OTP_ISSUER")
+            if issuer is not None and (len(issuer) > 255 or not issuer.isprintable()):
+                reader.problem("OTP_ISSUER", "OTP_ISSUER must be at most 255 printable characters")
+                issuer = None
+            seed = reader.raw("OTP_SIGNING_SEED")
+            previous = reader.raw("OTP_MASTER_KEY_PREVIOUS").split(",")
+            return cls(
+                previous_master_keys=found.read(
+                    lambda: tuple(
+                        parse_key("OTP_MASTER_KEY_PREVIOUS", part)
+                        for part in previous
+                        if part.strip()
+                    ),
+                    (),
+                ),
+                keys=keys,
+                key_requests=reader.integer("OTP_API_KEY_REQUESTS", 1, 10**9),
+                key_window_seconds=reader.integer("OTP_API_KEY_WINDOW_SECONDS", 1, 86400),
+                issuer=issuer,
+                result_audience=audience,
+                result_ttl_seconds=reader.integer(
+                    "OTP_RESULT_TTL_SECONDS", 1, MAX_RESULT_TTL_SECONDS
+                ),
+                signing_seed=found.read(lambda: parse_key("OTP_SIGNING_SEED", seed), None)
+                if seed
+                else None,
+                signing_period_seconds=reader.integer(
+                    "OTP_SIGNING_PERIOD_SECONDS", 3600, 366 * 86400
+                ),
+            )
 
 
 def parse_key(name: str, text: str) -> bytes:

@@ -282,7 +282,7 @@ class Settings:
             ),
             factors=problems.read(lambda: FactorSettings.from_env(env), FactorSettings()),
             operations=OperationsConfig.from_env(env, problems),
-            api=problems.read(lambda: ApiSettings.from_env(env), ApiSettings()),
+            api=ApiSettings.from_env(env, problems),
             redis=problems.read(lambda: RedisOptions.from_env(env), RedisOptions()),
         )
         problems.raise_if_any()

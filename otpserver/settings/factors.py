@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from otpserver.settings.reader import EnvReader, EnvVar
+from otpserver.settings.reader import ConfigProblems, EnvReader, EnvVar, collecting
 
 FACTOR_ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar(
@@ -75,20 +75,29 @@ class FactorSettings:
         return self.backup_set_max_days * 86400
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> FactorSettings:
-        """Read and check the second-factor variables."""
-        reader = EnvReader(environ, FACTOR_ENV_VARS)
-        return cls(
-            totp_window=reader.integer("OTP_TOTP_WINDOW", 0, 2),
-            totp_max_failures=reader.integer("OTP_TOTP_MAX_FAILURES", 1, 100),
-            totp_failure_window_seconds=reader.integer(
-                "OTP_TOTP_FAILURE_WINDOW_SECONDS", 60, 86400
-            ),
-            totp_issuer=reader.required("OTP_TOTP_ISSUER"),
-            backup_max_failures=reader.integer("OTP_BACKUP_MAX_FAILURES", 1, 100),
-            backup_failure_window_seconds=reader.integer(
-                "OTP_BACKUP_FAILURE_WINDOW_SECONDS", 60, 86400
-            ),
-            backup_set_max_days=reader.integer("OTP_BACKUP_SET_MAX_DAYS", 1, 3650),
-            trusted_device_days=reader.integer("OTP_TRUSTED_DEVICE_DAYS", 1, 30),
-        )
+    def from_env(
+        cls, environ: Mapping[str, str], problems: ConfigProblems | None = None
+    ) -> FactorSettings:
+        """Read and check the second-factor variables, reporting every bad one at once."""
+        with collecting(problems) as found:
+            reader = EnvReader(environ, FACTOR_ENV_VARS, found)
+            issuer = reader.required("OTP_TOTP_ISSUER")
+            if len(issuer) > 128 or not issuer.isprintable():
+                reader.problem(
+                    "OTP_TOTP_ISSUER", "OTP_TOTP_ISSUER must be at most 128 printable characters"
+                )
+            # Returned from inside the block: leaving it raises every problem found.
+            return cls(
+                totp_window=reader.integer("OTP_TOTP_WINDOW", 0, 2),
+                totp_max_failures=reader.integer("OTP_TOTP_MAX_FAILURES", 1, 100),
+                totp_failure_window_seconds=reader.integer(
+                    "OTP_TOTP_FAILURE_WINDOW_SECONDS", 60, 86400
+                ),
+                totp_issuer=issuer,
+                backup_max_failures=reader.integer("OTP_BACKUP_MAX_FAILURES", 1, 100),
+                backup_failure_window_seconds=reader.integer(
+                    "OTP_BACKUP_FAILURE_WINDOW_SECONDS", 60, 86400
+                ),
+                backup_set_max_days=reader.integer("OTP_BACKUP_SET_MAX_DAYS", 1, 3650),
+                trusted_device_days=reader.integer("OTP_TRUSTED_DEVICE_DAYS", 1, 30),
+            )

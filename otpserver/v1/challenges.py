@@ -365,12 +365,10 @@ class Challenges:
     async def _refused_after_spend(
         self, handback: HandBack, held: Pending, key_id: str, now: int
     ) -> Response:
-        """A wrong code or a limit after the spend: the outcome, with the new token."""
-        handback.__traceback__ = None
-        error = handback.error
-        token = await self.tokens.seal(
-            Pending(handback.state, held.nonce, held.address), key_id, now
-        )
+        """A wrong code or the credential's lockout after the spend: the outcome, with the
+        new token; any other refusal raised as an HTTP error carrying the new token."""
+        error = await self._handed_back(handback, held, key_id, now)
+        token = error.extra["challenge"]
         if isinstance(error, OtpIncorrect):
             return status(
                 "incorrect",
@@ -380,17 +378,16 @@ class Challenges:
             )
         if isinstance(error, RateLimited) and LOCKOUT_LIMIT in error.refused_by:
             return status("locked", retryAfter=error.extra["retryAfter"], challenge=token)
-        error.extra["challenge"] = token
         raise error
 
     async def _handed_back(
         self, handback: HandBack, held: Pending, key_id: str, now: int
     ) -> OtpError:
-        """A refusal after the spend, carrying the new token in its body."""
-        handback.__traceback__ = None
-        handback.error.extra["challenge"] = await self.tokens.seal(
-            Pending(handback.state, held.nonce, held.address), key_id, now
-        )
+        """The refusal behind `handback`, carrying the new token (in `extra["challenge"]`)
+        that replaces the spent one."""
+        handback.__traceback__ = None  # it holds the frames that hold it
+        after = Pending(handback.state, held.nonce, held.address)
+        handback.error.extra["challenge"] = await self.tokens.seal(after, key_id, now)
         return handback.error
 
     def _pending(self, token: str, state: TokenList, now: int, *, sent: bool) -> dict[str, Any]:

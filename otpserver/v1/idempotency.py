@@ -110,7 +110,10 @@ async def run_idempotent(request: Request, key: ApiKey, body: bytes, handler: Ha
     except BaseException:
         await _release(services, name)
         raise
-    if not 200 <= response.status_code < 300:
+    if not 200 <= response.status_code < 300 or not isinstance(
+        getattr(response, "body", None), bytes | memoryview
+    ):
+        # A refusal, or a streamed answer that cannot be kept whole: nothing to replay.
         await _release(services, name)
         return response
     await _remember(services, key, name, printed, response)

@@ -10,17 +10,25 @@ whatever a fork does to `custom/`. `tests/custom/` runs `python -m otpserver` it
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
-from otpserver import cli
-from otpserver.__main__ import serve
-from otpserver.asgi import configure_logging
-from otpserver.http.app import OtpApp, create_app
-from otpserver.settings.environment import Settings
-from tests.support.hooks import HOOKS
+if TYPE_CHECKING:
+    from otpserver import cli
+    from otpserver.http.app import OtpApp
+
+# Imports stay inside the functions: with several workers, each worker process first
+# imports this module as its main module, and uvicorn's supervisor gives a worker a few
+# seconds to answer its first ping; importing the whole server here, before the worker can
+# answer, gets workers killed and restarted on a busy machine.
 
 
 def build() -> OtpApp:
     """The application from the environment and the tests' hooks (each worker runs this)."""
+    from otpserver.asgi import configure_logging
+    from otpserver.http.app import create_app
+    from otpserver.settings.environment import Settings
+    from tests.support.hooks import HOOKS
+
     settings = Settings.from_env()
     configure_logging(settings.operations)
     return create_app(settings, HOOKS)
@@ -28,8 +36,13 @@ def build() -> OtpApp:
 
 def application() -> cli.Application:
     """What the command line serves here: the tests' composition."""
+    from otpserver import cli
+
     return cli.Application("tests.support.server:build", build)
 
 
 if __name__ == "__main__":
+    from otpserver import cli
+    from otpserver.__main__ import serve
+
     sys.exit(cli.main(sys.argv[1:], serve, application))
