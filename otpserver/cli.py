@@ -194,6 +194,7 @@ def run_serve(
 ) -> int:
     """Check the configuration and hooks in this process, wait for the store, start the
     metrics listener, then hand over to `serve`."""
+    listener = None
     try:
         settings = Settings.from_env()
         logs.configure_logging(settings.operations.log_format, settings.operations.log_level)
@@ -204,7 +205,6 @@ def run_serve(
             os.environ["OTP_MASTER_KEY"] = (
                 base64.urlsafe_b64encode(os.urandom(MASTER_KEY_BYTES)).rstrip(b"=").decode()
             )
-        listener = None
         if settings.operations.metrics_port is not None:
             # Before the app is built, so this process and every worker count in files.
             listener = metrics.Listener(
