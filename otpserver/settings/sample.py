@@ -18,6 +18,7 @@ from otpserver.settings.environment import ENV_VARS
 from otpserver.settings.factors import FACTOR_ENV_VARS
 from otpserver.settings.hardening import LIMIT_ENV_VARS, SERVER_ENV_VARS
 from otpserver.settings.operations import OPERATIONS_ENV_VARS
+from otpserver.settings.store import STORE_ENV_VARS
 
 SAMPLE_ENV_PATH = Path(__file__).parents[2] / "sample.env"
 README_PATH = Path(__file__).parents[2] / "README.md"
@@ -44,6 +45,7 @@ SECTIONS: tuple[tuple[str, Iterable[Documented]], ...] = (
     ("Operations: logs, metrics, audit events", OPERATIONS_ENV_VARS),
     ("Abuse limits on networks and failures (custom/limits.py)", LIMIT_ENV_VARS),
     ("HTTP server: connections, request heads, slow clients", SERVER_ENV_VARS),
+    ("Redis store", STORE_ENV_VARS),
 )
 
 
