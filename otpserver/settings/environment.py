@@ -20,6 +20,7 @@ from otpserver.settings import defaults
 from otpserver.settings.api import ApiSettings
 from otpserver.settings.delivery import DeliveryConfig
 from otpserver.settings.factors import FactorSettings
+from otpserver.settings.links import LinkSettings
 from otpserver.settings.operations import OperationsConfig
 from otpserver.settings.overrides import (
     LIMIT_BOUNDS,
@@ -231,6 +232,7 @@ class Settings:
     test_credentials: Mapping[str, str] = field(default_factory=dict)
     factors: FactorSettings = field(default_factory=FactorSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
+    links: LinkSettings = field(default_factory=LinkSettings)
     operations: OperationsConfig = field(default_factory=OperationsConfig)
 
     @property
@@ -284,6 +286,7 @@ class Settings:
             factors=problems.read(lambda: FactorSettings.from_env(env), FactorSettings()),
             operations=OperationsConfig.from_env(env, problems),
             api=ApiSettings.from_env(env, problems),
+            links=LinkSettings.from_env(env, problems),
         )
         problems.raise_if_any()
         return settings

@@ -16,6 +16,7 @@ from otpserver.settings.api import API_ENV_VARS
 from otpserver.settings.delivery import DELIVERY_ENV_VARS
 from otpserver.settings.environment import ENV_VARS
 from otpserver.settings.factors import FACTOR_ENV_VARS
+from otpserver.settings.links import LINK_ENV_VARS
 from otpserver.settings.operations import OPERATIONS_ENV_VARS
 
 SAMPLE_ENV_PATH = Path(__file__).parents[2] / "sample.env"
@@ -41,6 +42,7 @@ SECTIONS: tuple[tuple[str, Iterable[Documented]], ...] = (
     ("Second factors: TOTP and backup codes", FACTOR_ENV_VARS),
     ("Server-to-server API, signed results, master-key rotation", API_ENV_VARS),
     ("Operations: logs, metrics, audit events", OPERATIONS_ENV_VARS),
+    ("Sign-in links that mail scanners cannot spend", LINK_ENV_VARS),
 )
 
 
