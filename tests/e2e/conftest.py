@@ -33,7 +33,7 @@ from tests.support.process import ServerProcess
 from tests.support.redis_server import free_port
 
 REPO = Path(__file__).resolve().parents[2]
-STATIC_DIR = REPO / "otpserver" / "static"
+STATIC_DIR = REPO / "otpserver" / "http" / "static"
 HOST = "127.0.0.1"
 RESEND_COOLDOWN_SECONDS = 2
 MAX_ATTEMPTS = 3
