@@ -162,7 +162,11 @@ def count_instructions(
         if not store_url.startswith("memory:"):
             clear_limit_counters(store_url)
         counts[setup.name] = instructions.count(
-            log_dir / setup.name, args.instructions, store_url=store_url, root=setup.root
+            log_dir / setup.name,
+            args.instructions,
+            store_url=store_url,
+            root=setup.root,
+            scenarios=scenarios,
         )
     text = (
         f"{args.store}, 1 worker; instructions over {args.instructions} requests per "

@@ -10,6 +10,7 @@ rounds is reported.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import statistics
@@ -43,7 +44,17 @@ LIMITS_ENV = {
     "OTP_LIMIT_MAX_FAILURES": "100",
 }
 SCENARIOS = ("ceiling", "create", "verify_wrong", "flow")
-EXPECTED = {"ceiling": {200}, "create": {200}, "verify_wrong": {403}, "flow": {200}}
+EXPECTED = {
+    "ceiling": {200},
+    "create": {200},
+    "verify_wrong": {403},
+    "flow": {200},
+    "verify_right": {200},
+    "challenge_create": {201},
+    "challenge_check": {200},
+}
+API_KEY = "otpk_bench_" + "B3nchB3nchB3nchB3nchB3nchB3nchB3"
+"""The key the server-to-server scenarios call with (scope `challenges`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +139,8 @@ def server_env(setup: Setup, port: int, store_url: str) -> dict[str, str]:
         "OTP_TEST_CREDENTIALS": identities(FLOW_PREFIX, FLOW_IDENTITIES)
         + ","
         + identities(WRONG_PREFIX, WRONG_IDENTITIES),
+        "OTP_API_KEYS": f"bench:{hashlib.sha256(API_KEY.encode()).hexdigest()}:challenges",
+        "OTP_API_KEY_REQUESTS": UNLIMITED,
         **LIMITS_ENV,
         **setup.extra_env,
     }

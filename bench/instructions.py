@@ -23,13 +23,14 @@ import json
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench import procs
 from bench.harness import (
+    API_KEY,
     CODE,
     COOKIE_NAME,
     EXPECTED,
@@ -87,6 +88,25 @@ class Client:
             "Cookie": f"{COOKIE_NAME}={cookie}",
         }
         return self.post("/api/otp/verify", f"otp={code}".encode(), headers)
+
+    def start_challenge(self, prefix: str, index: int) -> tuple[int, str]:
+        """Create a challenge; the status and its token ("" when none)."""
+        body = json.dumps({"email": f"{prefix}{index}@example.com"}).encode()
+        self._connection.request(
+            "POST",
+            "/v1/challenges",
+            body=body,
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {API_KEY}"},
+        )
+        response = self._connection.getresponse()
+        answer = response.read()
+        token = json.loads(answer).get("challenge", "") if response.status == 201 else ""
+        return response.status, str(token)
+
+    def check_challenge(self, token: str, code: str) -> int:
+        body = json.dumps({"challenge": token, "code": code}).encode()
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {API_KEY}"}
+        return self.post("/v1/challenges/check", body, headers)[0]
 
     def close(self) -> None:
         self._connection.close()
@@ -180,6 +200,41 @@ def _wrong_guess_cookies(client: Client, requests: int) -> list[str]:
     return cookies
 
 
+def _right_code_cookies(client: Client, requests: int) -> list[str]:
+    # Identities whose code is fixed, so the right code is known without reading a log.
+    cookies = []
+    for index in range(requests):
+        status, cookie = client.create(FLOW_PREFIX, index % FLOW_IDENTITIES + 1)
+        if status != 200:
+            raise RuntimeError(f"preparing a right-code verify got {status}")
+        cookies.append(cookie)
+    return cookies
+
+
+def _challenge_tokens(client: Client, requests: int) -> list[str]:
+    tokens = []
+    for index in range(requests):
+        status, token = client.start_challenge(FLOW_PREFIX, index % FLOW_IDENTITIES + 1)
+        if status != 201:
+            raise RuntimeError(f"preparing a challenge check got {status}")
+        tokens.append(token)
+    return tokens
+
+
+def _right_verifies(client: Client, cookies: list[str]) -> list[int]:
+    return [client.verify(cookie, CODE)[0] for cookie in cookies]
+
+
+def _challenge_creates(client: Client, slots: list[str]) -> list[int]:
+    return [
+        client.start_challenge(FLOW_PREFIX, i % FLOW_IDENTITIES + 1)[0] for i in range(len(slots))
+    ]
+
+
+def _challenge_checks(client: Client, tokens: list[str]) -> list[int]:
+    return [client.check_challenge(token, CODE) for token in tokens]
+
+
 def _creates(client: Client, slots: list[str]) -> list[int]:
     return [client.create(FLOW_PREFIX, i % FLOW_IDENTITIES + 1)[0] for i in range(len(slots))]
 
@@ -201,8 +256,13 @@ SCENARIOS = {
     "create": Scenario("otp", _no_preparation, _creates),
     "verify_wrong": Scenario("otp", _wrong_guess_cookies, _wrong_verifies),
     "flow": Scenario("otp", _no_preparation, _flows),
+    "verify_right": Scenario("otp", _right_code_cookies, _right_verifies),
+    "challenge_create": Scenario("otp", _no_preparation, _challenge_creates),
+    "challenge_check": Scenario("otp", _challenge_tokens, _challenge_checks),
 }
-"""The main phase's scenarios, with the same requests (the ceiling gets the create's)."""
+"""The main phase's scenarios, with the same requests (the ceiling gets the create's), then
+the right code alone (its signed result included) and the server-to-server create and check
+(a correct code, approved with its result)."""
 
 
 def count(
@@ -213,13 +273,17 @@ def count(
     root: Path = procs.ROOT,
     warmup: int = WARMUP_REQUESTS,
     ceiling: dict[str, Any] | None = None,
+    scenarios: Iterable[str] | None = None,
 ) -> dict[str, Any]:
     """Instructions per request of every scenario, with the ratio of the ceiling's to each.
 
     With a `redis://` store URL the OTP server keeps its IDs, keys and counters there; only
     the server process is counted, not Redis. The ceiling never touches a store, so a
     `ceiling` row counted already (on the same tree) is reused instead of counted again.
+    `scenarios` names the rows to count (the ceiling always), e.g. only those an older tree
+    can answer; all of them by default.
     """
+    chosen = set(SCENARIOS if scenarios is None else scenarios) | {"ceiling"}
     store = "memory" if store_url.startswith("memory:") else "redis"
     setup = Setup(f"instructions, {store}", store, 1, root=root)
     argv = {"otp": procs.python_argv("-m", "otpserver")}
@@ -236,7 +300,7 @@ def count(
         for server in servers.values():
             server.wait_until_serving()
         for name, scenario in SCENARIOS.items():
-            if name in results:
+            if name in results or name not in chosen:
                 continue
             server = servers[scenario.server]
             client = Client(server.port)

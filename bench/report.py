@@ -9,6 +9,9 @@ NAMES = {
     "create": "create",
     "verify_wrong": "verify, wrong code",
     "flow": "create → verify (full flow)",
+    "verify_right": "verify, right code (signed result)",
+    "challenge_create": "/v1 challenge create",
+    "challenge_check": "/v1 challenge check, right code",
 }
 
 

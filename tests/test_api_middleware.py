@@ -12,6 +12,8 @@ from collections.abc import Callable
 import httpx
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from otpserver.http.app import OtpApp
+from otpserver.http.edge import EdgeMiddleware
 from tests.conftest import AppFactory
 from tests.support.fakes import RecordingSender
 
@@ -101,3 +103,22 @@ async def test_a_correct_code_answers_through_middleware_with_edge_headers(
     assert verified.headers.get_list("x-content-type-options") == ["nosniff"]
     assert verified.headers.get_list("cache-control") == ["no-store"]
     assert seen[-1] == ("/api/otp/verify", 200)
+
+
+def edge_of(app: OtpApp) -> EdgeMiddleware:
+    """The edge layer of a built application."""
+    layer: object = app.build_middleware_stack()
+    while not isinstance(layer, EdgeMiddleware):
+        layer = getattr(layer, "app")  # noqa: B009 -- each layer wraps the next as `app`
+    return layer
+
+
+async def test_the_api_skips_starlettes_layers_only_while_no_middleware_is_added(
+    make_app: AppFactory,
+) -> None:
+    """Without added middleware the edge serves the API routes itself; adding any middleware
+    sends every request through Starlette's routing instead."""
+    app = make_app()
+    assert set(edge_of(app).direct) == {"/api/otp/create", "/api/otp/resend", "/api/otp/verify"}
+    app.add_middleware(RecordingMiddleware, seen=[])
+    assert edge_of(app).direct == {}

@@ -6,7 +6,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -88,8 +88,13 @@ class OtpApp(Starlette):
         super().__init__(**kwargs)
 
     def build_middleware_stack(self) -> ASGIApp:
+        # With no middleware added, the edge hands API requests straight to their endpoints
+        # (see EdgeMiddleware); with some, everything goes through Starlette's routing.
+        direct = {} if self.user_middleware else api_endpoints(self.router.routes)
+        edge = EdgeMiddleware(
+            super().build_middleware_stack(), self.edge, direct=direct, application=self
+        )
         # The request id goes outermost, so every line logged for a request carries it.
-        edge = EdgeMiddleware(super().build_middleware_stack(), self.edge)
         return RequestContext(edge, self.proxies, access_log_enabled=self.access_log)
 
 
@@ -331,6 +336,17 @@ def api_route_table(handlers: Mapping[str, ApiHandler], max_body_bytes: int) -> 
         ExactRoute(path, ApiEndpoint(handler, max_body_bytes), methods=["POST"])
         for path, handler in handlers.items()
     ]
+
+
+def api_endpoints(routes: Iterable[BaseRoute]) -> dict[str, ASGIApp]:
+    """The POST-only routes served by an `ApiEndpoint`, by path."""
+    return {
+        route.path: route.app
+        for route in routes
+        if isinstance(route, Route)
+        and isinstance(route.app, ApiEndpoint)
+        and route.methods == {"POST"}
+    }
 
 
 async def health(request: Request) -> Response:
