@@ -37,6 +37,7 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.python.asgi import ASGIClient
 
 from otpserver.http.app import OtpApp, create_app
+from otpserver.settings.links import LinkSettings
 from otpserver.settings.api import SCOPES, parse_api_keys
 from otpserver.settings.environment import Settings
 from otpserver.settings.overrides import LimitOverrides
@@ -228,6 +229,8 @@ class FuzzTarget:
             api=dataclasses.replace(SIGNING, keys=parse_api_keys(API_KEY_LINE), key_requests=10**9),
             # Resends are allowed at once, so fuzzed resends reach the sender.
             policy_overrides={"resend_cooldown_seconds": 0},
+            # Every documented route is served: the link routes exist only with links on.
+            links=LinkSettings(enabled=True, cross_device=True, base_url=BASE_URL),
             limit_overrides=LimitOverrides(
                 numbers={
                     "credential_sends": _UNLIMITED,

@@ -331,3 +331,80 @@ def test_production_links_need_a_base_url(make_app: AppFactory) -> None:
     with pytest.raises(ConfigError, match="OTP_LINK_BASE_URL"):
         make_app(links=LinkSettings(enabled=True))
     assert isinstance(Settings().links, LinkSettings)
+
+
+# ---- links on server-to-server challenges ---------------------------------------------
+
+
+@pytest.fixture
+def backend_for(
+    make_app: AppFactory, store: str, client_for: Callable[[OtpApp], httpx.AsyncClient]
+) -> Callable[[LinkSettings], httpx.AsyncClient]:
+    """Clients of production apps with the challenge tests' API keys, on each store."""
+    from tests.test_v1_challenges import API
+
+    def make(links: LinkSettings) -> httpx.AsyncClient:
+        return client_for(make_app(store, api=API, links=links))
+
+    return make
+
+
+async def challenge_post(
+    client: httpx.AsyncClient, path: str, body: dict[str, object]
+) -> httpx.Response:
+    """A `/v1` call with the challenge tests' key."""
+    from tests.test_v1_challenges import bearer
+
+    return await client.post(path, json=body, headers=bearer())
+
+
+async def test_a_challenge_link_is_sent_only_when_asked_and_enabled(
+    backend_for: Callable[[LinkSettings], httpx.AsyncClient], sender: RecordingSender
+) -> None:
+    """`link: true` emails a link when links are on, and is refused (400) when they are off."""
+    off = backend_for(LinkSettings())
+    refused = await challenge_post(
+        off, "/v1/challenges", {"email": "ada@example.com", "link": True}
+    )
+    assert refused.status_code == 400
+    assert refused.json()["error"] == "BODY:INVALID"
+
+    on = backend_for(SAME_BROWSER)
+    plain = await challenge_post(on, "/v1/challenges", {"email": "ada@example.com"})
+    assert plain.status_code == 201
+    assert sender.sent[-1].link is None
+    assert "match" not in plain.json()
+    linked = await challenge_post(on, "/v1/challenges", {"email": "ada@example.com", "link": True})
+    assert linked.status_code == 201
+    assert linked.json()["match"] is None
+    path, code = link_path(sender), sender.last_code
+    shown = await on.post(path)
+    assert code in shown.text
+    assert "set-cookie" not in shown.headers
+    checked = await challenge_post(
+        on, "/v1/challenges/check", {"challenge": linked.json()["challenge"], "code": code}
+    )
+    assert checked.json()["status"] == "approved"
+
+
+async def test_a_challenge_completes_after_approval_by_number(
+    backend_for: Callable[[LinkSettings], httpx.AsyncClient], sender: RecordingSender
+) -> None:
+    """With cross-device links the right number lets `/v1/challenges/status` approve once."""
+    client = backend_for(CROSS_DEVICE)
+    created = await challenge_post(
+        client, "/v1/challenges", {"email": "ada@example.com", "link": True}
+    )
+    token, number = created.json()["challenge"], created.json()["match"]
+    assert re.fullmatch(r"[0-9]{2}", number)
+    path = link_path(sender)
+    waiting = await challenge_post(client, "/v1/challenges/status", {"challenge": token})
+    assert waiting.json() == {"status": "pending", "match": number, "approval": "waiting"}
+
+    approved_page = await client.post(path, data={"match": number})
+    assert "Approved" in approved_page.text
+    done = await challenge_post(client, "/v1/challenges/status", {"challenge": token})
+    assert done.json()["status"] == "approved"
+    assert done.json()["result"].count(".") == 2
+    again = await challenge_post(client, "/v1/challenges/status", {"challenge": token})
+    assert again.json()["status"] == "invalid"

@@ -211,12 +211,13 @@ def create_app(
         "/api/otp/resend": endpoints.resend,
         "/api/otp/verify": endpoints.verify,
     }
+    approvals = LinkApprovals(link_tokens, markers) if settings.links.enabled else None
     link_routes: list[BaseRoute] = []
-    if settings.links.enabled:
+    if approvals is not None:
         links = LinkEndpoints(
             endpoints,
             link_tokens,
-            LinkApprovals(link_tokens, markers),
+            approvals,
             cross_device=settings.links.cross_device,
             clock=clock,
         )
@@ -248,6 +249,8 @@ def create_app(
         tokens=ChallengeTokens(PendingSealer(keyring)),
         results=results,
         clock=clock,
+        links=settings.links,
+        approvals=approvals,
     )
     routes: list[BaseRoute] = [
         *api_route_table(api_routes, settings.max_body_bytes),

@@ -25,6 +25,7 @@ from otpserver.v1.challenges import (
     ChallengeOutcome,
     ChallengePending,
     CheckBody,
+    LinkWaiting,
     TokenBody,
     create_body_model,
 )
@@ -405,6 +406,20 @@ def _challenge_paths(credential_body: type[CredentialBody]) -> dict[str, Any]:
             (errors.OtpInvalidFormat,),
             idempotent=True,
         ),
+        "/v1/challenges/status": post(
+            "challengeStatus",
+            "For a challenge created with `link`: still waiting (with the number to show), or, "
+            "once the user typed that number on the link's page, the check itself.",
+            _ref(TokenBody),
+            {
+                "200": {
+                    "description": "`pending` (the token stays valid), or the outcome of the "
+                    "check with the link's code, as for `/v1/challenges/check`.",
+                    "content": _json({"oneOf": [_ref(LinkWaiting), _ref(ChallengeOutcome)]}),
+                }
+            },
+            (),
+        ),
         "/v1/challenges/cancel": post(
             "challengeCancel",
             "Spend a challenge so that no copy of its token works again.",
@@ -505,6 +520,7 @@ def _link_paths(verified: dict[str, Any]) -> dict[str, Any]:
                         "content": _HTML_PAGE,
                     },
                     "404": gone,
+                    **_error_responses((errors.BodyInvalid, *COMMON_ERRORS)),
                 },
             },
         },
@@ -531,6 +547,7 @@ def build_openapi(
         ChallengePending,
         ChallengeOutcome,
         ChallengeCanceled,
+        LinkWaiting,
     ]
     schemas = {
         model.__name__: model.model_json_schema(ref_template="#/components/schemas/{model}")
