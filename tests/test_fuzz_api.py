@@ -37,9 +37,9 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.python.asgi import ASGIClient
 
 from otpserver.http.app import OtpApp, create_app
-from otpserver.settings.links import LinkSettings
 from otpserver.settings.api import SCOPES, parse_api_keys
 from otpserver.settings.environment import Settings
+from otpserver.settings.links import LinkSettings
 from otpserver.settings.overrides import LimitOverrides
 from otpserver.v1.keys import new_key
 from tests.conftest import MASTER_KEY, MASTER_KEY_TEXT, PUBLIC_SITE, SIGNING, test_hooks
