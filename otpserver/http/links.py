@@ -103,7 +103,9 @@ class LinkEndpoints:
                 "Ask for a new code on the sign-in page.",
                 status=404,
             )
-        site = html.escape(request_host(request.headers.get("host", "")))
+        # The configured site name (always set in production), never a Host header's.
+        public_host = self.browser.verifications.public_host
+        site = html.escape(public_host or request_host(request.headers.get("host", "")))
         if request.method != "POST":
             return page(
                 "Confirm sign-in",
