@@ -408,3 +408,21 @@ async def test_a_challenge_completes_after_approval_by_number(
     assert done.json()["result"].count(".") == 2
     again = await challenge_post(client, "/v1/challenges/status", {"challenge": token})
     assert again.json()["status"] == "invalid"
+
+
+async def test_concurrent_wrong_numbers_still_end_approval_after_two(
+    cross_client: httpx.AsyncClient, sender: RecordingSender
+) -> None:
+    """Wrong numbers sent all at once take the two slots between them: the right one then fails."""
+    first = Browser(cross_client)
+    await first.create()
+    path = link_path(sender)
+    number = number_of(await first.post("/api/otp/status"))
+    answers = await asyncio.gather(
+        *(cross_client.post(path, data={"match": other(number)}) for _ in range(6))
+    )
+    assert sum("One try left" in a.text for a in answers) == 1
+    assert sum("Approval ended" in a.text for a in answers) == 5
+    late = await cross_client.post(path, data={"match": number})
+    assert "Approval ended" in late.text
+    assert (await first.post("/api/otp/status")).json()["approval"] == "ended"
