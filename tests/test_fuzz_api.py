@@ -177,6 +177,11 @@ _FROM_SPENT_ENTRY = {
 }
 
 
+def is_page(response: Response) -> bool:
+    """True for an HTML page (the sign-in link's), whose refusals are pages, not JSON."""
+    return any(v.startswith("text/html") for v in response.headers.get("content-type", []))
+
+
 def set_cookie_value(response: Response) -> str | None:
     """The cookie value a response sets ('' when it clears it), None when it sets none."""
     for header in response.headers.get("set-cookie", []):
@@ -196,7 +201,8 @@ class CookieLedger:
     def check_and_record(self, case: Case[Any], response: Response) -> None:
         """Assert the answer fits the cookie's life, then record what the answer changed."""
         sent = case.cookies.get(COOKIE) if case.cookies else None
-        error = response.json().get("error") if response.status_code >= 400 else None
+        failed = response.status_code >= 400 and not is_page(response)
+        error = response.json().get("error") if failed else None
         if case.operation.label in ("POST /api/otp/resend", "POST /api/otp/verify"):
             if sent in self.live:
                 assert error != "OTP:INVALID_COOKIE", f"a live cookie was refused: {response.text}"
@@ -334,7 +340,7 @@ def refusals_carry_their_documented_status(
     ctx: CheckContext, response: Response, case: Case[Any]
 ) -> bool | None:
     """Every error body names a code whose class has exactly the status it was sent with."""
-    if response.status_code < 400 or not response.content:
+    if response.status_code < 400 or not response.content or is_page(response):
         return None
     from otpserver.errors import ERROR_CLASSES
 

@@ -101,7 +101,7 @@ class LinkEndpoints:
                 "This link no longer works",
                 "It has expired, was replaced by a newer code, or is not a sign-in link.",
                 "Ask for a new code on the sign-in page.",
-                status=404,
+                status=400,
             )
         # The configured site name (always set in production), never a Host header's.
         public_host = self.browser.verifications.public_host

@@ -448,9 +448,11 @@ def _link_paths(verified: dict[str, Any]) -> dict[str, Any]:
         "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$", "maxLength": LINK_MAX_CHARS},
     }
     gone = {
-        "description": "Expired, replaced, tampered or not a link token.",
+        "description": "A page: the link expired, was replaced, was tampered with or is not a "
+        "link token.",
         "content": _HTML_PAGE,
     }
+    invalid_form = _error_responses((errors.BodyInvalid,))["400"]
     page = {
         "description": "A static HTML page without script (`Cache-Control: no-store`, "
         "`Referrer-Policy: no-referrer`, a CSP allowing no script).",
@@ -482,7 +484,7 @@ def _link_paths(verified: dict[str, Any]) -> dict[str, Any]:
                 "summary": "The confirm page of an emailed sign-in link: the site, the masked "
                 "address and one button. GET and HEAD change nothing. Only with OTP_LINKS=true.",
                 "parameters": [token],
-                "responses": {"200": page, "404": gone},
+                "responses": {"200": page, "400": gone},
             },
             "post": {
                 "operationId": "linkSubmit",
@@ -519,8 +521,14 @@ def _link_paths(verified: dict[str, Any]) -> dict[str, Any]:
                         "headers": {"Set-Cookie": _SET_COOKIE},
                         "content": _HTML_PAGE,
                     },
-                    "404": gone,
-                    **_error_responses((errors.BodyInvalid, *COMMON_ERRORS)),
+                    **_error_responses(
+                        (errors.BodyTooLarge, errors.StoreUnavailable, errors.ServerError)
+                    ),
+                    "400": {
+                        "description": f"{gone['description']} Or `BODY:INVALID` (JSON): the "
+                        "form is malformed.",
+                        "content": {**_HTML_PAGE, **invalid_form["content"]},
+                    },
                 },
             },
         },
