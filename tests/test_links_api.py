@@ -207,17 +207,18 @@ async def test_a_resent_code_retires_the_old_link(
 async def test_expired_or_tampered_links_are_refused(
     links_client: httpx.AsyncClient, sender: RecordingSender, clock: FakeClock
 ) -> None:
-    """A tampered token and an expired one both answer the same 400 page."""
+    """A tampered token and an expired one answer the same 404 page; a malformed one, 400."""
     browser = Browser(links_client)
     await browser.create()
     path = link_path(sender)
     flipped = path[:-2] + ("A" if path[-2] != "A" else "B") + path[-1]
-    assert (await links_client.get(flipped)).status_code == 400
+    assert (await links_client.get(flipped)).status_code == 404
     assert (await links_client.get("/l/" + "x" * 2000)).status_code == 400
+    assert (await links_client.get("/l/not,a+link")).status_code == 400
     clock.advance(301)
     for method in ("GET", "POST"):
         answer = await links_client.request(method, path)
-        assert answer.status_code == 400
+        assert answer.status_code == 404
         assert "no longer works" in answer.text
 
 

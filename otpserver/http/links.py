@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qs
@@ -30,7 +31,13 @@ from otpserver.http.browser import BrowserEndpoints, request_host
 from otpserver.http.exchange import ApiRequest, ApiResponse, header_map, json_response
 from otpserver.otp import flow
 from otpserver.otp.payload import TokenList
-from otpserver.verification.links import Approval, LinkApprovals, LinkGrant, LinkTokens
+from otpserver.verification.links import (
+    MAX_TOKEN_CHARS,
+    Approval,
+    LinkApprovals,
+    LinkGrant,
+    LinkTokens,
+)
 
 _STYLE = (
     "body{margin:0;padding:24px;font-family:system-ui,sans-serif;line-height:1.5;"
@@ -52,6 +59,8 @@ PAGE_HEADERS = {
     "X-Robots-Tag": "noindex, nofollow",
 }
 MAX_FORM_FIELDS = 4
+_TOKEN_TEXT = re.compile(r"[A-Za-z0-9_-]+")
+"""Link tokens are unpadded base64url: anything else is not a link at all."""
 
 
 def mask(address: str) -> str:
@@ -94,14 +103,21 @@ class LinkEndpoints:
         """`GET`/`HEAD` render the confirm page; `POST` acts as the module docstring says."""
         now = int(self.clock())
         token = request.path_params["token"]
+        if not (0 < len(token) <= MAX_TOKEN_CHARS and _TOKEN_TEXT.fullmatch(token)):
+            return page(
+                "This is not a sign-in link",
+                "Check that the whole link was copied from the email.",
+                status=400,
+            )
         try:
             grant = await self.tokens.open(token, now)
         except InvalidCookie:
+            # Well-formed but dead: like a route that does not exist (any more).
             return page(
                 "This link no longer works",
                 "It has expired, was replaced by a newer code, or is not a sign-in link.",
                 "Ask for a new code on the sign-in page.",
-                status=400,
+                status=404,
             )
         # The configured site name (always set in production), never a Host header's.
         public_host = self.browser.verifications.public_host

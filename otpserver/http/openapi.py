@@ -448,8 +448,11 @@ def _link_paths(verified: dict[str, Any]) -> dict[str, Any]:
         "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$", "maxLength": LINK_MAX_CHARS},
     }
     gone = {
-        "description": "A page: the link expired, was replaced, was tampered with or is not a "
-        "link token.",
+        "description": "A page: the link expired, was replaced or was tampered with.",
+        "content": _HTML_PAGE,
+    }
+    malformed = {
+        "description": "A page: the path is not a link token (outside the pattern or length).",
         "content": _HTML_PAGE,
     }
     invalid_form = _error_responses((errors.BodyInvalid,))["400"]
@@ -484,7 +487,7 @@ def _link_paths(verified: dict[str, Any]) -> dict[str, Any]:
                 "summary": "The confirm page of an emailed sign-in link: the site, the masked "
                 "address and one button. GET and HEAD change nothing. Only with OTP_LINKS=true.",
                 "parameters": [token],
-                "responses": {"200": page, "400": gone},
+                "responses": {"200": page, "400": malformed, "404": gone},
             },
             "post": {
                 "operationId": "linkSubmit",
@@ -524,9 +527,10 @@ def _link_paths(verified: dict[str, Any]) -> dict[str, Any]:
                     **_error_responses(
                         (errors.BodyTooLarge, errors.StoreUnavailable, errors.ServerError)
                     ),
+                    "404": gone,
                     "400": {
-                        "description": f"{gone['description']} Or `BODY:INVALID` (JSON): the "
-                        "form is malformed.",
+                        "description": f"{malformed['description']} Or `BODY:INVALID` (JSON): "
+                        "the form is malformed.",
                         "content": {**_HTML_PAGE, **invalid_form["content"]},
                     },
                 },
