@@ -78,6 +78,10 @@ def test_same_browser_click_signs_in(
         expect(tab.get_by_role("heading", name="Confirm sign-in")).to_be_visible()
         expect(tab.get_by_text(re.compile(r"•+@example\.com"))).to_be_visible()
         assert tab.locator("script").count() == 0
+        # The page's one inline style is allowed by its hash in the CSP, and nothing else is.
+        expect(tab.get_by_role("button", name="Sign in")).to_have_css(
+            "background-color", "rgb(26, 86, 219)"
+        )
         with tab.expect_response(lambda r: r.request.method == "POST") as answer:
             tab.get_by_role("button", name="Sign in").click()
         assert answer.value.status == 200
