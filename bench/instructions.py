@@ -189,26 +189,25 @@ def _no_preparation(client: Client, requests: int) -> list[str]:
     return [""] * requests
 
 
-def _wrong_guess_cookies(client: Client, requests: int) -> list[str]:
-    # One cookie per wrong guess, spread over many identities like the load test's pool.
-    cookies = []
-    for index in range(requests):
-        status, cookie = client.create(WRONG_PREFIX, index % WRONG_IDENTITIES + 1)
-        if status != 200:
-            raise RuntimeError(f"preparing a wrong-code verify got {status}")
-        cookies.append(cookie)
-    return cookies
+def _pending_cookies(prefix: str, identities: int, what: str) -> Callable[[Client, int], list[str]]:
+    """One pending cookie per measured request, spread over many identities like the load
+    test's pool (unmeasured preparation)."""
+
+    def prepare(client: Client, requests: int) -> list[str]:
+        cookies = []
+        for index in range(requests):
+            status, cookie = client.create(prefix, index % identities + 1)
+            if status != 200:
+                raise RuntimeError(f"preparing {what} got {status}")
+            cookies.append(cookie)
+        return cookies
+
+    return prepare
 
 
-def _right_code_cookies(client: Client, requests: int) -> list[str]:
-    # Identities whose code is fixed, so the right code is known without reading a log.
-    cookies = []
-    for index in range(requests):
-        status, cookie = client.create(FLOW_PREFIX, index % FLOW_IDENTITIES + 1)
-        if status != 200:
-            raise RuntimeError(f"preparing a right-code verify got {status}")
-        cookies.append(cookie)
-    return cookies
+_wrong_guess_cookies = _pending_cookies(WRONG_PREFIX, WRONG_IDENTITIES, "a wrong-code verify")
+# Identities whose code is fixed, so the right code is known without reading a log.
+_right_code_cookies = _pending_cookies(FLOW_PREFIX, FLOW_IDENTITIES, "a right-code verify")
 
 
 def _challenge_tokens(client: Client, requests: int) -> list[str]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+import logging
+import resource
 import sys
 from typing import TYPE_CHECKING
 
@@ -39,11 +42,26 @@ def serve(
     the TLS-terminating proxy that keeps one, and writing a line per request here costs
     about as much CPU as serving a bare request (a 100-microsecond toll on every call).
     The keyword options exist for the benchmark's comparison of uvicorn's alternatives.
+
+    `http="auto"` serves through `otpserver.http.guard`, httptools with the bounds of
+    `settings.server` (request deadline, request-head sizes, connections per worker); the
+    soft limit on open files is raised to the hard one first, so the connection cap, not
+    the file limit, is what a flood of sockets meets.
     """
     import uvicorn
 
+    from otpserver.http.guard import PROTOCOL, GuardedHttpToolsProtocol
+    from otpserver.http.hosts import exposure_warning
     from otpserver.observability.logs import logging_config
 
+    limits = settings.server
+    warning = exposure_warning(settings)
+    if warning is not None:
+        logging.getLogger("otpserver").warning(warning)
+    if http == "auto" and importlib.util.find_spec("httptools") is not None:
+        GuardedHttpToolsProtocol.limits = limits
+        http = PROTOCOL
+    raise_open_file_limit()
     uvicorn.run(
         factory,
         factory=True,
@@ -58,7 +76,20 @@ def serve(
         # One configuration, applied by uvicorn in the supervisor and in every worker.
         log_config=logging_config(settings.operations.log_format, settings.operations.log_level),
         log_level=settings.operations.log_level.lower(),
+        timeout_keep_alive=limits.keep_alive_seconds,
+        # Only the h11 implementation reads this; the guarded httptools one has its own.
+        h11_max_incomplete_event_size=limits.max_header_bytes,
     )
+
+
+def raise_open_file_limit() -> None:
+    """Raise this process's soft limit on open files to its hard limit (where it has one)."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard != resource.RLIM_INFINITY and soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError):
+        logging.getLogger("otpserver").warning("could not raise the open-file limit")
 
 
 if __name__ == "__main__":

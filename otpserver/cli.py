@@ -22,6 +22,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
+from pydantic import ValidationError
+
 from otpserver import asgi
 from otpserver.errors import ConfigError, StoreUnavailable
 from otpserver.http.app import OtpApp
@@ -47,9 +49,6 @@ class Application:
 
 def shipped_application() -> Application:
     """The application composed with `custom/` (`otpserver.asgi`)."""
-    # Imported here: importing it loads `custom/`, which only serving and checking need.
-    from otpserver import asgi
-
     return Application("otpserver.asgi:build", asgi.build)
 
 
@@ -102,6 +101,14 @@ def build_parser(
             "Exit status 0 when the configuration is valid, 2 when it is not."
         ),
     )
+    check_parser.add_argument(
+        "--store",
+        action="store_true",
+        help=(
+            "also ask the store once and load the current key, as /health/ready does; "
+            "exit status 1 when it does not answer"
+        ),
+    )
     check_parser.set_defaults(run=functools.partial(run_check, application=application))
 
     apikey_commands = command_group(
@@ -138,6 +145,21 @@ def build_parser(
         ),
     )
     status_parser.set_defaults(run=run_keys_status)
+
+    unlock_parser = commands.add_parser(
+        "unlock",
+        help="clear a credential's consecutive wrong codes, lifting its lockout and failure cap",
+        description=(
+            "Clear both failure counts of one credential (the short lockout's and the long "
+            "cap's, OTP_LIMIT_FAILURE_CAP), as a correct code would. Use it once the owner has "
+            "proved who they are some other way. The address is normalised as the server does "
+            "it, so any spelling of the mailbox works. Needs the shared store (redis://): the "
+            "memory store lives inside the server process, which only a restart clears."
+        ),
+    )
+    unlock_parser.add_argument("channel", help="the credential's field, e.g. email or phone")
+    unlock_parser.add_argument("address", help="the address, as a user would type it")
+    unlock_parser.set_defaults(run=functools.partial(run_unlock, application=application))
     return parser
 
 
@@ -172,6 +194,8 @@ def run_serve(
 ) -> int:
     """Check the configuration and hooks in this process, wait for the store, start the
     metrics listener, then hand over to `serve`."""
+    # Before the `try`: a configuration error can come before the listener is made.
+    listener: metrics.Listener | None = None
     try:
         settings = Settings.from_env()
         logs.configure_logging(settings.operations.log_format, settings.operations.log_level)
@@ -182,13 +206,22 @@ def run_serve(
             os.environ["OTP_MASTER_KEY"] = (
                 base64.urlsafe_b64encode(os.urandom(MASTER_KEY_BYTES)).rstrip(b"=").decode()
             )
-        listener = None
         if settings.operations.metrics_port is not None:
             # Before the app is built, so this process and every worker count in files.
             listener = metrics.Listener(
                 settings.operations.metrics_host, settings.operations.metrics_port
             )
-            listener.prepare()
+            try:
+                listener.open()
+            except OSError as error:
+                listener.close()
+                print(
+                    f"otpserver: cannot serve metrics on {listener.host}:{listener.port} "
+                    f"(OTP_METRICS_HOST, OTP_METRICS_PORT): {error.strerror or error}",
+                    file=sys.stderr,
+                )
+                return 1
+            log.info("metrics on http://%s:%d/metrics", listener.host, listener.port)
         # Build once in this process so bad hooks or settings fail before any worker starts.
         chosen = application()
         app = chosen.build()
@@ -197,19 +230,18 @@ def run_serve(
                 "development mode: generated an ephemeral OTP_MASTER_KEY; cookies die on restart"
             )
     except ConfigError as error:
-        return report_config_error(error)
-    wait_seconds = settings.operations.store_wait_seconds
-    if not asyncio.run(wait_for_store(app, wait_seconds)):
-        print(
-            f"otpserver: the store did not answer within {wait_seconds:g} s "
-            f"(OTP_STORE_WAIT_SECONDS): {outage.STORE.last_error or 'no answer'}",
-            file=sys.stderr,
-        )
-        return 1
-    try:
         if listener is not None:
-            listener.start()
-            log.info("metrics on http://%s:%d/metrics", listener.host, listener.port)
+            listener.close()
+        return report_config_error(error)
+    try:
+        wait_seconds = settings.operations.store_wait_seconds
+        if not asyncio.run(wait_for_store(app, wait_seconds)):
+            print(
+                f"otpserver: the store did not answer within {wait_seconds:g} s "
+                f"(OTP_STORE_WAIT_SECONDS): {outage.STORE.last_error or 'no answer'}",
+                file=sys.stderr,
+            )
+            return 1
         serve(chosen.factory, settings)
     finally:
         if listener is not None:
@@ -244,14 +276,30 @@ def run_check(args: argparse.Namespace, *, application: Callable[[], Application
     """Build the application from the environment without serving; report what is wrong."""
     try:
         settings = Settings.from_env()
-        application().build()
+        app = application().build()
     except ConfigError as error:
         return report_config_error(error)
     print(
         f"otpserver: configuration OK (OTP_ENV={settings.env}, "
         f"store {settings.store_url.partition(':')[0]}, {settings.workers} worker(s))"
     )
+    if args.store:
+        problem = asyncio.run(_probe_once(app))
+        if problem is not None:
+            print(
+                f"otpserver: the store is not ready ({problem}): "
+                f"{outage.STORE.last_error or 'no answer'}",
+                file=sys.stderr,
+            )
+            return 1
+        print("otpserver: store ready")
     return 0
+
+
+async def _probe_once(app: OtpApp) -> str | None:
+    readiness: Readiness = app.state.readiness
+    async with app.router.lifespan_context(app):
+        return await readiness.problem()
 
 
 def run_apikey_new(args: argparse.Namespace) -> int:
@@ -294,6 +342,41 @@ def run_keys_status(args: argparse.Namespace) -> int:
         return 1
     print("\n".join(lines))
     return 1 if any("no configured master key" in line for line in lines) else 0
+
+
+def run_unlock(args: argparse.Namespace, *, application: Callable[[], Application]) -> int:
+    """Clear one credential's failure counts in the shared store."""
+    try:
+        settings = Settings.from_env()
+        app = application().build()
+    except ConfigError as error:
+        return report_config_error(error)
+    if settings.uses_memory_store:
+        print(
+            "otpserver: unlock: the memory store lives in the server process; restarting the "
+            "server clears every count",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        body = app.state.endpoints.credential_body.model_validate({args.channel: args.address})
+    except ValidationError:
+        print(f"otpserver: unlock: not a valid {args.channel} credential", file=sys.stderr)
+        return 2
+    credential = body.credential()
+
+    async def unlock() -> None:
+        async with app.router.lifespan_context(app):
+            await app.state.verifications.limiter.forget_failures(credential)
+
+    try:
+        asyncio.run(unlock())
+    except StoreUnavailable:
+        print("otpserver: unlock: the store did not answer", file=sys.stderr)
+        return 1
+    # The address is not echoed: the operator typed it, and output may end up in a log.
+    print(f"otpserver: unlock: cleared the failure counts of that {credential.channel} credential")
+    return 0
 
 
 def _print_help(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:

@@ -125,6 +125,15 @@ class OriginNotAllowed(OtpError):
     message = "Requests from this origin are not allowed."
 
 
+class HostNotAllowed(OtpError):
+    """Development mode answers only requests addressed to this machine's loopback names, so
+    a page on a rebinding domain cannot read the codes in `/dev/outbox`."""
+
+    code = "HOST:NOT_ALLOWED"
+    status = 400
+    message = "In development this server answers only requests to localhost."
+
+
 class BodyTooLarge(OtpError):
     code = "BODY:TOO_LARGE"
     status = 413
@@ -204,6 +213,7 @@ ERROR_CLASSES: tuple[type[OtpError], ...] = (
     TooManyCredentials,
     RateLimited,
     OriginNotAllowed,
+    HostNotAllowed,
     BodyTooLarge,
     BodyInvalid,
     UnsupportedMediaType,

@@ -76,6 +76,11 @@ def sender() -> RecordingSender:
 
 AppFactory = Callable[..., OtpApp]
 
+TEST_STORE_TIMEOUT_SECONDS = 5.0
+"""The apps' store deadline: generous, so a machine busy with other work never turns a slow
+Redis reply into a 503 (a burst of 50 requests once took over a second there). Tests of
+timeouts and outages pass a short `store_timeout_seconds` of their own."""
+
 
 @pytest.fixture(params=STORES)
 def store(request: pytest.FixtureRequest) -> str:
@@ -99,6 +104,7 @@ async def make_app(
         values: dict[str, Any] = {
             "master_key": MASTER_KEY,
             "store_url": url,
+            "store_timeout_seconds": TEST_STORE_TIMEOUT_SECONDS,
             "delivery": PUBLIC_SITE,
             "api": SIGNING,
         }
@@ -124,20 +130,25 @@ async def close_app(app: OtpApp) -> None:
 def test_hooks(hooks: Hooks, clock: FakeClock, sender: RecordingSender | None) -> Hooks:
     """The shipped hooks, with the test's clock in the stores and its sender (if given)."""
 
+    # The store's deadline is the second argument: the first only bounds connecting, and a
+    # store left at its 1 s default answered 503 on a busy machine.
     def ids(settings: Settings) -> Any:
+        timeout = settings.store_timeout_seconds
         if settings.uses_memory_store:
             return MemoryIdStore(max_ids=settings.memory_max_ids, clock=clock)
-        return RedisIdStore(redis_client(settings.store_url, settings.store_timeout_seconds))
+        return RedisIdStore(redis_client(settings.store_url, timeout), timeout)
 
     def keys(settings: Settings) -> Any:
+        timeout = settings.store_timeout_seconds
         if settings.uses_memory_store:
             return MemoryKeyStore(clock=clock)
-        return RedisKeyStore(redis_client(settings.store_url, settings.store_timeout_seconds))
+        return RedisKeyStore(redis_client(settings.store_url, timeout), timeout)
 
     def markers(settings: Settings) -> Any:
+        timeout = settings.store_timeout_seconds
         if settings.uses_memory_store:
             return MemoryMarkerStore(clock=clock)
-        return RedisMarkerStore(redis_client(settings.store_url, settings.store_timeout_seconds))
+        return RedisMarkerStore(redis_client(settings.store_url, timeout), timeout)
 
     hooks = dataclasses.replace(
         hooks, make_id_store=ids, make_key_store=keys, make_marker_store=markers

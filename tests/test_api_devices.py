@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import string
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,6 +16,7 @@ from otpserver.settings.factors import FactorSettings
 from tests.conftest import ISSUER, MASTER_KEY, AppFactory
 from tests.support.factors import SUBJECT, api_keys, auth, call
 from tests.support.fakes import FakeClock
+from tests.support.hygiene import assert_no_leaks, captured_records
 
 TRUST = "/v1/devices/trust"
 CHECK = "/v1/devices/check"
@@ -118,6 +120,22 @@ async def test_revoking_all_covers_every_earlier_device_only(
     assert await check(client, first["device"]) == {"trusted": False, "reason": "revoked"}
 
 
+async def test_revoking_an_id_that_names_no_device_is_a_400(client: httpx.AsyncClient) -> None:
+    """A `deviceId` that no trust could have issued (mistyped, `all`, one character off the
+    canonical form) is refused with 400 instead of answering "revoked" for nothing."""
+    trusted = await call(client, TRUST, {"subject": SUBJECT})
+    device_id = trusted["deviceId"]
+    # 16 bytes in 22 characters: the last character's 4 low bits are padding, zero in the
+    # canonical form; setting one names the same bytes in a form never issued.
+    alphabet = string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_"
+    off_canonical = device_id[:-1] + alphabet[alphabet.index(device_id[-1]) ^ 1]
+    for bad in ("all", device_id[:-1], device_id + "A", "!" * 22, off_canonical):
+        body = {"subject": SUBJECT, "deviceId": bad}
+        response = await client.post(REVOKE, json=body, headers=auth())
+        assert (response.status_code, response.json()["error"]) == (400, "BODY:INVALID"), bad
+    assert (await check(client, trusted["device"]))["trusted"] is True
+
+
 async def test_a_higher_generation_revokes_older_tokens(client: httpx.AsyncClient) -> None:
     """A token of generation 3 is trusted when checked at 3 or below, revoked above."""
     trusted = await call(client, TRUST, {"subject": SUBJECT, "generation": 3})
@@ -154,6 +172,41 @@ async def test_revocation_on_one_instance_holds_on_another(
     assert (await check(second, trusted["device"]))["trusted"] is True
     await call(first, REVOKE, {"subject": SUBJECT, "deviceId": trusted["deviceId"]})
     assert await check(second, trusted["device"]) == {"trusted": False, "reason": "revoked"}
+
+
+async def test_revoking_all_on_one_instance_holds_on_another(
+    make_app: AppFactory, client_for: Clients, clock: FakeClock
+) -> None:
+    """Two instances on one Redis: revoke-all through one refuses, on the other, every device
+    trusted before it, and a device trusted afterwards is trusted on both."""
+    settings = {"api": ApiSettings(issuer=ISSUER, keys=api_keys("devices"))}
+    first = client_for(make_app("redis", **settings))
+    second = client_for(make_app("redis", **settings))
+    earlier = await call(second, TRUST, {"subject": SUBJECT})
+    clock.advance(1)
+    assert await call(first, REVOKE, {"subject": SUBJECT}) == {"revoked": "all"}
+    assert await check(second, earlier["device"]) == {"trusted": False, "reason": "revoked"}
+    clock.advance(1)
+    later = await call(second, TRUST, {"subject": SUBJECT})
+    for instance in (first, second):
+        assert (await check(instance, later["device"]))["trusted"] is True
+
+
+async def test_trust_and_revoke_are_audited_without_secrets(client: httpx.AsyncClient) -> None:
+    """Trusting and revoking emit `device.trusted` and `device.revoked` naming the device id,
+    and nothing logged carries the device token or the subject."""
+    with captured_records() as capture:
+        trusted = await call(client, TRUST, {"subject": SUBJECT})
+        await check(client, trusted["device"])
+        await call(client, REVOKE, {"subject": SUBJECT, "deviceId": trusted["deviceId"]})
+        await check(client, trusted["device"])
+    trusted_lines = [line for line in capture.lines if '"type":"device.trusted"' in line]
+    revoked_lines = [line for line in capture.lines if '"type":"device.revoked"' in line]
+    assert len(trusted_lines) == len(revoked_lines) == 1, capture.text
+    for line in (*trusted_lines, *revoked_lines):
+        assert trusted["deviceId"] in line
+        assert "subject_hmac" in line
+    assert_no_leaks(capture.text, [trusted["device"], SUBJECT])
 
 
 async def test_rotation_reseals_device_tokens(

@@ -78,12 +78,14 @@ def receiver() -> Iterator[Receiver]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", "0")))
             status = state.statuses.pop(0) if state.statuses else 204
-            self.send_response(status)
-            self.send_header("content-length", "0")
-            self.end_headers()
+            # Recorded before answering: the sender waits for the answer before its next
+            # request, so the record keeps the order the events were sent in.
             with state.arrived:
                 state.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
                 state.arrived.notify_all()
+            self.send_response(status)
+            self.send_header("content-length", "0")
+            self.end_headers()
 
         def log_message(self, format: str, *args: object) -> None:
             """Quiet: the tests read what arrived."""
@@ -246,9 +248,10 @@ async def test_the_browser_flow_emits_its_events_to_the_webhook(
     sender: RecordingSender,
     receiver: Receiver,
 ) -> None:
-    """Create, a wrong code, a resend and the right code reach a configured webhook as
-    otp.sent, otp.failed, otp.sent and otp.verified, each verified, with the request id
-    and no code or address in clear."""
+    """Create, a wrong code, a resend and the right code reach a configured webhook, in
+    order, as otp.sent, otp.failed, otp.sent and otp.verified (with one key.rotated: the
+    first cookie made the period's key), each verified, with the request id and no code or
+    address in clear."""
     operations = OperationsConfig(events_webhook_url=receiver.url, events_webhook_key=SIGNING_KEY)
     app = make_app(operations=operations, policy_overrides={"resend_cooldown_seconds": 0})
     browser = Browser(client_for(app))
@@ -257,14 +260,34 @@ async def test_the_browser_flow_emits_its_events_to_the_webhook(
     await browser.resend()
     verified = await browser.verify(sender.last_code)
     assert verified.status_code == 200
-    receiver.wait_for(4)
+    receiver.wait_for(5)
     events = [verify_standard_webhook(SECRET, h, b) for h, b in receiver.requests]
-    assert sorted(str(e["type"]) for e in events) == sorted(
-        ["otp.sent", "otp.failed", "otp.sent", "otp.verified"]
-    )
-    first = events[0]  # one sending thread: events arrive in the order they happened
-    assert first["type"] == "otp.sent"
+    assert [e["type"] for e in events].count("key.rotated") == 1
+    # One sending thread: events arrive in the order they happened.
+    flow = [e for e in events if e["type"] != "key.rotated"]
+    assert [e["type"] for e in flow] == ["otp.sent", "otp.failed", "otp.sent", "otp.verified"]
+    first = flow[0]
     assert first["data"]["request_id"] == created.headers["x-request-id"]  # type: ignore[index]
     text = "\n".join(b.decode() for _, b in receiver.requests)
     assert_no_leaks(text, ["ada@example.com", *(m.code for m in sender.sent)])
     audit.install(AuditTrail(b"k" * 32))
+
+
+async def test_a_new_key_is_one_key_rotated_event_across_instances(
+    make_app: AppFactory, redis_url: str
+) -> None:
+    """Two instances on one Redis seal their first cookies of a period: the one whose
+    candidate key won emits `key.rotated` with the key number, the other emits nothing."""
+    first = make_app(store_url=redis_url)
+    second = make_app(store_url=redis_url)
+    with captured_records() as records:
+        now = time.time()
+        number, _ = await first.state.keyring.current(now)
+        assert (await second.state.keyring.current(now))[0] == number
+    rotated = [
+        line for line in records.lines if line.startswith("INFO otpserver.audit: audit key.rotated")
+    ]
+    assert len(rotated) == 1
+    events = [json.loads(line) for line in records.lines if line.startswith("{")]
+    keyed = [e["event"] for e in events if e.get("event", {}).get("type") == "key.rotated"]
+    assert [e["data"]["key_number"] for e in keyed] == [number]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 
 from tests.conftest import MASTER_KEY_TEXT
+from tests.support.redis_server import free_port
 
 PRODUCTION = {
     "OTP_ENV": "production",
@@ -34,14 +36,14 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
 
 def test_help_explains_every_command() -> None:
-    """`--help` names serve and check, says serve is the default, and each has its own help."""
+    """`--help` names every command, says serve is the default, and each has its own help."""
     result = run_cli("--help")
     assert result.returncode == 0
-    for command in ("serve", "check"):
+    for command in ("serve", "check", "apikey", "keys"):
         assert command in result.stdout
     assert "with no command, `serve` runs" in result.stdout
-    for command in ("serve", "check"):
-        own = run_cli(command, "--help")
+    for command in ("serve", "check", "apikey new", "keys status"):
+        own = run_cli(*command.split(), "--help")
         assert own.returncode == 0
         assert f"python -m otpserver {command}" in own.stdout
 
@@ -94,3 +96,41 @@ def test_check_names_every_bad_variable_in_one_run() -> None:
     ):
         assert sum(variable in line for line in lines) == 1, (variable, lines)
     assert len(lines) == 4
+
+
+def test_check_with_store_asks_the_store(redis_url: str) -> None:
+    """`check --store` reports a reachable store as ready (exit 0), and an unreachable one
+    with its error and exit status 1, after the configuration itself passed."""
+    ready = run_cli("check", "--store", env={**PRODUCTION, "OTP_STORE_URL": redis_url})
+    assert ready.returncode == 0, ready.stderr
+    assert "store ready" in ready.stdout
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"
+    down = run_cli(
+        "check",
+        "--store",
+        env={**PRODUCTION, "OTP_STORE_URL": nowhere, "OTP_STORE_TIMEOUT_SECONDS": "0.3"},
+    )
+    assert down.returncode == 1
+    assert "configuration OK" in down.stdout
+    assert "otpserver: the store is not ready" in down.stderr
+    assert "ConnectionError" in down.stderr
+
+
+def test_a_taken_metrics_port_stops_start_up_with_one_line() -> None:
+    """A metrics port another process holds stops start-up with status 1 and a line naming
+    the variables, not a traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = run_cli(
+            env={
+                "OTP_ENV": "development",
+                "OTP_PORT": str(free_port()),
+                "OTP_METRICS_PORT": str(port),
+            }
+        )
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"otpserver: cannot serve metrics on 127.0.0.1:{port} (OTP_METRICS_HOST")
+    assert "Traceback" not in result.stderr

@@ -98,7 +98,9 @@ def test_a_unix_socket_peer_is_trusted_only_when_listed() -> None:
 
 def test_an_unparseable_peer_shares_the_unknown_bucket() -> None:
     """A peer name that is no address (test clients use names) never trusts a header."""
-    assert resolve("testclient", xff("203.0.113.9"), parse_trusted_proxies("0.0.0.0/0")) == UNKNOWN
+    # Built directly: the settings refuse a list that trusts everyone (`OTP_TRUSTED_PROXIES`).
+    everyone = TrustedProxies((ipaddress.ip_network("0.0.0.0/0"),))
+    assert resolve("testclient", xff("203.0.113.9"), everyone) == UNKNOWN
 
 
 @pytest.mark.parametrize(

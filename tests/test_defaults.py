@@ -18,9 +18,10 @@ from pathlib import Path
 
 from otpserver.limits.rules import LimitPolicy
 from otpserver.otp.policy import OtpPolicy
-from otpserver.settings import defaults, sample
+from otpserver.settings import defaults, hardening, sample
 from otpserver.settings.delivery import DELIVERY_ENV_VARS, DeliveryConfig
 from otpserver.settings.environment import ENV_VARS, Settings
+from otpserver.settings.hardening import ALL_LIMIT_ENV_FIELDS
 from otpserver.settings.overrides import LIMIT_ENV_FIELDS, POLICY_ENV_FIELDS
 from otpserver.settings.reader import default_text
 
@@ -46,8 +47,11 @@ def limit_default(field: str) -> object:
         "sms_allowlist": "SMS_ALLOWLIST",
         "sms_denylist": "SMS_DENYLIST",
     }
-    variable = {v: k for k, v in LIMIT_ENV_FIELDS.items()}.get(field, "")
-    return getattr(defaults, names.get(field) or variable.removeprefix("OTP_"))
+    variable = {v: k for k, v in ALL_LIMIT_ENV_FIELDS.items()}.get(field, "")
+    # The limits on networks and the long failure cap keep their defaults beside their
+    # variables, in `otpserver.settings.hardening`, written once there.
+    module = hardening if field in hardening.LIMIT_BOUNDS else defaults
+    return getattr(module, names.get(field) or variable.removeprefix("OTP_"))
 
 
 def test_the_policies_start_from_the_defaults() -> None:

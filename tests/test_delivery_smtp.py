@@ -492,3 +492,103 @@ async def test_server_reply_is_reported_without_the_code(
     assert "rejected as spam" in message
     assert "[code]" in message
     assert CODE not in message
+
+
+@dataclass
+class Stalling(Captured):
+    """A server that holds a step for `stall_seconds` before answering it, as a slow relay
+    does; RCPT is held when `stall_rcpt`, else the reply to DATA, after the message was
+    kept (a relay that queued it and will deliver it, whether or not the client waits)."""
+
+    stall_seconds: float = 60.0
+    stall_rcpt: bool = False
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        """Hold the recipient, if told to, then take it."""
+        if self.stall_rcpt:
+            await asyncio.sleep(self.stall_seconds)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        """Keep the message, then hold the reply."""
+        reply = await super().handle_DATA(server, session, envelope)
+        if not self.stall_rcpt:
+            await asyncio.sleep(self.stall_seconds)
+        return reply
+
+
+async def start_stalling(stalling: Stalling) -> asyncio.Server:
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(lambda: SMTP(stalling, hostname="localhost"), "127.0.0.1", 0)
+
+
+async def test_the_deadline_bounds_the_whole_exchange_including_the_goodbye(
+    templates: Templates,
+) -> None:
+    """A relay that stalls before the message gives up at the deadline, not twice it: the
+    connection is dropped instead of waiting again for a polite QUIT."""
+    stalling = Stalling(stall_rcpt=True)
+    server = await start_stalling(stalling)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        sender = SmtpSender(config(port, timeout_seconds=1.0), templates)
+        started = time.monotonic()
+        with pytest.raises(DeliveryError, match="Timeout"):
+            await sender.send(outgoing())
+        # A bound on a deadline, not a measurement: the fault was a second full timeout.
+        assert time.monotonic() - started < 1.6
+    finally:
+        server.close()
+    assert stalling.envelopes == []
+
+
+async def test_a_message_the_relay_may_still_accept_keeps_its_code(templates: Templates) -> None:
+    """Once the message itself was handed over, a late relay does not fail the send: the
+    mail may still arrive, and the code in it must then work, so it is not rolled back."""
+    stalling = Stalling(stall_seconds=1.0)
+    server = await start_stalling(stalling)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        await SmtpSender(config(port, timeout_seconds=0.3), templates).send(outgoing())
+    finally:
+        server.close()
+    assert CODE in body_of(stalling.parsed(), "plain")
+
+
+ENCODED_WORD_LOCAL_PARTS = [
+    "=?utf-8?q?=0d=0abcc=3a_spy=40evil=2eexample?=",
+    "=?UTF-8?Q?x=0D=0ASubject=3A_win?=",
+    "=?utf-8?b?DQpCY2M6IHNweUBldmlsLmV4YW1wbGU=?=",
+    "a=?iso-8859-1?q?=0a?=b",
+]
+
+
+@pytest.mark.parametrize("local_part", ENCODED_WORD_LOCAL_PARTS)
+async def test_an_encoded_word_in_the_address_never_reaches_the_relay(
+    smtp_server: StartServer, templates: Templates, local_part: str
+) -> None:
+    """An RFC 2047 encoded word in the local part, which some Python builds decode into a
+    raw line break (CVE-2024-6923), is refused before anything is sent, whatever the
+    interpreter's patch level; the relay receives nothing."""
+    port, captured = await smtp_server()
+    with pytest.raises(DeliveryError):
+        await SmtpSender(config(port), templates).send(outgoing(to=f"{local_part}@example.com"))
+    assert captured.envelopes == []
+
+
+async def test_the_raw_message_has_only_the_servers_own_header_lines(
+    smtp_server: StartServer, templates: Templates
+) -> None:
+    """On the wire, the message's header lines are exactly the server's own, each once, and
+    the recipient appears only in `To`."""
+    port, captured = await smtp_server()
+    await SmtpSender(config(port), templates).send(outgoing(to="ada.lovelace+otp@example.com"))
+    head = captured.raw().split(b"\r\n\r\n", 1)[0].decode("ascii")
+    names = [line.split(":", 1)[0] for line in head.split("\r\n") if not line[:1].isspace()]
+    assert names == EXPECTED_HEADERS
+    assert [line for line in head.split("\r\n") if "ada.lovelace" in line] == [
+        "To: ada.lovelace+otp@example.com"
+    ]

@@ -110,21 +110,24 @@ async def test_requests_per_address_are_capped_in_a_burst(
     assert (await peers.browser(app, address(2)).create("other@example.com")).status_code == 200
 
 
-async def test_making_a_pending_credential_current_counts_as_a_request(
+async def test_making_a_pending_credential_current_is_checked_but_not_charged(
     make_app: AppFactory, store: str, peers: Peers, sender: RecordingSender
 ) -> None:
-    """Switching back to a pending credential sends nothing but draws on the address limit."""
+    """Switching back to a pending credential sends nothing and so charges nothing, but an
+    address over its limit is refused the switch too."""
     app = make_app(store, limit_overrides=limits(address_requests=3))
     browser = peers.browser(app, address(1))
     await browser.create("ada@example.com")
     await browser.create("bob@example.com")
-    switched = await browser.create("ada@example.com")
-    assert switched.status_code == 200
-    assert switched.json()["sent"] is False
+    for _ in range(3):
+        switched = await browser.create("ada@example.com")
+        assert switched.status_code == 200
+        assert switched.json()["sent"] is False
+    assert (await browser.create("carol@example.com")).status_code == 200
     cookie = browser.cookie
     assert_rate_limited(await browser.create("bob@example.com"))
     assert browser.cookie == cookie
-    assert len(sender.sent) == 2
+    assert len(sender.sent) == 3
 
 
 async def test_verifies_per_address_are_capped_and_a_refusal_costs_nothing(
@@ -286,8 +289,19 @@ async def test_redis_holds_no_credential_or_address(
     await browser.verify("000000")
     plain = redis.Redis.from_url(redis_url)
     keys = list(plain.scan_iter(b"otp:rl:*"))
-    # Sends, channel and address requests for the create; failures and verifies after.
-    assert sorted(key[7:9] for key in keys) == [b"a:", b"f:", b"g:", b"s:", b"v:"]
+    # Sends, channel, address, network and the network's budget share for the create;
+    # failures, the long failure cap, address and network verifies after.
+    assert sorted(key[7:9] for key in keys) == [
+        b"a:",
+        b"b:",
+        b"f:",
+        b"g:",
+        b"n:",
+        b"s:",
+        b"t:",
+        b"v:",
+        b"w:",
+    ]
     for key in keys:
         stored = b"".join(key + k + v for k, v in plain.hgetall(key).items())
         for secret in (b"ada@", b"example.com", b"198.51.100.7", b"\xc6\x33\x64\x07"):

@@ -124,13 +124,17 @@ def test_a_credentials_two_keys_are_the_halves_of_one_hmac() -> None:
 
 
 def test_a_send_touches_lockout_credential_address_and_channel() -> None:
-    """Email sends check the lockout without charging it and charge the other three."""
+    """Email sends check both failure counts without charging them and charge the rest:
+    credential, address and its /24, the channel and the /24's share of it."""
     counters = send_counters(LimitPolicy(), SECRET, EMAIL, "198.51.100.7")
     assert [(c.kind, c.cost) for c in counters] == [
         ("failures", 0),
+        ("failure-cap", 0),
         ("credential-sends", 1),
         ("address-requests", 1),
+        ("network-requests", 1),
         ("channel-budget", 1),
+        ("network-budget", 1),
     ]
     assert len({c.key for c in counters}) == len(counters)
 
@@ -152,13 +156,22 @@ def test_email_and_phone_of_the_same_text_are_different_credentials() -> None:
 
 
 def test_switching_and_verifying_touch_what_they_need() -> None:
-    """A switch charges only the address; a verify pre-charges a failure and the address."""
+    """A switch only checks; a verify pre-charges both failure counts and the address."""
     policy = LimitPolicy()
     switch = switch_counters(policy, SECRET, EMAIL, "a")
     verify = verify_counters(policy, SECRET, EMAIL, "a")
-    assert [(c.kind, c.cost) for c in switch] == [("failures", 0), ("address-requests", 1)]
-    assert [(c.kind, c.cost) for c in verify] == [("failures", 1), ("address-verifies", 1)]
+    assert [(c.kind, c.cost) for c in switch] == [
+        ("failures", 0),
+        ("failure-cap", 0),
+        ("address-requests", 0),
+    ]
+    assert [(c.kind, c.cost) for c in verify] == [
+        ("failures", 1),
+        ("failure-cap", 1),
+        ("address-verifies", 1),
+    ]
     assert verify[0].key == switch[0].key == send_counters(policy, SECRET, EMAIL, "a")[0].key
+    assert verify[1].key == switch[1].key != verify[0].key
 
 
 def test_channel_budgets_fall_back_to_the_star_entry() -> None:

@@ -12,6 +12,7 @@ import redis
 from otpserver.errors import StoreUnavailable
 from otpserver.stores import MemoryCounterStore, RedisCounterStore, redis_client
 from otpserver.stores.base import CounterStore
+from otpserver.stores.counters import ALWAYS, IF_ROOM
 from otpserver.stores.redis import COUNTER_PREFIX
 from tests.contracts.counters import NOW, CounterStoreContract, StoreFactory, counter
 from tests.support.redis_server import RedisServer
@@ -55,6 +56,19 @@ class TestMemoryCounterStore(CounterStoreContract):
         # Memory comes back once the expired windows' bucket second has passed.
         assert (await store.hit([counter(b"t:3")], NOW + MINUTE + 1000)).allowed
 
+    async def test_a_full_store_keeps_failure_counts_and_skips_optional_ones(self) -> None:
+        """Past the bound, an `ALWAYS` counter is still filed and an `IF_ROOM` one skipped,
+        so the request goes on; a `REFUSE` counter still fails closed."""
+        store = MemoryCounterStore(max_counters=1)
+        await store.hit([counter(b"t:1")], NOW)
+        failures = counter(b"t:f", limit=2)._replace(when_full=ALWAYS)
+        optional = counter(b"t:o", limit=1)._replace(when_full=IF_ROOM)
+        assert (await store.hit([failures, optional], NOW)).allowed
+        assert (await store.hit([failures, optional], NOW)).allowed  # `t:o` was never filed
+        assert not (await store.hit([failures], NOW)).allowed  # `t:f` was, twice
+        with pytest.raises(StoreUnavailable):
+            await store.hit([optional, counter(b"t:2")], NOW)
+
     async def test_time_never_runs_backwards(self) -> None:
         """A late caller holding an older instant is judged at the latest one seen."""
         store = MemoryCounterStore()
@@ -67,32 +81,39 @@ CONTRACT_TIMEOUT_SECONDS = 5.0
 took over a second. Timeouts themselves are tested with a short one, below."""
 
 
+def contract_store(redis_url: str) -> RedisCounterStore:
+    """A Redis store whose whole-call deadline, not only its connect timeout, is generous."""
+    client = redis_client(redis_url, CONTRACT_TIMEOUT_SECONDS)
+    return RedisCounterStore(client, CONTRACT_TIMEOUT_SECONDS)
+
+
 class TestRedisCounterStore(CounterStoreContract):
     """The contract on a real Redis server, shared by every instance of the app."""
 
     @pytest.fixture
     async def counters(self, redis_url: str) -> AsyncIterator[CounterStore]:
         """A Redis store on an empty database."""
-        store = RedisCounterStore(redis_client(redis_url, CONTRACT_TIMEOUT_SECONDS))
+        store = contract_store(redis_url)
         yield store
         await store.aclose()
 
     @pytest.fixture
     def make_store(self, redis_url: str) -> StoreFactory:
         """Redis stores on one database (each replay uses keys of its own)."""
-        return lambda: RedisCounterStore(redis_client(redis_url, CONTRACT_TIMEOUT_SECONDS))
+        return lambda: contract_store(redis_url)
 
     async def test_instances_sharing_redis_share_counts(self, redis_url: str) -> None:
         """Two clients (two app instances) racing on one counter still stop at the limit."""
-        stores = [
-            RedisCounterStore(redis_client(redis_url, CONTRACT_TIMEOUT_SECONDS)) for _ in range(2)
-        ]
-        decisions = await asyncio.gather(
-            *(stores[i % 2].hit([counter(limit=11)], NOW) for i in range(100))
-        )
+        stores = [contract_store(redis_url) for _ in range(2)]
+        try:
+            decisions = await asyncio.gather(
+                *(stores[i % 2].hit([counter(limit=11)], NOW) for i in range(100))
+            )
+        finally:
+            # Closed even when the test fails, so no socket outlives it into the next test.
+            for store in stores:
+                await store.aclose()
         assert sum(d.allowed for d in decisions) == 11
-        for store in stores:
-            await store.aclose()
 
     async def test_keys_expire_by_themselves(self, counters: CounterStore, redis_url: str) -> None:
         """Every counter key carries a TTL: the window's rest, or the lock's length."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import re
 import time
 from collections.abc import Callable
@@ -19,6 +21,8 @@ from tests.support.api import Browser, wrong
 from tests.support.fakes import RecordingSender
 from tests.support.process import ServerProcess
 from tests.support.redis_server import free_port
+
+ROOT = Path(__file__).parent.parent
 
 
 def sample(name: str, **labels: str) -> float:
@@ -127,9 +131,13 @@ def counting_processes(parent: Path) -> set[str]:
 @pytest.mark.e2e
 async def test_two_workers_are_scraped_as_one_sum(redis_url: str, tmp_path: Path) -> None:
     """Two uvicorn workers on Redis count creates in their own files; the one `/metrics`
-    listener sums them to exactly the number of creates, whichever worker served each, and
-    the directory it managed is gone after shutdown."""
+    listener sums them to exactly the number of creates, whichever worker served each; a
+    file an earlier run left is gone at start, and the directory after shutdown."""
     metrics_port = free_port()
+    # What a server killed outright on this port left behind: must not be counted.
+    stale = tmp_path / f"otpserver-metrics-{os.getuid()}-{metrics_port}"
+    stale.mkdir()
+    (stale / "counter_1.db").write_bytes(b"left by a killed server")
     server = ServerProcess(
         {
             "OTP_WORKERS": "2",
@@ -153,6 +161,7 @@ async def test_two_workers_are_scraped_as_one_sum(redis_url: str, tmp_path: Path
         statuses = await asyncio.gather(*(create(i) for i in range(creates)))
         assert statuses == [200] * creates
         pids = counting_processes(tmp_path)
+        assert "1" not in pids
         async with httpx.AsyncClient(timeout=10) as client:
             scraped = await client.get(f"http://127.0.0.1:{metrics_port}/metrics")
         assert scraped.status_code == 200
@@ -166,3 +175,53 @@ async def test_two_workers_are_scraped_as_one_sum(redis_url: str, tmp_path: Path
     assert _value(text, "otp_store_latency_seconds_count") >= creates
     assert _value(text, "otp_current_key_number") > 0
     assert not metric_directories(tmp_path)
+
+
+def test_the_grafana_dashboard_queries_only_series_the_server_exports() -> None:
+    """Every metric name in docs/grafana-otpserver.json is one the server exports (with its
+    `_total`, `_bucket` or no suffix), and every exported series has a panel."""
+    dashboard = json.loads((ROOT / "docs" / "grafana-otpserver.json").read_text())
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\b(otp_[a-z_]+)", target["expr"])
+    }
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+    exported = {
+        family.name + suffix
+        for family in metrics.registry().collect()
+        for suffix in suffixes[family.type]
+    }
+    assert queried <= exported, queried - exported
+    families = {family.name for family in metrics.registry().collect()}
+    assert {q.removesuffix("_total").removesuffix("_bucket") for q in queried} == families
+
+
+async def test_labels_stay_bounded_whatever_clients_send(
+    make_app: AppFactory,
+    client_for: Callable[[OtpApp], httpx.AsyncClient],
+    sender: RecordingSender,
+) -> None:
+    """Thirty different addresses, wrong codes and unknown paths add no series once each
+    outcome has been seen: no label takes a value from a client."""
+    client = client_for(make_app())
+
+    async def round_of_traffic(i: int) -> None:
+        browser = Browser(client)
+        await browser.create(f"user{i}@example{i}.com")
+        await browser.verify(wrong(sender.last_code))
+        await client.get(f"/no-such-path-{i}")
+
+    def series() -> set[tuple[str, tuple[tuple[str, str], ...]]]:
+        return {
+            (s.name, tuple(sorted(s.labels.items())))
+            for family in metrics.registry().collect()
+            for s in family.samples
+        }
+
+    await round_of_traffic(0)
+    seen = series()
+    for i in range(1, 30):
+        await round_of_traffic(i)
+    assert series() == seen

@@ -5,7 +5,14 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -22,6 +29,8 @@ from otpserver.observability.requests import loggable_path
 from otpserver.settings.operations import OperationsConfig
 from otpserver.settings.proxies import parse_trusted_proxies
 from tests.conftest import AppFactory
+from tests.support.process import ServerProcess
+from tests.support.redis_server import free_port
 
 
 def test_control_characters_are_escaped() -> None:
@@ -121,7 +130,7 @@ async def test_every_line_of_a_request_carries_its_echoed_id(
     for request_id in ids:
         mine = [d for d in documents if d["request_id"] == request_id]
         assert any(d["logger"] == "otpserver.access" for d in mine), documents
-    sent = [d for d in documents if d["logger"] == "otpserver.audit"]
+    sent = [d for d in documents if d["logger"] == "otpserver.audit" and "otp." in d["message"]]
     assert [d["request_id"] for d in sent] == [ids[0], ids[1]]
     assert all(d["request_id"] in ids for d in documents if d["logger"].startswith("otpserver"))
 
@@ -147,3 +156,97 @@ def test_text_output_of_a_real_handler_has_one_line_per_record() -> None:
     handler.setFormatter(TextFormatter())
     handler.emit(_record("GET %s", "/%0a".replace("%0a", "\n") + "WARNING forged"))
     assert stream.getvalue().count("\n") == 1
+
+
+def raw_get(port: int, target: str) -> bytes:
+    """One HTTP/1.1 GET with `target` sent byte for byte (httpx would normalise it)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    return answer
+
+
+FORGING_PATH = "/%0aINFO%20forged%0d%1b[2J%e2%80%a8"
+"""Short enough for the access log to show it (a segment of 24+ characters counts as a token)."""
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_real_server_escapes_what_clients_send(log_format: str) -> None:
+    """A real server with the access log: a path carrying `%0a`, `%0d`, `%1b` and U+2028
+    writes one line with visible escapes, never a forged line or a raw escape; in JSON every
+    line of the output parses on its own and carries a request id where it belongs."""
+    server = ServerProcess({"OTP_LOG_FORMAT": log_format, "OTP_ACCESS_LOG": "true"})
+    server.start()
+    try:
+        answer = raw_get(server.port, FORGING_PATH)
+        assert answer.startswith(b"HTTP/1.1 404")
+        request_id = re.search(rb"x-request-id: ([0-9a-f]{16})", answer)
+        assert request_id is not None
+        answer = raw_get(server.port, "/health")
+    finally:
+        server.stop()
+    output = server.output()
+    assert "\x1b" not in output
+    assert "\u2028" not in output
+    assert "\r" not in output
+    lines = output.splitlines()
+    assert not [line for line in lines if line.startswith("INFO forged")]
+    access = [line for line in lines if "otpserver.access" in line and "forged" in line]
+    assert len(access) == 1, output
+    if log_format == "text":
+        assert "GET /\\nINFO forged\\r\\x1b[2J\\u2028 404" in access[0]
+        return
+    documents = [json.loads(line) for line in lines]
+    (line,) = [
+        d for d in documents if d["logger"] == "otpserver.access" and "forged" in d["message"]
+    ]
+    assert line["message"].startswith("GET /\nINFO forged\r\x1b[2J\u2028 404")
+    assert line["request_id"] == request_id.group(1).decode()
+
+
+@pytest.mark.e2e
+def test_uvicorn_run_by_hand_logs_in_the_same_format(tmp_path: Path) -> None:
+    """`uvicorn --factory otpserver.asgi:build`, not `python -m otpserver`: the factory sets
+    up the same JSON lines, uvicorn's own included, with request ids on the access line."""
+    port = free_port()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OTP_")}
+    env = {**clean, "OTP_ENV": "development", "OTP_LOG_FORMAT": "json", "OTP_ACCESS_LOG": "true"}
+    log = tmp_path / "uvicorn.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "otpserver.asgi:build",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+    documents = [json.loads(line) for line in log.read_text().splitlines()]
+    loggers = {d["logger"] for d in documents}
+    assert {"uvicorn.error", "otpserver.access"} <= loggers
+    access = [d for d in documents if d["logger"] == "otpserver.access"]
+    assert access[0]["request_id"] == answer.headers["x-request-id"]

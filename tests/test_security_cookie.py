@@ -53,6 +53,7 @@ async def test_development_cookie_works_on_plain_http(
 ) -> None:
     """Development drops the `__Host-` prefix and Secure, keeping HttpOnly and SameSite."""
     client = client_for(make_app(env="development"))
+    client.base_url = httpx.URL("http://localhost:8000")  # development answers loopback names only
     response = await client.post("/api/otp/create", json={"email": "ada@example.com"})
     attributes = parse_set_cookie(response.headers["set-cookie"])
     assert attributes["__name__"] == "otp"

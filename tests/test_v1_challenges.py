@@ -382,3 +382,20 @@ async def test_v1_never_answers_cors_and_ignores_cookies(
         "/v1/challenges", headers={"origin": "https://app.example.com"}
     )
     assert "access-control-allow-origin" not in preflight.headers
+
+
+async def test_invalid_creates_are_metered_like_served_ones(
+    make_app: AppFactory, store: str, client_for: Clients
+) -> None:
+    """Refused creates count against the caller's address: once it is spent, even a valid
+    create is 429, as in the browser flow."""
+    client = client_for(
+        make_app(store, api=API, limit_overrides=LimitOverrides(numbers={"address_requests": 2}))
+    )
+    answers = [
+        (await post(client, "/v1/challenges", {"email": "not an address"})).status_code
+        for _ in range(3)
+    ]
+    assert answers == [400, 400, 429]
+    refused = await post(client, "/v1/challenges", {"email": EMAIL})
+    assert refused.status_code == 429

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from otpserver.crypto.atrest import master_key_fingerprint
 from otpserver.crypto.envelope import KEY_BYTES, unwrap_key, wrap_key
 from otpserver.errors import StoreUnavailable
+from otpserver.observability import audit
 from otpserver.settings.overrides import MAX_TTL_SECONDS
 from otpserver.stores.base import KeyStore
 
@@ -110,6 +111,9 @@ class KeyRing:
         wrapped = await self._store.get_or_create(key_id, candidate, self.retire_at(key_id) - now)
         kek = self._unwrap(wrapped)
         if kek is not None:
+            if wrapped == candidate:
+                # This instance's candidate won: the key is new, made once across instances.
+                audit.emit("key.rotated", key_number=key_id)
             self._remember(now, key_id, kek)
         return kek
 
@@ -127,11 +131,20 @@ class KeyRing:
         if key_id > self.epoch(now) + 1 or now >= self.retire_at(key_id):
             return None
         cached = self._cache.get(key_id)
-        if cached is not None and now - cached.fetched_at < KEY_CACHE_SECONDS:
+        if (
+            cached is not None
+            and cached.kek is not None
+            and now - cached.fetched_at < KEY_CACHE_SECONDS
+        ):
             return cached.kek
         wrapped = await self._store.get(key_id)
         kek = None if wrapped is None else self._unwrap(wrapped)
-        self._remember(now, key_id, kek)
+        if kek is not None:
+            # Only keys that exist are remembered. A miss is whatever a client's cookie
+            # named: cached, a junk cookie naming the next key just before a rotation would
+            # make this instance refuse that key, and every cookie sealed with it, for as
+            # long as the miss is trusted.
+            self._remember(now, key_id, kek)
         return kek
 
     async def inventory(self, now: float) -> list[tuple[int, bytes | None]]:

@@ -135,7 +135,16 @@ class DeviceRevokeRequest(_Request):
     """Revoke one device of the subject, or all of them when `deviceId` is absent."""
 
     subject: Subject
-    deviceId: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    # Exactly the ids trust issues (16 random bytes, base64url, so the last character's
+    # padding bits are zero): a mistyped id is refused rather than "revoked" for nothing.
+    deviceId: (
+        Annotated[
+            str,
+            StringConstraints(pattern=r"^[A-Za-z0-9_-]{21}[AQgw]$"),
+            Field(description="A `deviceId` from /v1/devices/trust."),
+        ]
+        | None
+    ) = None
 
 
 class _Response(BaseModel):

@@ -289,6 +289,7 @@ def create_app(
             max_body_bytes=settings.max_body_bytes,
             cors_origins=frozenset(settings.cors_origins),
             https_only=not settings.is_development,
+            loopback_only=settings.is_development,
         ),
         proxies=settings.trusted_proxies,
         access_log=settings.operations.access_log,

@@ -43,19 +43,25 @@ class BrowserEndpoints:
 
     async def create(self, request: ApiRequest) -> ApiResponse:
         """Send a code to a credential, or make an already pending one current again."""
+        now = int(self.clock())
+        requester = self._requester(request)
+        limiter = self.verifications.limiter
+        # Refused requests are metered like served ones, and an address they left over its
+        # allowance is refused here, before the (possibly costly) validation runs.
+        limiter.check_refused(requester.address, now)
         data = read_json_object(request)
         try:
             body = self.credential_body.model_validate(data)
         except ValidationError as error:
+            await limiter.charge_refused(requester.address, now)
             fields = sorted({str(e["loc"][0]) for e in error.errors() if e["loc"]})
             raise CredentialInvalid(extra={"fields": fields}) from None
         credential = body.credential()
-        now = int(self.clock())
         started = await self.verifications.start(
             await self._open(request, now, required=False),
             credential,
             locale=body.requested_locale(),
-            requester=self._requester(request),
+            requester=requester,
             now=now,
             link_base=self._link_base(request),
         )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from otpserver.errors import BodyTooLarge, OriginNotAllowed, OtpError
+from otpserver.errors import BodyInvalid, BodyTooLarge, OriginNotAllowed, OtpError
 from otpserver.http.exchange import (
     API_HEADERS_SCOPE_KEY,
     ApiResponse,
@@ -24,6 +24,7 @@ from otpserver.http.exchange import (
     forget_traceback,
     header_map,
 )
+from otpserver.http.hosts import check_loopback_host
 
 log = logging.getLogger("otpserver.http.edge")
 
@@ -43,11 +44,13 @@ _PREFLIGHT_MAX_AGE = b"600"
 
 @dataclass(frozen=True, slots=True)
 class EdgePolicy:
-    """What the edge enforces: body limit, CORS allow-list, and whether HSTS is sent."""
+    """What the edge enforces: body limit, CORS allow-list, whether HSTS is sent, and
+    whether only loopback Host names are answered (development: see `hosts`)."""
 
     max_body_bytes: int
     cors_origins: frozenset[str]
     https_only: bool
+    loopback_only: bool = False
 
 
 class EdgeMiddleware:
@@ -70,6 +73,7 @@ class EdgeMiddleware:
         application: object = None,
     ) -> None:
         self.app = app
+        self.loopback_only = policy.loopback_only
         self.direct = direct or {}
         self.application = application
         self.max_body_bytes = policy.max_body_bytes
@@ -86,15 +90,15 @@ class EdgeMiddleware:
         cors_origin: bytes | None = None
         path = route_path(scope)
         try:
+            if self.loopback_only:
+                check_loopback_host(scope["headers"])
             if path.startswith(API_PREFIX):
                 cors_origin = self._check_origin(scope, headers)
                 if scope["method"] == "OPTIONS":
                     await self._preflight(cors_origin, self._with_headers(send, cors_origin))
                     return
             declared = headers.get(b"content-length")
-            if declared is not None and (
-                not declared.isdigit() or int(declared) > self.max_body_bytes
-            ):
+            if declared is not None and declared_length(declared) > self.max_body_bytes:
                 # Refused before a single body byte is read.
                 await self._send_api(error_response(BodyTooLarge()), cors_origin, send)
                 return
@@ -192,6 +196,19 @@ class EdgeMiddleware:
             return message
 
         return limited_receive
+
+
+MAX_LENGTH_DIGITS = 15
+"""No body is a petabyte: a longer Content-Length is not a length but an attack on `int()`,
+which refuses to parse thousands of digits (a 500 if nothing catches it)."""
+
+
+def declared_length(value: bytes) -> int:
+    """A `Content-Length` value as bytes to expect; `BodyInvalid` (400) unless it is 1 to
+    `MAX_LENGTH_DIGITS` ASCII digits (no sign, no spaces, no other numerals)."""
+    if not 0 < len(value) <= MAX_LENGTH_DIGITS or not value.isdigit():
+        raise BodyInvalid("The Content-Length header is malformed.")
+    return int(value)
 
 
 def route_path(scope: Scope) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from starlette.types import Scope
@@ -25,6 +25,7 @@ from otpserver.errors import (
 )
 from otpserver.limits import rules
 from otpserver.limits.clientaddr import client_address, limit_bucket
+from otpserver.limits.refusals import RefusalMemo
 from otpserver.limits.rules import LimitPolicy
 from otpserver.observability import outcomes
 from otpserver.otp.credentials import Credential
@@ -68,6 +69,8 @@ class Limiter:
     counters: CounterStore
     secret: bytes
     proxies: TrustedProxies
+    refused: RefusalMemo = field(default_factory=RefusalMemo)
+    """Addresses over their request allowance, answered without validation or a store call."""
 
     def check_destination(self, credential: Credential) -> None:
         """Refuse a phone number the SMS allow- or deny-list excludes (a 400, not a 429)."""
@@ -144,7 +147,7 @@ class Limiter:
         correct code's step also clears its credential's consecutive failures.
         """
         counters = self.plan(action, credential, address)
-        resets = (rules.credential_keys(self.secret, credential)[0],) if action == "correct" else ()
+        resets = rules.failure_keys(self.secret, credential) if action == "correct" else ()
         outcome = await ids.claim(
             Claim(
                 order="spend_first",
@@ -164,6 +167,28 @@ class Limiter:
         if outcome.decision.allowed:
             return None
         return self._refusal(action, counters, outcome.decision)
+
+    def check_refused(self, address: str, now: int) -> None:
+        """Raise `RATE:LIMITED` at once for an address an earlier refused request left over
+        its allowance (see `otpserver.limits.refusals`): no validation, no store call."""
+        wait_ms = self.refused.wait_ms(address, now * 1000)
+        if wait_ms:
+            raise self._refusal("create", (), Decision(False, wait_ms))
+
+    async def charge_refused(self, address: str, now: int) -> None:
+        """Charge a create refused as invalid against its address and networks; raise
+        `RATE:LIMITED` (and remember the address) once they are over their allowance."""
+        counters = rules.refused_counters(self.policy, self.secret, address)
+        decision = await self.counters.hit(counters, now * 1000)
+        if not decision.allowed:
+            self.refused.remember(address, now * 1000 + decision.retry_after_ms)
+            raise self._refusal("create", counters, decision)
+
+    async def forget_failures(self, credential: Credential) -> None:
+        """Clear both consecutive-failure counts of `credential` (the lockout's and the long
+        cap's), as a correct code does: how the host unlocks a credential it has checked by
+        other means (`python -m otpserver.limits.unlock`)."""
+        await self.counters.reset(rules.failure_keys(self.secret, credential))
 
     @staticmethod
     def _refusal(action: str, counters: Sequence[Counter], decision: Decision) -> RateLimited:

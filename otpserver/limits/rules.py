@@ -10,12 +10,18 @@ record per key; the price is that a client can spend a whole allowance just befo
 window ends and another just after, so up to twice the limit within one window's length.
 A counter with `lock_ms` behaves as a breaker: the hit that reaches its limit restarts its
 window with the lock's length, and nothing gets through until that ends.
+
+Per-address limits also apply to the networks around the address (IPv4 /24, IPv6 /56 and
+/48), because one subscriber often holds a whole range: counted per address alone, a home
+/56 is 256 fresh allowances. The widest of those networks may also spend only a share of
+each channel's hourly budget, so no single network can deny a channel to everyone.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -25,22 +31,21 @@ import phonenumbers
 
 from otpserver.crypto.mac import hmac_sha256
 from otpserver.errors import ConfigError
+from otpserver.otp.addresses import canonical_mailbox
 from otpserver.otp.credentials import Credential
-from otpserver.settings import defaults
+from otpserver.settings import defaults, hardening
 from otpserver.settings.defaults import ANY_CHANNEL
-from otpserver.settings.overrides import (
-    LIMIT_BOUNDS,
-    LIMIT_ENV_FIELDS,
-    MAX_ALLOWANCE,
-    LimitOverrides,
-    is_destination_entry,
-)
+from otpserver.settings.hardening import ALL_LIMIT_BOUNDS, ALL_LIMIT_ENV_FIELDS
+from otpserver.settings.overrides import MAX_ALLOWANCE, LimitOverrides, is_destination_entry
 from otpserver.settings.overrides import (
     MAX_FAILURES_CEILING as MAX_FAILURES_CEILING,  # re-exported: the NIST ceiling
 )
-from otpserver.stores.counters import Counter
+from otpserver.stores.counters import ALWAYS, IF_ROOM, Counter
 
 HOUR_SECONDS = 3600
+IPV6_WIDER_PREFIXES = (56, 48)
+"""An IPv6 client's /64 also counts toward these networks: a home line often gets a /56, a
+site a /48."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +55,12 @@ class LimitPolicy:
     Counts are per window; windows are in seconds and start at a counter's first hit. A
     credential's wrong codes are counted from the first one for `failure_window_seconds`;
     the `max_failures`-th locks it for `lockout_seconds`, after which counting starts over.
+    Beside that short count, `failure_cap` consecutive wrong codes within
+    `failure_cap_window_seconds` lock it for that whole window (NIST SP 800-63B §3.2.2),
+    unless a correct code or the host (`Limiter.forget_failures`) clears both counts.
+    `network_requests`/`network_verifies` apply per IPv4 /24 and per IPv6 /56 and /48, per
+    `address_window_seconds`; `network_budget_percent` of each channel's hourly budget is
+    all that one IPv4 /24 or IPv6 /48 may spend.
     `sms_allowlist`/`sms_denylist` hold ISO 3166 region codes (`"GB"`) or E.164 prefixes
     (`"+4479"`) and apply to `sms_channel` only; the deny-list wins, and an empty
     allow-list allows every country.
@@ -73,6 +84,11 @@ class LimitPolicy:
     prefix_sends: int = defaults.SMS_PREFIX_SENDS
     prefix_window_seconds: int = defaults.SMS_PREFIX_WINDOW_SECONDS
     prefix_breaker_seconds: int = defaults.SMS_PREFIX_BREAKER_SECONDS
+    failure_cap: int = hardening.LIMIT_FAILURE_CAP
+    failure_cap_window_seconds: int = hardening.LIMIT_FAILURE_CAP_WINDOW_SECONDS
+    network_requests: int = hardening.LIMIT_NETWORK_REQUESTS
+    network_verifies: int = hardening.LIMIT_NETWORK_VERIFIES
+    network_budget_percent: int = hardening.LIMIT_NETWORK_BUDGET_PERCENT
 
     def channel_budget(self, channel: str) -> int:
         """Sends per hour allowed on `channel` across all users."""
@@ -96,8 +112,8 @@ class LimitPolicy:
         """Return self, or raise one `ConfigError` naming every broken invariant."""
         problems = [
             f"{variable} must be between {low} and {high}"
-            for variable, name in LIMIT_ENV_FIELDS.items()
-            for low, high in [LIMIT_BOUNDS[name]]
+            for variable, name in ALL_LIMIT_ENV_FIELDS.items()
+            for low, high in [ALL_LIMIT_BOUNDS[name]]
             if not low <= getattr(self, name) <= high
         ]
         budgets = self.channel_sends_per_hour
@@ -166,9 +182,25 @@ def counter_key(secret: bytes, kind: str, value: str) -> bytes:
 def credential_keys(secret: bytes, credential: Credential) -> tuple[bytes, bytes]:
     """A credential's failures (`f:`) and sends (`s:`) keys: the two halves of one
     HMAC-SHA256, as unrelated as two separate HMACs and half the work. The channel is part
-    of the message, which keeps an email and a phone number of the same text apart."""
-    digest = hmac_sha256(secret, f"c\0{credential.channel}\0{credential.address}".encode())
+    of the message, which keeps an email and a phone number of the same text apart. Email
+    addresses are keyed on their canonical mailbox, so `+tags`, Gmail dots and
+    googlemail.com give no extra sends or guesses."""
+    address = credential.address
+    if "@" in address:
+        address = canonical_mailbox(address)
+    digest = hmac_sha256(secret, f"c\0{credential.channel}\0{address}".encode())
     return b"f:" + digest[:16].hex().encode(), b"s:" + digest[16:].hex().encode()
+
+
+def failure_keys(secret: bytes, credential: Credential) -> tuple[bytes, bytes]:
+    """Both failure counts of a credential: the short lockout's and the long cap's (`t:`,
+    the same digest under another prefix), which a correct code or the host clears."""
+    failures_key = credential_keys(secret, credential)[0]
+    return failures_key, _cap_key(failures_key)
+
+
+def _cap_key(failures_key: bytes) -> bytes:
+    return b"t:" + failures_key[2:]
 
 
 @functools.lru_cache(maxsize=64)
@@ -185,7 +217,8 @@ def lockout(policy: LimitPolicy, secret: bytes, credential: Credential, cost: in
 
 def _lockout(policy: LimitPolicy, key: bytes, cost: int) -> Counter:
     # Positional, here and below: a request builds several counters, and a NamedTuple
-    # built from keywords costs twice as much. The field order is `Counter`'s.
+    # built from keywords costs twice as much. The field order is `Counter`'s. Failure
+    # counts are always kept, even in a full store: losing one would hand out guesses.
     return Counter(
         "failures",
         key,
@@ -193,7 +226,40 @@ def _lockout(policy: LimitPolicy, key: bytes, cost: int) -> Counter:
         policy.failure_window_seconds * 1000,
         policy.lockout_seconds * 1000,
         cost,
+        ALWAYS,
     )
+
+
+def _failure_cap(policy: LimitPolicy, failures_key: bytes, cost: int) -> Counter:
+    """The long count beside the lockout: a lockout that ends does not restart it."""
+    window_ms = policy.failure_cap_window_seconds * 1000
+    return Counter(
+        "failure-cap",
+        _cap_key(failures_key),
+        policy.failure_cap,
+        window_ms,
+        window_ms,
+        cost,
+        ALWAYS,
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def wider_networks(address: str) -> tuple[str, ...]:
+    """The networks around a per-address bucket that also get limits: an IPv4 address's
+    /24; an IPv6 /64's /56 and /48 (widest last); none for `unknown`.
+
+    Remembering a few thousand answers saves parsing an IPv6 bucket on every request.
+    """
+    if "/" in address:
+        network = ipaddress.ip_network(address, strict=False)
+        if isinstance(network, ipaddress.IPv6Network):
+            return tuple(str(network.supernet(new_prefix=p)) for p in IPV6_WIDER_PREFIXES)
+        return ()
+    head, dot, _ = address.rpartition(".")
+    if dot and head.count(".") == 2:
+        return (f"{head}.0/24",)
+    return ()
 
 
 def send_counters(
@@ -201,15 +267,17 @@ def send_counters(
 ) -> tuple[Counter, ...]:
     """A create or resend that sends a code: refused while the credential is locked."""
     failures_key, sends_key = credential_keys(secret, credential)
+    networks = wider_networks(address)
     counters = [
         _lockout(policy, failures_key, cost=0),
+        _failure_cap(policy, failures_key, cost=0),
         Counter(
             "credential-sends",
             sends_key,
             policy.credential_sends,
             policy.credential_window_seconds * 1000,
         ),
-        _address_requests(policy, secret, address),
+        *_address_requests(policy, secret, address, networks, cost=1),
         Counter(
             "channel-budget",
             channel_key(secret, credential.channel),
@@ -217,6 +285,16 @@ def send_counters(
             HOUR_SECONDS * 1000,
         ),
     ]
+    if networks:
+        budget = policy.channel_budget(credential.channel)
+        counters.append(
+            Counter(
+                "network-budget",
+                counter_key(secret, "b", f"{credential.channel}\0{networks[-1]}"),
+                max(1, budget * policy.network_budget_percent // 100),
+                HOUR_SECONDS * 1000,
+            )
+        )
     prefix = phone_prefix(credential.address, policy.prefix_digits)
     if credential.channel == policy.sms_channel and prefix is not None:
         counters.append(
@@ -234,47 +312,105 @@ def send_counters(
 def switch_counters(
     policy: LimitPolicy, secret: bytes, credential: Credential, address: str
 ) -> tuple[Counter, ...]:
-    """A create that makes an already pending credential current again, sending nothing."""
-    return (lockout(policy, secret, credential, cost=0), _address_requests(policy, secret, address))
+    """A create that makes an already pending credential current again, sending nothing.
+
+    Everything is checked and nothing charged: a request that sends nothing must not file
+    a counter, or switching back and forth from fresh addresses fills the store for free.
+    """
+    failures_key = credential_keys(secret, credential)[0]
+    return (
+        _lockout(policy, failures_key, cost=0),
+        _failure_cap(policy, failures_key, cost=0),
+        *_address_requests(policy, secret, address, wider_networks(address), cost=0),
+    )
 
 
 def verify_counters(
     policy: LimitPolicy, secret: bytes, credential: Credential, address: str
 ) -> tuple[Counter, ...]:
-    """A wrong code: one failure more for the credential, charged in the same atomic step
-    that spends the carrier's ID, so concurrent wrong guesses can never overshoot
-    `max_failures`."""
+    """A wrong code: one failure more for the credential (and for its long cap), charged in
+    the same atomic step that spends the carrier's ID, so concurrent wrong guesses can never
+    overshoot `max_failures`."""
+    failures_key = credential_keys(secret, credential)[0]
     return (
-        lockout(policy, secret, credential, cost=1),
-        Counter(
-            "address-verifies",
-            counter_key(secret, "v", address),
-            policy.address_verifies,
-            policy.address_window_seconds * 1000,
-        ),
+        _lockout(policy, failures_key, cost=1),
+        _failure_cap(policy, failures_key, cost=1),
+        *_verifies(policy, secret, address),
     )
 
 
-def _address_requests(policy: LimitPolicy, secret: bytes, address: str) -> Counter:
-    return Counter(
-        "address-requests",
-        counter_key(secret, "a", address),
-        policy.address_requests,
-        policy.address_window_seconds * 1000,
+def refused_counters(policy: LimitPolicy, secret: bytes, address: str) -> tuple[Counter, ...]:
+    """A create refused before any credential was known (an invalid body): it counts against
+    the address and its networks like any other request, so refusing costs the server no
+    more than answering."""
+    return _address_requests(policy, secret, address, wider_networks(address), cost=1)
+
+
+def _address_requests(
+    policy: LimitPolicy, secret: bytes, address: str, networks: tuple[str, ...], cost: int
+) -> tuple[Counter, ...]:
+    window_ms = policy.address_window_seconds * 1000
+    return (
+        Counter(
+            "address-requests",
+            counter_key(secret, "a", address),
+            policy.address_requests,
+            window_ms,
+            0,
+            cost,
+        ),
+        *(
+            Counter(
+                "network-requests",
+                counter_key(secret, "n", network),
+                policy.network_requests,
+                window_ms,
+                0,
+                cost,
+            )
+            for network in networks
+        ),
     )
 
 
 def correct_code_counters(
     policy: LimitPolicy, secret: bytes, credential: Credential, address: str
 ) -> tuple[Counter, ...]:
-    """A correct code: refused while the credential is locked (a lock is never lifted by a
-    guess), counted against the address like any check; its step clears the failures."""
+    """A correct code: refused while the credential is locked or capped (a lock is never
+    lifted by a guess), counted against the address like any check; its step clears both
+    failure counts (`failure_keys`)."""
+    failures_key = credential_keys(secret, credential)[0]
     return (
-        lockout(policy, secret, credential, cost=0),
+        _lockout(policy, failures_key, cost=0),
+        _failure_cap(policy, failures_key, cost=0),
+        *_verifies(policy, secret, address),
+    )
+
+
+def _verifies(policy: LimitPolicy, secret: bytes, address: str) -> tuple[Counter, ...]:
+    # Verifications come only with a code sent, so these are bounded by the sends: in a
+    # full store they may be skipped rather than block the check of a right code.
+    window_ms = policy.address_window_seconds * 1000
+    return (
         Counter(
             "address-verifies",
             counter_key(secret, "v", address),
             policy.address_verifies,
-            policy.address_window_seconds * 1000,
+            window_ms,
+            0,
+            1,
+            IF_ROOM,
+        ),
+        *(
+            Counter(
+                "network-verifies",
+                counter_key(secret, "w", network),
+                policy.network_verifies,
+                window_ms,
+                0,
+                1,
+                IF_ROOM,
+            )
+            for network in wider_networks(address)
         ),
     )

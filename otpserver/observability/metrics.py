@@ -5,7 +5,7 @@ schema, outcomes and limits from the code), never from a client, so the number o
 stays bounded whatever the traffic.
 
 With several workers each process counts in its own memory-mapped file under one
-directory (prometheus-client's multiprocess mode); `python -m otpserver` makes a fresh
+directory (prometheus-client's multiprocess mode); `python -m otpserver` empties that
 directory at every start, points the workers at it, and serves `/metrics` from the
 supervisor, summing the files. The record functions below are what the rest of the server
 calls: one line at the place where the thing happens.
@@ -19,13 +19,14 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
 from prometheus_client.exposition import start_http_server
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -194,38 +195,58 @@ def current_key(number: int) -> None:
     _series.current_key.set(number)
 
 
+class _WorkerFiles:
+    """A collector summing the files every process of this server wrote, read at each
+    scrape (the directory may be emptied after the listener is up)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def collect(self) -> Iterable[Metric]:
+        # prometheus-client leaves this constructor unannotated.
+        files = MultiProcessCollector(None, path=str(self.directory))  # type: ignore[no-untyped-call]
+        collected: Iterable[Metric] = files.collect()  # type: ignore[no-untyped-call]
+        return collected
+
+
 class Listener:
     """The `/metrics` listener of a server with any number of workers.
 
-    `prepare` runs before the workers start: it makes a fresh directory for their files
-    (so counters start at zero and no dead process's files linger) and switches this
-    process to multiprocess mode too. `close` stops the listener and removes the directory.
+    `open` runs before the app is built and the workers start. It binds the port first, so
+    a second server given the same port stops there and touches nothing of the first's.
+    Then it empties the directory of this port's files, under the temporary directory, so
+    counters start at zero and no file of an earlier run (even one killed outright) is
+    counted, and switches this process (and through the environment, its workers) to
+    count in files there. `close` stops the listener and removes the directory.
     """
 
     def __init__(self, host: str, port: int) -> None:
         self.host = host
         self.port = port
-        self.directory: Path | None = None
+        self.directory = Path(tempfile.gettempdir()) / f"otpserver-metrics-{os.getuid()}-{port}"
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 
-    def prepare(self) -> None:
-        """Create the directory and switch this process (and its future workers) to it."""
-        # The record functions must follow the switch.
-        global _series
-        self.directory = Path(tempfile.mkdtemp(prefix="otpserver-metrics-"))
+    def open(self) -> None:
+        """Bind and serve, then start counting afresh in the port's directory. Raises
+        OSError when the port is taken or the directory is not this user's own."""
+        collected = CollectorRegistry()
+        collected.register(_WorkerFiles(self.directory))
+        self._server, self._thread = start_http_server(self.port, self.host, collected)
+        if self.directory.is_symlink():
+            raise OSError(f"{self.directory} is a symbolic link; refusing to use it")
+        shutil.rmtree(self.directory, ignore_errors=True)
+        # 0700 and exclusive: a directory someone else made in between fails here.
+        self.directory.mkdir(mode=0o700)
         os.environ[MULTIPROCESS_ENV] = str(self.directory)
         values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+        # The record functions must follow the switch.
+        global _series
         _series = Series.create(None)
-
-    def start(self) -> None:
-        """Serve the summed metrics on a daemon thread."""
-        self._server, self._thread = start_http_server(self.port, self.host, registry())
 
     def close(self) -> None:
         """Stop serving and remove the workers' files."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
-        if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)

@@ -56,15 +56,35 @@ def plain_email(lowered: str) -> bool:
     )
 
 
+ENCODED_WORD_START = "=?"
+"""How every RFC 2047 encoded word begins (`=?charset?q?...?=`)."""
+
+
+def has_encoded_word(address: str) -> bool:
+    """True when the local part could hold an RFC 2047 encoded word.
+
+    Python's email library decodes encoded words in an address's local part and, before
+    3.11.10 / 3.12.5 (CVE-2024-6923), writes the decoded text back raw, so
+    `=?utf-8?q?=0d=0abcc=3a_...?=@example.com` becomes a header line of the client's own in
+    mail from the operator's domain. `=` and `?` are legal in a dot-atom, so the validator
+    accepts such parts; nobody's real mailbox needs the pair, so it is refused outright,
+    whatever the interpreter's patch level. (Domains cannot hold either character.)
+    """
+    return ENCODED_WORD_START in address.rpartition("@")[0]
+
+
 def normalize_email(value: str) -> str:
     """Validate an address's syntax (no DNS lookups) and return it lower-cased entirely.
 
     Raises `ValueError` (which pydantic reports as a validation error) when it is not an
-    address the server accepts: quoted local parts, IP-literal and special-use domains are
+    address the server accepts: quoted local parts, local parts holding `=?` (the start of
+    an encoded word, see `has_encoded_word`), IP-literal and special-use domains are
     refused. Lower-casing can change an address (`İ` becomes two characters, so a valid
     address can grow past the length limits), so the lower-cased form must validate again,
     as itself: what the server keeps and sends to is always an address the validator accepts.
     """
+    if has_encoded_word(value):
+        raise ValueError("the local part must not contain =? (an encoded word)")
     if value.isascii():
         # ASCII lower-casing only swaps letters for letters, so the address and its lower
         # case are valid alike (the `isascii` comes first: `K`, the Kelvin sign, lowers to k).
@@ -83,6 +103,33 @@ def normalize_email(value: str) -> str:
     if again != lowered:
         raise ValueError("the address changes when it is normalized again")
     return lowered
+
+
+DOTLESS_DOMAINS = frozenset({"gmail.com"})
+"""Domains whose provider ignores dots in local parts (`a.da@` and `ada@` are one inbox)."""
+DOMAIN_ALIASES = {"googlemail.com": "gmail.com"}
+"""Domains that deliver to another domain's mailboxes."""
+
+
+def canonical_mailbox(address: str) -> str:
+    """The inbox a normalised address delivers to, as far as spelling can tell: without a
+    `+tag`, without dots at Gmail, and with googlemail.com as gmail.com.
+
+    Abuse limits are keyed on this, so `ada+1@`, `a.da@` and `ada@googlemail.com` share one
+    send allowance and one failure count; the code still goes to the address as written.
+    It errs only toward merging: two people whose addresses differ by a `+tag` at a provider
+    without sub-addressing share their limits.
+    """
+    local, at, domain = address.rpartition("@")
+    if not at:
+        return address
+    domain = DOMAIN_ALIASES.get(domain, domain)
+    tagless = local.partition("+")[0]
+    if tagless:
+        local = tagless
+    if domain in DOTLESS_DOMAINS:
+        local = local.replace(".", "") or local
+    return f"{local}@{domain}"
 
 
 def normalize_phone(value: str) -> str:
@@ -110,7 +157,8 @@ EmailAddress = Annotated[
         min_length=3,
         max_length=MAX_EMAIL_LENGTH,
         description="An email address; internationalized ones are allowed, quoted local parts, "
-        "IP literals and special-use domains (.test, .local, ...) are not. Lower-cased.",
+        "local parts containing =?, IP literals and special-use domains (.test, .local, ...) "
+        "are not. Lower-cased.",
         json_schema_extra={"format": "email"},
     ),
     AfterValidator(normalize_email),

@@ -16,15 +16,13 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from otpserver.errors import ConfigError
-from otpserver.settings import defaults
+from otpserver.settings import defaults, hardening
 from otpserver.settings.api import ApiSettings
 from otpserver.settings.delivery import DeliveryConfig
 from otpserver.settings.factors import FactorSettings
 from otpserver.settings.links import LinkSettings
 from otpserver.settings.operations import OperationsConfig
 from otpserver.settings.overrides import (
-    LIMIT_BOUNDS,
-    LIMIT_ENV_FIELDS,
     MAX_ALLOWANCE,
     MAX_FAILURES_CEILING,
     MAX_TTL_SECONDS,
@@ -234,6 +232,7 @@ class Settings:
     api: ApiSettings = field(default_factory=ApiSettings)
     links: LinkSettings = field(default_factory=LinkSettings)
     operations: OperationsConfig = field(default_factory=OperationsConfig)
+    server: hardening.ServerLimits = field(default_factory=hardening.ServerLimits)
 
     @property
     def is_development(self) -> bool:
@@ -287,6 +286,7 @@ class Settings:
             operations=OperationsConfig.from_env(env, problems),
             api=ApiSettings.from_env(env, problems),
             links=LinkSettings.from_env(env, problems),
+            server=hardening.ServerLimits.from_env(env, problems),
         )
         problems.raise_if_any()
         return settings
@@ -328,7 +328,7 @@ def parse_limit_overrides(
     """Read the `OTP_LIMIT_*` and `OTP_SMS_*` variables that are set, each within its bounds
     (`LimitPolicy.checked` checks the merged result again with the code's values)."""
     with collecting(problems) as found:
-        reader = EnvReader(env, ENV_VARS, found)
+        reader = EnvReader(env, (*ENV_VARS, *hardening.LIMIT_ENV_VARS), found)
         lists: dict[str, tuple[str, ...] | None] = {}
         for name in ("OTP_SMS_ALLOWLIST", "OTP_SMS_DENYLIST"):
             raw = reader.raw(name)
@@ -342,8 +342,8 @@ def parse_limit_overrides(
                 )
         return LimitOverrides(
             numbers={
-                name: reader.integer(var, *LIMIT_BOUNDS[name])
-                for var, name in LIMIT_ENV_FIELDS.items()
+                name: reader.integer(var, *hardening.ALL_LIMIT_BOUNDS[name])
+                for var, name in hardening.ALL_LIMIT_ENV_FIELDS.items()
                 if reader.is_set(var)
             },
             channel_sends_per_hour=found.read(

@@ -16,7 +16,8 @@ LogFormat = Literal["text", "json"]
 _LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
 _SWITCHES = ("true", "false")
 
-WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 -- a format prefix, not a secret
+# A format prefix, not a secret (tests/test_audit_events.py parses real secrets with it).
+WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105  # nosec B105
 """Standard Webhooks secrets: this prefix, then the base64 of the signing key."""
 MIN_WEBHOOK_KEY_BYTES = 24
 

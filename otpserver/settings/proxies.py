@@ -52,4 +52,16 @@ def parse_trusted_proxies(text: str, header: ProxyHeader = "x-forwarded-for") ->
             networks.append(ipaddress.ip_network(entry, strict=False))
         except ValueError:
             raise ValueError(f"not an address or CIDR network: {entry!r}") from None
+    if trusts_everyone(networks):
+        # Every client could then write its own address into the forwarding header.
+        raise ValueError("the list covers every address, so any client would be believed")
     return TrustedProxies(tuple(networks), unix_socket, header)
+
+
+def trusts_everyone(networks: list[Network]) -> bool:
+    """True when the networks together cover all of IPv4 or all of IPv6."""
+    v4 = [n for n in networks if isinstance(n, ipaddress.IPv4Network)]
+    v6 = [n for n in networks if isinstance(n, ipaddress.IPv6Network)]
+    return any(n.prefixlen == 0 for n in ipaddress.collapse_addresses(v4)) or any(
+        n.prefixlen == 0 for n in ipaddress.collapse_addresses(v6)
+    )

@@ -7,14 +7,25 @@ functions; the Redis store mirrors them in Lua, and the contract suite holds bot
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Literal, NamedTuple
+
+WhenFull = Literal["refuse", "skip", "always"]
+REFUSE: WhenFull = "refuse"
+"""A store with no room for this counter's new key refuses the request (503, fail closed)."""
+IF_ROOM: WhenFull = "skip"
+"""A store with no room files the rest of the request's counters without this new one:
+for counts bounded by other counters, which must not block the request."""
+ALWAYS: WhenFull = "always"
+"""Filed even past a store's bound: a count whose loss would weaken a limit (failures)."""
 
 
 class Counter(NamedTuple):
     """One allowance a request draws on: a store key, its limit and this request's cost.
 
     `cost` is 1 to charge, or 0 to only check (a lockout consulted by a send). `kind`
-    names the rule for logs; it never reaches the store. Keys of one request are distinct.
+    names the rule for logs; it never reaches the store. `when_full` tells a store with a
+    bounded table what to do when this counter needs a new key and there is no room; a
+    store that is not bounded by itself ignores it. Keys of one request are distinct.
     """
 
     kind: str
@@ -23,6 +34,7 @@ class Counter(NamedTuple):
     window_ms: int
     lock_ms: int = 0
     cost: int = 1
+    when_full: WhenFull = REFUSE
 
 
 class Window(NamedTuple):

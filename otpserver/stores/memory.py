@@ -13,7 +13,17 @@ from typing import Generic, TypeVar
 
 from otpserver.errors import StoreUnavailable
 from otpserver.stores.base import Claim, ClaimOutcome, CounterStore, claim_in_steps
-from otpserver.stores.counters import Counter, Decision, Window, charged, decide, live
+from otpserver.stores.counters import (
+    ALWAYS,
+    IF_ROOM,
+    REFUSE,
+    Counter,
+    Decision,
+    Window,
+    charged,
+    decide,
+    live,
+)
 
 Clock = Callable[[], float]
 
@@ -195,7 +205,10 @@ class MemoryKeyStore:
 
 
 class MemoryCounterStore:
-    """Abuse-limit counters in a dictionary, bounded to `max_counters` keys (then 503).
+    """Abuse-limit counters in a dictionary, bounded to `max_counters` keys.
+
+    Past the bound, a counter's `when_full` decides: a send fails closed (503), a
+    verification skips its per-address counts, and failure counts are always filed.
 
     A charge reads and writes every counter without an `await` in between, which makes it
     atomic on the event loop. Expired counts are ignored when read, so correctness never
@@ -224,22 +237,40 @@ class MemoryCounterStore:
         decision = decide(counters, windows, now_ms)
         if not decision.allowed:
             return decision
+        skipped: frozenset[int] = frozenset()
         # Counting the keys this charge would add only matters near the bound.
         if len(self._windows) + len(counters) > self._max_counters:
-            new_keys = sum(
-                1
-                for c, w in zip(counters, windows, strict=True)
-                if c.cost and live(w, now_ms) is None
-            )
-            if new_keys and len(self._windows) + new_keys > self._max_counters:
-                # Full: reclaim everything already due before refusing.
-                self._sweep(now_ms // 1000, self._wheel.backlog(now_ms // 1000))
-                if len(self._windows) + new_keys > self._max_counters:
-                    raise StoreUnavailable()
-        for counter, stored in zip(counters, windows, strict=True):
-            if counter.cost:
+            skipped = self._make_room(counters, windows, now_ms)
+        for index, (counter, stored) in enumerate(zip(counters, windows, strict=True)):
+            if counter.cost and index not in skipped:
                 self._file(counter.key, stored, charged(counter, stored, now_ms))
         return decision
+
+    def _make_room(
+        self, counters: Sequence[Counter], windows: Sequence[Window | None], now_ms: int
+    ) -> frozenset[int]:
+        """Which new keys to leave out so the table stays within its bound, or raise
+        `StoreUnavailable` when even that is not enough for the counters that refuse.
+
+        Failure counts (`ALWAYS`) are filed past the bound: they come only from
+        verifications, each of which needed a code sent, so the send limits bound them, and
+        dropping one would hand an attacker fresh guesses.
+        """
+        new = [
+            index
+            for index, (c, w) in enumerate(zip(counters, windows, strict=True))
+            if c.cost and c.when_full != ALWAYS and live(w, now_ms) is None
+        ]
+        if not new or len(self._windows) + len(new) <= self._max_counters:
+            return frozenset()
+        # Full: reclaim everything already due before leaving anything out.
+        self._sweep(now_ms // 1000, self._wheel.backlog(now_ms // 1000))
+        if len(self._windows) + len(new) <= self._max_counters:
+            return frozenset()
+        required = [i for i in new if counters[i].when_full == REFUSE]
+        if required and len(self._windows) + len(required) > self._max_counters:
+            raise StoreUnavailable()
+        return frozenset(i for i in new if counters[i].when_full == IF_ROOM)
 
     async def reset(self, keys: Sequence[bytes]) -> None:
         for key in keys:

@@ -283,9 +283,16 @@ class Challenges:
         raw, data = await json_object(request)
 
         async def run() -> Response:
+            now = int(self.clock())
+            limiter = self.verifications.limiter
+            caller = address_bucket(request, key, None)
+            # Refused creates are metered like served ones, as in the browser flow: an
+            # address left over its allowance is refused before validation runs.
+            limiter.check_refused(caller, now)
             try:
                 body = self.create_body.model_validate(data)
             except ValidationError as error:
+                await limiter.charge_refused(caller, now)
                 fields = sorted({str(e["loc"][0]) for e in error.errors() if e["loc"]})
                 if set(fields) <= set(RESERVED_FIELDS):
                     raise BodyInvalid(extra={"fields": fields}) from None
@@ -297,7 +304,6 @@ class Challenges:
             if link and link_base is None:
                 raise BodyInvalid("`link` needs sign-in links: set OTP_LINKS=true.")
             credential = body.credential()
-            now = int(self.clock())
             forwarded = end_user_address(key, end_user_ip)
             address = None if forwarded is None else limit_bucket(forwarded)
             started = await self.verifications.start(
@@ -449,12 +455,10 @@ class Challenges:
     async def _refused_after_spend(
         self, handback: HandBack, held: Pending, key_id: str, now: int
     ) -> Response:
-        """A wrong code or a limit after the spend: the outcome, with the new token."""
-        handback.__traceback__ = None
-        error = handback.error
-        token = await self.tokens.seal(
-            Pending(handback.state, held.nonce, held.address, held.link), key_id, now
-        )
+        """A wrong code or the credential's lockout after the spend: the outcome, with the
+        new token; any other refusal raised as an HTTP error carrying the new token."""
+        error = await self._handed_back(handback, held, key_id, now)
+        token = error.extra["challenge"]
         if isinstance(error, OtpIncorrect):
             return status(
                 "incorrect",
@@ -464,17 +468,16 @@ class Challenges:
             )
         if isinstance(error, RateLimited) and LOCKOUT_LIMIT in error.refused_by:
             return status("locked", retryAfter=error.extra["retryAfter"], challenge=token)
-        error.extra["challenge"] = token
         raise error
 
     async def _handed_back(
         self, handback: HandBack, held: Pending, key_id: str, now: int
     ) -> OtpError:
-        """A refusal after the spend, carrying the new token in its body."""
-        handback.__traceback__ = None
-        handback.error.extra["challenge"] = await self.tokens.seal(
-            Pending(handback.state, held.nonce, held.address, held.link), key_id, now
-        )
+        """The refusal behind `handback`, carrying the new token (in `extra["challenge"]`)
+        that replaces the spent one."""
+        handback.__traceback__ = None  # it holds the frames that hold it
+        after = Pending(handback.state, held.nonce, held.address, held.link)
+        handback.error.extra["challenge"] = await self.tokens.seal(after, key_id, now)
         return handback.error
 
     def _pending(self, token: str, pending: Pending, now: int, *, sent: bool) -> dict[str, Any]:

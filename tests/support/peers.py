@@ -33,5 +33,6 @@ class Peers:
 
 
 def address(index: int) -> str:
-    """A distinct documentation address (TEST-NET-2/3) for each index below 512."""
-    return f"198.51.100.{index}" if index < 256 else f"203.0.113.{index - 256}"
+    """A distinct address for each index below 512, each in a /24 network of its own, so
+    per-network limits treat every index as an unrelated client."""
+    return f"198.51.{index}.7" if index < 256 else f"203.0.{index - 256}.7"

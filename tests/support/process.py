@@ -26,10 +26,16 @@ class ServerProcess:
     """A real server process; its stderr is collected into a file for log checks."""
 
     def __init__(
-        self, env: dict[str, str], port: int | None = None, module: str = "tests.support.server"
+        self,
+        env: dict[str, str],
+        port: int | None = None,
+        module: str = "tests.support.server",
+        ready_path: str = "/health",
     ) -> None:
-        # `tests.support.server` serves the tests' own hooks; `otpserver`, the shipped `custom/`.
+        # `tests.support.server` serves the tests' own hooks; `otpserver`, the shipped `custom/`;
+        # another module (an example application) answers 200 on `ready_path` once serving.
         self.module = module
+        self.ready_path = ready_path
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = ROOT / ".pytest_cache" / f"server-{self.port}.log"
@@ -61,18 +67,24 @@ class ServerProcess:
             )
 
     def wait_until_serving(self) -> None:
-        """Return once `/health` answers; fail with the process's output if it never does."""
+        """Return once `ready_path` answers 200; fail with the process's output if it never does."""
         assert self._process is not None
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{self.output()}")
             try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}{self.ready_path}", timeout=1).status_code == 200:
                     return
             except httpx.TransportError:
                 time.sleep(0.1)
         raise RuntimeError(f"server did not start:\n{self.output()}")
+
+    @property
+    def pid(self) -> int:
+        """The server process's id (to constrain it, e.g. its open-file limit)."""
+        assert self._process is not None
+        return self._process.pid
 
     @property
     def log_path(self) -> Path:

@@ -32,6 +32,9 @@ NO_LIMITS = LimitOverrides(
         "address_verifies": UNLIMITED,
         "prefix_sends": UNLIMITED,
         "max_failures": 100,
+        "network_requests": UNLIMITED,
+        "network_verifies": UNLIMITED,
+        "network_budget_percent": 100,
     },
     channel_sends_per_hour={"*": UNLIMITED, "email": UNLIMITED, "phone": UNLIMITED},
 )

@@ -1,0 +1,1 @@
+"""Example applications that use otpserver the way a host application would."""
