@@ -213,7 +213,12 @@ def clear_limit_counters(redis_url: str) -> None:
     rounds (`OTP_LIMIT_MAX_FAILURES` is at most 100), turning later rounds into 429s."""
     client = redis.Redis.from_url(redis_url)
     try:
-        keys = list(client.scan_iter(match=COUNTER_PREFIX + b"*", count=1000))
+        # Trees from before the `{otp}` hash tag name their counters `otp:rl:…`.
+        keys = [
+            key
+            for prefix in (COUNTER_PREFIX, b"otp:rl:")
+            for key in client.scan_iter(match=prefix + b"*", count=1000)
+        ]
         for start in range(0, len(keys), 1000):
             client.delete(*keys[start : start + 1000])
     finally:

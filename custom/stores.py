@@ -65,8 +65,8 @@ def make_id_store(settings: Settings) -> IdStore:
     """The ID store the settings name."""
     if settings.uses_memory_store:
         return MemoryIdStore(max_ids=settings.memory_max_ids)
-    timeout = settings.store_timeout_seconds
-    return RedisIdStore(redis_client(settings.store_url, timeout), timeout)
+    timeout, wait = settings.store_timeout_seconds, settings.redis.wait_replicas
+    return RedisIdStore(redis_client(settings.store_url, timeout, wait_replicas=wait), timeout)
 
 
 def make_key_store(settings: Settings) -> KeyStore:
@@ -82,13 +82,13 @@ def make_counter_store(settings: Settings) -> CounterStore:
     call per decision)."""
     if settings.uses_memory_store:
         return MemoryCounterStore(max_counters=settings.memory_max_counters)
-    timeout = settings.store_timeout_seconds
-    return RedisCounterStore(redis_client(settings.store_url, timeout), timeout)
+    timeout, wait = settings.store_timeout_seconds, settings.redis.wait_replicas
+    return RedisCounterStore(redis_client(settings.store_url, timeout, wait_replicas=wait), timeout)
 
 
 def make_marker_store(settings: Settings) -> MarkerStore:
     """The marker store on the same backend as the IDs."""
     if settings.uses_memory_store:
         return MemoryMarkerStore()
-    timeout = settings.store_timeout_seconds
-    return RedisMarkerStore(redis_client(settings.store_url, timeout), timeout)
+    timeout, wait = settings.store_timeout_seconds, settings.redis.wait_replicas
+    return RedisMarkerStore(redis_client(settings.store_url, timeout, wait_replicas=wait), timeout)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 
 from otpserver import asgi
 from otpserver.errors import ConfigError, StoreUnavailable
@@ -30,6 +31,8 @@ from otpserver.http.app import OtpApp
 from otpserver.http.health import Readiness
 from otpserver.observability import logs, metrics, outage
 from otpserver.settings.environment import MASTER_KEY_BYTES, Settings
+from otpserver.stores import redis as redis_store
+from otpserver.stores.clients import redis_client
 from otpserver.v1 import admin
 
 Serve = Callable[[str, Settings], None]
@@ -160,6 +163,19 @@ def build_parser(
     unlock_parser.add_argument("channel", help="the credential's field, e.g. email or phone")
     unlock_parser.add_argument("address", help="the address, as a user would type it")
     unlock_parser.set_defaults(run=functools.partial(run_unlock, application=application))
+    revoke_parser = keys_commands.add_parser(
+        "revoke-pending",
+        help="make every pending cookie and token invalid (the step after restoring Redis)",
+        description=(
+            "Delete every single-use ID and every key-encryption key in the Redis store and "
+            "move its sequence ahead, so that no cookie or challenge token issued before "
+            "works again: users ask for a new code. Run it after restoring a snapshot or "
+            "promoting a replica that may have missed writes (README: Redis: high "
+            "availability, backups and restores). Signed results, API keys and sealed blobs "
+            "(TOTP, backup codes, devices) are not affected."
+        ),
+    )
+    revoke_parser.set_defaults(run=run_keys_revoke_pending)
     return parser
 
 
@@ -242,6 +258,10 @@ def run_serve(
                 file=sys.stderr,
             )
             return 1
+        try:
+            asyncio.run(redis_store.check_store(settings))
+        except ConfigError as error:
+            return report_config_error(error)
         serve(chosen.factory, settings)
     finally:
         if listener is not None:
@@ -376,6 +396,41 @@ def run_unlock(args: argparse.Namespace, *, application: Callable[[], Applicatio
         return 1
     # The address is not echoed: the operator typed it, and output may end up in a log.
     print(f"otpserver: unlock: cleared the failure counts of that {credential.channel} credential")
+    return 0
+
+
+def run_keys_revoke_pending(args: argparse.Namespace) -> int:
+    """Revoke every pending cookie and token in the Redis store."""
+    try:
+        settings = Settings.from_env()
+    except ConfigError as error:
+        return report_config_error(error)
+    if settings.uses_memory_store:
+        print(
+            "otpserver: keys revoke-pending: memory:// keeps nothing across a restart; "
+            "restarting the server already revoked everything pending",
+            file=sys.stderr,
+        )
+        return 2
+
+    async def revoke() -> redis_store.Revoked:
+        client = redis_client(settings.store_url, settings.store_timeout_seconds)
+        try:
+            return await redis_store.revoke_pending(client)
+        finally:
+            await client.aclose()
+
+    try:
+        revoked = asyncio.run(revoke())
+    except (RedisError, OSError) as error:
+        print(
+            f"otpserver: keys revoke-pending: no answer from the store ({error})", file=sys.stderr
+        )
+        return 1
+    print(
+        f"otpserver: revoked {revoked.ids} pending ID(s) and {revoked.keys} key(s); "
+        f"store sequence now {revoked.sequence}"
+    )
     return 0
 
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 
 from otpserver.delivery import DeliveryConfig
 from otpserver.hooks import Hooks
@@ -28,11 +27,14 @@ from otpserver.stores import (
 from tests.support.fakes import FakeClock, RecordingSender
 from tests.support.hooks import HOOKS
 from tests.support.peers import Peers
-from tests.support.redis_server import RedisServer, external_redis_url
+from tests.support.redis_server import Deployments, RedisServer, external_redis_url
 
 MASTER_KEY = bytes(range(32))
 MASTER_KEY_TEXT = base64.urlsafe_b64encode(MASTER_KEY).rstrip(b"=").decode()
 STORES = ["memory", "redis"]
+"""What the `store` fixture runs a test on, unless its module names others in `STORES`
+(any of `tests.support.redis_server.BACKENDS` besides "memory"), or a test's
+`redis_backends` marker narrows them."""
 PUBLIC_SITE = DeliveryConfig(autofill_domain="otp.example.com")
 """Production requires the site name for messages; the tests' clients use this host."""
 ISSUER = "https://otp.example.com"
@@ -52,14 +54,49 @@ def redis_server() -> Iterator[RedisServer | None]:
     server.close()
 
 
+@pytest.fixture(scope="session")
+def redis_deployments(redis_server: RedisServer | None) -> Iterator[Deployments]:
+    """Redis, Valkey, Cluster and Sentinel deployments, each started on first use and all
+    closed at the end of the session."""
+    deployments = Deployments(redis_server)
+    try:
+        yield deployments
+    finally:
+        deployments.close()
+
+
 @pytest.fixture
-def redis_url(redis_server: RedisServer | None) -> str:
-    """The URL of an empty Redis database."""
-    url = external_redis_url() or (redis_server.url if redis_server else "")
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    client.close()
-    return url
+def redis_url(request: pytest.FixtureRequest, redis_deployments: Deployments) -> str:
+    """The URL of an empty database: plain Redis, unless the module or test names other
+    deployments (`REDIS_BACKENDS`, or the `redis_backends` marker)."""
+    return redis_deployments.url(getattr(request, "param", "redis"))
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run store-backed tests on the deployments their module or marker names."""
+    marker = metafunc.definition.get_closest_marker("redis_backends")
+    narrowed = list(marker.args) if marker else None
+    if "store" in metafunc.fixturenames and not _parametrized(metafunc, "store"):
+        stores = getattr(metafunc.module, "STORES", STORES)
+        if narrowed is not None:
+            stores = [s for s in stores if s == "memory" or s in narrowed]
+        metafunc.parametrize("store", stores, indirect=True)
+    elif "redis_url" in metafunc.fixturenames:
+        backends = getattr(metafunc.module, "REDIS_BACKENDS", None)
+        if narrowed is not None:
+            backends = [b for b in backends or narrowed if b in narrowed]
+        if backends:
+            metafunc.parametrize("redis_url", backends, indirect=True)
+
+
+def _parametrized(metafunc: pytest.Metafunc, name: str) -> bool:
+    for marker in metafunc.definition.iter_markers("parametrize"):
+        names = marker.args[0]
+        if isinstance(names, str):
+            names = [n.strip() for n in names.split(",")]
+        if name in names:
+            return True
+    return False
 
 
 @pytest.fixture
@@ -82,9 +119,9 @@ Redis reply into a 503 (a burst of 50 requests once took over a second there). T
 timeouts and outages pass a short `store_timeout_seconds` of their own."""
 
 
-@pytest.fixture(params=STORES)
+@pytest.fixture
 def store(request: pytest.FixtureRequest) -> str:
-    """Runs a test once per store backend."""
+    """Runs a test once per store backend (see `STORES`)."""
     return str(request.param)
 
 
@@ -99,8 +136,8 @@ async def make_app(
         store: str = "memory", hooks: Hooks = HOOKS, *, real_sender: bool = False, **settings: Any
     ) -> OtpApp:
         url = "memory://"
-        if store == "redis":
-            url = request.getfixturevalue("redis_url")
+        if store != "memory":
+            url = request.getfixturevalue("redis_deployments").url(store)
         values: dict[str, Any] = {
             "master_key": MASTER_KEY,
             "store_url": url,
@@ -136,7 +173,10 @@ def test_hooks(hooks: Hooks, clock: FakeClock, sender: RecordingSender | None) -
         timeout = settings.store_timeout_seconds
         if settings.uses_memory_store:
             return MemoryIdStore(max_ids=settings.memory_max_ids, clock=clock)
-        return RedisIdStore(redis_client(settings.store_url, timeout), timeout)
+        client = redis_client(
+            settings.store_url, timeout, wait_replicas=settings.redis.wait_replicas
+        )
+        return RedisIdStore(client, timeout)
 
     def keys(settings: Settings) -> Any:
         timeout = settings.store_timeout_seconds
@@ -148,7 +188,10 @@ def test_hooks(hooks: Hooks, clock: FakeClock, sender: RecordingSender | None) -
         timeout = settings.store_timeout_seconds
         if settings.uses_memory_store:
             return MemoryMarkerStore(clock=clock)
-        return RedisMarkerStore(redis_client(settings.store_url, timeout), timeout)
+        client = redis_client(
+            settings.store_url, timeout, wait_replicas=settings.redis.wait_replicas
+        )
+        return RedisMarkerStore(client, timeout)
 
     hooks = dataclasses.replace(
         hooks, make_id_store=ids, make_key_store=keys, make_marker_store=markers

@@ -12,6 +12,9 @@ from tests.conftest import AppFactory
 from tests.support.api import Browser
 from tests.support.fakes import FakeClock, RecordingSender
 
+STORES = ["memory", "redis", "valkey"]
+"""Valkey too: the API behaves alike on either server."""
+
 
 async def test_create_sends_a_code_and_returns_public_state(
     client: httpx.AsyncClient, sender: RecordingSender, clock: FakeClock

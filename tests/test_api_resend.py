@@ -7,6 +7,9 @@ import httpx
 from tests.support.api import Browser, wrong
 from tests.support.fakes import FakeClock, RecordingSender
 
+STORES = ["memory", "redis", "valkey"]
+"""Valkey too: the API behaves alike on either server."""
+
 
 async def test_resend_inside_cooldown_is_429_and_sends_nothing(
     client: httpx.AsyncClient, sender: RecordingSender, clock: FakeClock

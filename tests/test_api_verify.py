@@ -8,6 +8,9 @@ import pytest
 from tests.support.api import Browser, wrong
 from tests.support.fakes import FakeClock, RecordingSender
 
+STORES = ["memory", "redis", "valkey"]
+"""Valkey too: the API behaves alike on either server."""
+
 
 async def test_correct_code_runs_final_hook_and_clears_cookie(
     client: httpx.AsyncClient, sender: RecordingSender

@@ -9,6 +9,7 @@ import redis
 
 from bench.compare import clear_limit_counters, instructions_table
 from bench.report import noise_warning
+from otpserver.stores.redis import COUNTER_PREFIX, ID_PREFIX
 
 
 def setup_result(name: str, shares: dict[str, float]) -> dict[str, Any]:
@@ -43,10 +44,12 @@ def test_a_comparison_clears_only_the_limit_counts_between_runs(redis_url: str) 
     their wrong guesses from locking the benchmark's identities, and touches nothing else."""
     client = redis.Redis.from_url(redis_url)
     try:
-        client.mset({f"otp:rl:f:{n}": b"1" for n in range(2500)} | {"otp:id:kept": b"1"})
+        client.mset(
+            {COUNTER_PREFIX + b"f:%d" % n: b"1" for n in range(2500)} | {ID_PREFIX + b"kept": b"1"}
+        )
         clear_limit_counters(redis_url)
-        assert list(client.scan_iter(match=b"otp:rl:*")) == []
-        assert client.get("otp:id:kept") == b"1"
+        assert list(client.scan_iter(match=COUNTER_PREFIX + b"*")) == []
+        assert client.get(ID_PREFIX + b"kept") == b"1"
     finally:
         client.close()
 

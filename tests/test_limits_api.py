@@ -9,6 +9,7 @@ import redis
 
 from otpserver.settings.overrides import LimitOverrides
 from otpserver.settings.proxies import parse_trusted_proxies
+from otpserver.stores.redis import COUNTER_PREFIX
 from tests.conftest import AppFactory
 from tests.support.api import Browser, wrong
 from tests.support.fakes import FakeClock, RecordingSender
@@ -288,10 +289,11 @@ async def test_redis_holds_no_credential_or_address(
     await browser.create(EMAIL)
     await browser.verify("000000")
     plain = redis.Redis.from_url(redis_url)
-    keys = list(plain.scan_iter(b"otp:rl:*"))
+    keys = list(plain.scan_iter(COUNTER_PREFIX + b"*"))
     # Sends, channel, address, network and the network's budget share for the create;
     # failures, the long failure cap, address and network verifies after.
-    assert sorted(key[7:9] for key in keys) == [
+    kinds = len(COUNTER_PREFIX)
+    assert sorted(key[kinds : kinds + 2] for key in keys) == [
         b"a:",
         b"b:",
         b"f:",

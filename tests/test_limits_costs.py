@@ -99,6 +99,16 @@ async def test_limits_add_no_redis_round_trip_to_any_request(
         return await execute(self, *command)
 
     monkeypatch.setattr(RedisClient, "execute", counted)
+    # Consuming and charging steps send their script and the store sequence's INCR
+    # together: one write, one round trip.
+    pipeline: Callable[..., Awaitable[Any]] = RedisClient.pipeline
+
+    async def counted_pipeline(self: RedisClient, commands: Any) -> Any:
+        nonlocal sent
+        sent += 1
+        return await pipeline(self, commands)
+
+    monkeypatch.setattr(RedisClient, "pipeline", counted_pipeline)
 
     async def measure(request: Awaitable[Any]) -> int:
         before = sent

@@ -5,14 +5,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-import redis
 
 from otpserver.errors import StoreUnavailable
 from otpserver.stores import MemoryMarkerStore, RedisMarkerStore, redis_client
 from otpserver.stores.base import MarkerStore
 from otpserver.stores.markers_redis import MARKER_PREFIX
+from otpserver.stores.redis import SEQUENCE_KEY
 from tests.contracts.markers import MarkerStoreContract, new_key
 from tests.support.fakes import FakeClock
+from tests.support.redis_server import BACKENDS, plain_client
+
+REDIS_BACKENDS = BACKENDS
 
 
 class TestMemoryMarkerStore(MarkerStoreContract):
@@ -36,11 +39,11 @@ class TestRedisMarkerStore(MarkerStoreContract):
     @pytest.fixture
     async def markers(self, redis_url: str) -> AsyncIterator[MarkerStore]:
         """A Redis store on an empty database."""
-        self.admin = redis.Redis.from_url(redis_url)
-        store = RedisMarkerStore(redis_client(redis_url, 1.0))
-        yield store
-        await store.aclose()
-        self.admin.close()
+        with plain_client(redis_url) as admin:
+            self.admin = admin
+            store = RedisMarkerStore(redis_client(redis_url, 1.0))
+            yield store
+            await store.aclose()
 
     async def pass_time(self, seconds: float) -> None:
         # Redis keeps its own clock; lowering each remaining lifetime is the same as waiting.
@@ -54,11 +57,12 @@ class TestRedisMarkerStore(MarkerStoreContract):
                     self.admin.delete(key)
 
     async def test_markers_live_under_their_prefix(self, markers: MarkerStore) -> None:
-        """Every marker is one Redis key under `otp:mk:` with an expiry set."""
+        """Every marker is one Redis key under `{otp}:mk:` with an expiry set (beside the
+        store sequence that a claim advances)."""
         key = new_key()
         await markers.put(key, b"a", 60)
         await markers.advance(new_key(), 3, 60)
-        names = list(self.admin.scan_iter())
+        names = [name for name in self.admin.scan_iter() if name != SEQUENCE_KEY]
         assert len(names) == 2
         assert all(name.startswith(MARKER_PREFIX) for name in names)
         assert all(0 < int(self.admin.pttl(name)) <= 60_000 for name in names)

@@ -11,6 +11,7 @@ import redis
 from otpserver.crypto import envelope
 from otpserver.crypto.keyring import KEY_CACHE_SECONDS
 from otpserver.http.app import OtpApp
+from otpserver.stores.redis import KEY_PREFIX
 from otpserver.verification.sealing import b64decode
 from tests.conftest import MASTER_KEY, AppFactory
 from tests.support.api import Browser, wrong
@@ -74,7 +75,7 @@ async def test_instances_on_an_empty_redis_agree_on_one_key(
     browsers = [Browser(first if i % 2 else second) for i in range(10)]
     await asyncio.gather(*(b.create(f"user{i}@example.com") for i, b in enumerate(browsers)))
     plain = redis.Redis.from_url(redis_url)
-    assert len(plain.keys(b"otp:kek:*")) == 1
+    assert len(plain.keys(KEY_PREFIX + b"*")) == 1
     plain.close()
     crossing = Browser(first)
     crossing.cookie = browsers[0].cookie
@@ -96,7 +97,7 @@ async def test_keks_are_wrapped_at_rest_and_no_secret_is_stored(
     key_id, kek = await app.state.keyring.current(app.state.endpoints.clock())
     plain = redis.Redis.from_url(redis_url)
     values = {key: plain.dump(key) or b"" for key in plain.scan_iter()}
-    wrapped = plain.get(b"otp:kek:" + str(key_id).encode())
+    wrapped = plain.get(KEY_PREFIX + str(key_id).encode())
     assert isinstance(wrapped, bytes)
     plain.close()
     assert wrapped is not None

@@ -17,6 +17,9 @@ from tests.support.api import Browser, wrong
 from tests.support.fakes import FakeClock, RecordingSender
 from tests.support.hooks import HOOKS
 
+STORES = ["memory", "redis", "valkey"]
+"""Valkey too: the API behaves alike on either server."""
+
 
 async def test_every_earlier_cookie_is_dead_after_the_session_moves_on(
     client: httpx.AsyncClient, sender: RecordingSender, clock: FakeClock

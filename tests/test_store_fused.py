@@ -21,10 +21,13 @@ from otpserver.stores import (
 )
 from otpserver.stores.base import Claim, ClaimOutcome, CounterStore, IdStore
 from otpserver.stores.counters import Counter, Decision
+from tests.support.redis_server import BACKENDS
 
 NOW = 1_800_000_000_000
 MINUTE = 60_000
-PAIRINGS = ["memory", "redis", "redis-apart"]
+PAIRINGS = ["memory", *BACKENDS, "redis-apart"]
+"""Memory; IDs and counters together on every Redis deployment; and apart, in two
+databases of one Redis."""
 
 Stores = tuple[IdStore, CounterStore]
 
@@ -56,10 +59,11 @@ async def stores(request: pytest.FixtureRequest) -> AsyncIterator[Stores]:
     if request.param == "memory":
         yield MemoryIdStore(clock=lambda: NOW / 1000), MemoryCounterStore()
         return
-    url: str = request.getfixturevalue("redis_url")
+    apart = request.param == "redis-apart"
+    url: str = request.getfixturevalue("redis_deployments").url("redis" if apart else request.param)
     ids = RedisIdStore(redis_client(url, 1.0))
-    counters_url = url if request.param == "redis" else url.rpartition("/")[0] + "/1"
-    if request.param == "redis-apart":
+    counters_url = url.rpartition("/")[0] + "/1" if apart else url
+    if apart:
         flushing = redis.Redis.from_url(counters_url)
         flushing.flushdb()
         flushing.close()

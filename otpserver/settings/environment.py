@@ -40,6 +40,7 @@ from otpserver.settings.reader import (
     default_text,
     overridable,
 )
+from otpserver.settings.store import RedisOptions, parse_store_url
 
 Environment = Literal["production", "development"]
 _ENVIRONMENTS: tuple[Environment, ...] = ("production", "development")
@@ -63,7 +64,8 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar(
         "OTP_STORE_URL",
         defaults.STORE_URL,
-        "memory:// (one process) or redis://host:6379/0, rediss://...",
+        "memory:// (one process), redis://host:6379/0, rediss://, unix://, "
+        "redis+sentinel://h1:26379,h2:26379/service or redis+cluster://h1:6379,h2:6379",
     ),
     EnvVar(
         "OTP_STORE_TIMEOUT_SECONDS",
@@ -233,6 +235,7 @@ class Settings:
     links: LinkSettings = field(default_factory=LinkSettings)
     operations: OperationsConfig = field(default_factory=OperationsConfig)
     server: hardening.ServerLimits = field(default_factory=hardening.ServerLimits)
+    redis: RedisOptions = field(default_factory=RedisOptions)
 
     @property
     def is_development(self) -> bool:
@@ -252,11 +255,7 @@ class Settings:
         reader = EnvReader(env, ENV_VARS, problems)
         environment = reader.choice("OTP_ENV", _ENVIRONMENTS)
         store_url = reader.required("OTP_STORE_URL")
-        if not store_url.startswith(("memory://", "redis://", "rediss://", "unix://")):
-            reader.problem(
-                "OTP_STORE_URL",
-                "OTP_STORE_URL must start with memory://, redis://, rediss:// or unix://",
-            )
+        problems.read(lambda: parse_store_url(store_url), None, "OTP_STORE_URL")
         overrides = {
             name: reader.integer(var, *POLICY_BOUNDS[name])
             for var, name in POLICY_ENV_FIELDS.items()
@@ -287,6 +286,7 @@ class Settings:
             api=ApiSettings.from_env(env, problems),
             links=LinkSettings.from_env(env, problems),
             server=hardening.ServerLimits.from_env(env, problems),
+            redis=problems.read(lambda: RedisOptions.from_env(env), RedisOptions()),
         )
         problems.raise_if_any()
         return settings

@@ -19,6 +19,7 @@ from otpserver.settings.factors import FACTOR_ENV_VARS
 from otpserver.settings.hardening import LIMIT_ENV_VARS, SERVER_ENV_VARS
 from otpserver.settings.links import LINK_ENV_VARS
 from otpserver.settings.operations import OPERATIONS_ENV_VARS
+from otpserver.settings.store import STORE_ENV_VARS
 
 SAMPLE_ENV_PATH = Path(__file__).parents[2] / "sample.env"
 README_PATH = Path(__file__).parents[2] / "README.md"
@@ -46,6 +47,7 @@ SECTIONS: tuple[tuple[str, Iterable[Documented]], ...] = (
     ("Sign-in links that mail scanners cannot spend", LINK_ENV_VARS),
     ("Abuse limits on networks and failures (custom/limits.py)", LIMIT_ENV_VARS),
     ("HTTP server: connections, request heads, slow clients", SERVER_ENV_VARS),
+    ("Redis store", STORE_ENV_VARS),
 )
 
 

@@ -1,4 +1,4 @@
-"""A Redis client cut down to what the stores send: one command, one reply.
+"""A Redis client cut down to what the stores send to one primary: one command, one reply.
 
 redis-py's asyncio client wraps each command in layers the stores never use: a retry
 object, observability records, an event dispatcher, and a blocking pool that takes a lock,
@@ -11,6 +11,12 @@ redis-py still does what it does well: parsing the URL, connecting (TCP, TLS or 
 socket, with AUTH and SELECT), reading replies with hiredis's parser, and closing a
 connection whose read or write was cut off, so no late reply is ever taken for the answer
 to a later command.
+
+This client leans on redis-py internals, listed in `INTERNALS` and held to their expected
+shape by `tests/test_store_clients.py`; `pyproject.toml` pins redis-py below its next major
+version, and `fast_path_supported` keeps this client out of use on any redis-py outside
+`REDIS_PY_VERSIONS`, where the maintained `redis.asyncio.Redis` serves instead
+(`otpserver.stores.clients`). Every store test runs on both.
 """
 
 from __future__ import annotations
@@ -23,17 +29,43 @@ from dataclasses import dataclass
 from typing import Any
 
 import hiredis
+import redis
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import MovedError, NoScriptError, ReadOnlyError, ResponseError
 
 Argument = bytes | str | int | float
 """What a command is made of: strings are sent UTF-8, numbers as their decimal text."""
 
 MAX_CONNECTIONS = 128
 """Connections one client (one store in one process) may hold open at once."""
+
+REDIS_PY_VERSIONS = ((5, 0), (9, 0))
+"""redis-py releases (from, up to but excluding) whose internals below this client was
+checked against; the test suite runs on the installed one."""
+
+INTERNALS = (
+    "redis.asyncio.connection.ConnectionPool.from_url: .connection_class, .connection_kwargs",
+    "redis.asyncio.connection.AbstractConnection(**connection_kwargs)",
+    "AbstractConnection.is_connected",
+    "AbstractConnection.send_packed_command(packed, check_health=False)",
+    "AbstractConnection.read_response() raising ResponseError subclasses for error replies",
+    "AbstractConnection.disconnect(nowait=True), and disconnecting by itself on a failed read",
+    "hiredis.pack_command",
+)
+"""What this client uses of redis-py and hiredis beyond their documented client API."""
+
+
+def fast_path_supported(version: str = redis.__version__) -> bool:
+    """Whether the installed redis-py is one this client's internals were checked against."""
+    try:
+        major_minor = tuple(int(part) for part in version.split(".")[:2])
+    except ValueError:
+        return False
+    low, high = REDIS_PY_VERSIONS
+    return low <= major_minor < high
 
 
 def pack(command: Sequence[Argument]) -> bytes:
@@ -98,12 +130,18 @@ class RedisClient:
     async def execute(self, *command: Argument) -> Any:
         """Send `command` and return its reply; an error reply raises `ResponseError`, a
         broken connection `redis.exceptions.ConnectionError` (or `OSError` on connecting)."""
-        packed = pack(command)
+        return (await self._send(pack(command), 1, raise_errors=True))[0]
+
+    async def pipeline(self, commands: Sequence[Sequence[Argument]]) -> list[Any]:
+        """Send `commands` together down one connection and read their replies in order, in
+        one round trip; an error reply is returned in its place as a `ResponseError`."""
+        packed = b"".join(pack(command) for command in commands)
+        return await self._send(packed, len(commands), raise_errors=False)
+
+    async def _send(self, packed: bytes, replies: int, *, raise_errors: bool) -> list[Any]:
         connection = await self._checkout()
         try:
-            return await self._exchange(connection, packed)
-        except ResponseError:
-            raise  # The error reply was read whole: the connection is sound.
+            answers = await self._exchange(connection, packed, replies)
         except BaseException:
             # Cut off or broken. redis-py closes the socket itself when a read or write
             # fails; any other exit closes it here, so nothing half-read is ever reused. A
@@ -115,6 +153,20 @@ class RedisClient:
             self._checkin(connection)
             if self._closed:
                 await self.aclose()
+        for answer in answers:
+            if isinstance(answer, ReadOnlyError | MovedError):
+                # A primary demoted by a failover (or a node that moved its slots away):
+                # every connection here points at it, so drop them all and let the next
+                # call connect again, through DNS or a proxy that now names the new one.
+                await self._drop_all()
+            if raise_errors and isinstance(answer, ResponseError):
+                raise answer
+        return answers
+
+    async def _drop_all(self) -> None:
+        for connection in self._idle:
+            if connection.is_connected:
+                await connection.disconnect(nowait=True)
 
     async def run_script(
         self, script: Script, keys: Sequence[bytes], args: Sequence[Argument]
@@ -134,11 +186,11 @@ class RedisClient:
             await connection.disconnect()
 
     @staticmethod
-    async def _exchange(connection: AbstractConnection, packed: bytes) -> Any:
+    async def _exchange(connection: AbstractConnection, packed: bytes, replies: int) -> list[Any]:
         if connection.is_connected:
             try:
                 await connection.send_packed_command(packed, check_health=False)
-                return await connection.read_response()
+                return await _read(connection, replies)
             except RedisConnectionError:
                 # A pooled connection a Redis restart left dead: once more on a fresh one.
                 # Never after a timeout: a command that timed out may have run, and the
@@ -148,7 +200,7 @@ class RedisClient:
                 # which fails closed: nothing is granted twice.
                 pass
         await connection.send_packed_command(packed, check_health=False)
-        return await connection.read_response()
+        return await _read(connection, replies)
 
     async def _checkout(self) -> AbstractConnection:
         if self._idle:
@@ -174,3 +226,15 @@ class RedisClient:
                 waiter.set_result(connection)
                 return
         self._idle.append(connection)
+
+
+async def _read(connection: AbstractConnection, replies: int) -> list[Any]:
+    """`replies` replies off `connection`; an error reply is read whole (the connection stays
+    sound) and kept in its place."""
+    answers: list[Any] = []
+    for _ in range(replies):
+        try:
+            answers.append(await connection.read_response())
+        except ResponseError as error:
+            answers.append(error)
+    return answers

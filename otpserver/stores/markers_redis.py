@@ -1,4 +1,4 @@
-"""Redis markers under `otp:mk:`: several processes and machines share one set of markers.
+"""Redis markers under `{otp}:mk:`: several processes and machines share one set of markers.
 
 Each operation is one round trip and atomic on the server: `SET ... NX PX` for a claim, a
 short Lua script for `advance`, and plain `GET`/`SET`/`DEL` for the rest.
@@ -7,9 +7,9 @@ short Lua script for `advance`, and plain `GET`/`SET`/`DEL` for the rest.
 from __future__ import annotations
 
 from otpserver.stores.connections import Script
-from otpserver.stores.redis import _milliseconds, _RedisBackend
+from otpserver.stores.redis import TAG, _milliseconds, _RedisBackend
 
-MARKER_PREFIX = b"otp:mk:"
+MARKER_PREFIX = TAG + b":mk:"
 
 # Compare and set in one step no other client can interleave with, so of several instances
 # offering the same TOTP step exactly one stores it. Lua numbers are doubles: exact for
@@ -30,8 +30,10 @@ class RedisMarkerStore(_RedisBackend):
     """Markers as Redis strings with a TTL, so they expire by themselves."""
 
     async def put_if_absent(self, key: bytes, value: bytes, ttl_seconds: float) -> bool:
+        # A claim (a spent backup code, a replay guard): a consuming step, so it advances the
+        # store sequence and waits for replicas like an ID's (`_RedisBackend._guarded`).
         created = await self._call(
-            self._client.execute(
+            self._guarded(
                 b"SET", MARKER_PREFIX + key, value, b"PX", _milliseconds(ttl_seconds), b"NX"
             )
         )
@@ -43,8 +45,8 @@ class RedisMarkerStore(_RedisBackend):
 
     async def advance(self, key: bytes, value: int, ttl_seconds: float) -> bool:
         result = await self._call(
-            self._client.run_script(
-                _ADVANCE, [MARKER_PREFIX + key], [value, _milliseconds(ttl_seconds)]
+            self._guarded(
+                1, MARKER_PREFIX + key, value, _milliseconds(ttl_seconds), script=_ADVANCE
             )
         )
         return bool(result == 1)

@@ -3,27 +3,51 @@
 Each operation is one round trip and atomic on the server (`SET NX PX`, `DEL`, or a short
 Lua script). Every backend failure, including a timeout, becomes `StoreUnavailable`, so the
 server fails closed with 503 and recovers by itself: the next call connects again.
+
+Every key sits under one hash tag, `{otp}`, so on a Redis Cluster all of them live in one
+slot and every script's keys are on one node; one primary carries the load either way
+(SPEC §17, README "Redis: high availability, backups and restores").
+
+A consumed ID must never come back (SPEC §17). Every consuming or charging step also
+advances a store sequence, `{otp}:seq`, in the same round trip; a process that sees the
+sequence go back (a restored snapshot, a failover to a lagging replica) refuses, deletes
+every pending ID and key (`revoke_pending`) and moves the sequence far ahead so the other
+instances agree. With `OTP_REDIS_WAIT_REPLICAS=n` those steps also wait, still in the same
+round trip, until n replicas hold them, so a failover cannot lose them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
-from otpserver.errors import StoreUnavailable
+from otpserver.errors import ConfigError, StoreUnavailable
 from otpserver.observability.outage import STORE
+from otpserver.settings.environment import Settings
 from otpserver.stores.base import Claim, ClaimOutcome, CounterStore, claim_in_steps
-from otpserver.stores.connections import MAX_CONNECTIONS, Argument, RedisClient, Script
+from otpserver.stores.clients import StoreClient, redis_client
+from otpserver.stores.connections import Argument, Script
 from otpserver.stores.counters import ALLOWED, Counter, Decision
-from otpserver.stores.deadlines import SharedDeadline
 
 T = TypeVar("T")
 
-ID_PREFIX = b"otp:id:"
-KEY_PREFIX = b"otp:kek:"
-COUNTER_PREFIX = b"otp:rl:"
+log = logging.getLogger("otpserver.stores")
+
+TAG = b"{otp}"
+"""The hash tag every key shares: one Cluster slot, so every script's keys are together."""
+ID_PREFIX = TAG + b":id:"
+KEY_PREFIX = TAG + b":kek:"
+COUNTER_PREFIX = TAG + b":rl:"
+SEQUENCE_KEY = TAG + b":seq"
+SEQUENCE_JUMP = 1 << 40
+"""How far a revocation moves the sequence: past anything an instance may remember."""
+EVICTING_POLICIES = ("allkeys-", "volatile-")
+"""`maxmemory-policy` prefixes that may evict a limit counter (which hands out guesses)."""
 
 # DEL returns how many keys it removed: exactly one concurrent caller sees 1, and only that
 # caller gets the new ID filed.
@@ -124,23 +148,6 @@ return {1, unpack(decision)}
 )
 
 
-def redis_client(
-    url: str, timeout_seconds: float, *, max_connections: int = MAX_CONNECTIONS
-) -> RedisClient:
-    """A client for the stores below, which bound each call to `timeout_seconds` as a whole.
-
-    There is no retry with backoff, which would hold requests open during an outage: the
-    server answers 503 at once and the next request connects again. The one immediate
-    retry is for a pooled connection that a Redis restart left dead, and never follows a
-    timeout (`RedisClient`). Connecting has its own limit, the same `timeout_seconds`;
-    reading and writing have none of their own, because the store's deadline (`_call`)
-    covers the whole call, waiting for a free connection included.
-    """
-    return RedisClient(
-        url, connect_timeout_seconds=timeout_seconds, max_connections=max_connections
-    )
-
-
 def _counter_args(counters: Sequence[Counter], now_ms: int) -> tuple[list[bytes], list[Argument]]:
     """The keys and arguments `_HIT_FUNCTION` reads for `counters`."""
     keys = [COUNTER_PREFIX + c.key for c in counters]
@@ -165,26 +172,177 @@ def _milliseconds(seconds: float) -> int:
     return max(1, int(seconds * 1000 + 0.999))
 
 
+class ReplicasBehind(RedisError):
+    """Fewer replicas than `OTP_REDIS_WAIT_REPLICAS` confirmed a step within the timeout."""
+
+
+class StoreWentBack(RedisError):
+    """The store sequence went back: the store lost writes this process saw it make."""
+
+
+@dataclass
+class _Timeline:
+    """What one store of this process knows of the store sequence."""
+
+    highest: int = 0
+    emptied: int = 0
+    """How often the sequence started over at 1: a store emptied (a restart without
+    persistence, a flush) holds no ID at all, so it cannot bring one back."""
+    broken: bool = False
+    repair: asyncio.Task[None] | None = None
+
+
 class _RedisBackend:
     """Turns every way a Redis call can fail into `StoreUnavailable` within the timeout."""
 
-    def __init__(self, client: RedisClient, timeout_seconds: float = 1.0) -> None:
+    def __init__(self, client: StoreClient, timeout_seconds: float = 1.0) -> None:
         self._client = client
-        self._deadline = SharedDeadline(timeout_seconds)
+        self._timeout_seconds = timeout_seconds
+        self._timeline = _Timeline()
+        # WAIT gives up a little before the call's own deadline, so its answer still comes.
+        self._wait_ms = max(1, int(timeout_seconds * 800))
 
     @property
-    def client(self) -> RedisClient:
+    def client(self) -> StoreClient:
         """The client this store sends through."""
         return self._client
 
     async def _call(self, operation: Awaitable[T]) -> T:
+        """The one way every Redis call is made: bounded, and fails closed."""
         try:
-            return await STORE.timed(self._deadline.run(operation))
+            return await STORE.timed(self._bounded(operation))
+        except StoreWentBack as error:
+            self._went_back(error)
+            raise StoreUnavailable() from None
         except (RedisError, OSError, TimeoutError):
             raise StoreUnavailable() from None
 
+    async def _bounded(self, operation: Awaitable[T]) -> T:
+        # Inside the outage record, so a call cut off by its deadline counts as a failure.
+        async with asyncio.timeout(self._timeout_seconds):
+            return await operation
+
+    async def _guarded(self, *command: Argument, script: Script | None = None) -> Any:
+        """`command` (or `script` on `command`'s keys and arguments), advancing the store
+        sequence and, with `OTP_REDIS_WAIT_REPLICAS`, waiting for the replicas, all in one
+        round trip: the form of every step that consumes an ID or charges a counter."""
+        timeline = self._timeline
+        if timeline.broken:
+            raise StoreWentBack("pending state is being revoked after the store went back")
+        floor, emptied = timeline.highest, timeline.emptied
+        first: tuple[Argument, ...] = command if script is None else (b"EVALSHA", script.sha)
+        if script is not None:
+            first += command
+        commands: list[tuple[Argument, ...]] = [first, (b"INCR", SEQUENCE_KEY)]
+        wait = self._client.wait_replicas
+        if wait:
+            commands.append((b"WAIT", wait, self._wait_ms))
+        answers = await self._client.pipeline(commands)
+        if script is not None and isinstance(answers[0], NoScriptError):
+            # A restarted or flushed server: EVAL runs the source and caches it again. The
+            # sequence already moved; the WAIT, if any, comes again after the script.
+            retry = [(b"EVAL", script.source, *command), *commands[2:]]
+            answers[0], *waited = await self._client.pipeline(retry)
+            answers[2:] = waited
+        for answer in answers:
+            if isinstance(answer, ResponseError):
+                raise answer
+        sequence = int(answers[1])
+        if sequence == 1:
+            timeline.highest, timeline.emptied = 1, timeline.emptied + 1
+        elif timeline.emptied == emptied:
+            # Whatever this store had seen before sending was written before this INCR ran,
+            # so a store that kept its writes answers more; equal or less means it lost some.
+            if sequence <= floor:
+                raise StoreWentBack(f"store sequence {sequence} after {floor} was seen")
+            timeline.highest = max(timeline.highest, sequence)
+        if wait and int(answers[2]) < wait:
+            raise ReplicasBehind(f"{int(answers[2])} of {wait} replicas confirmed in time")
+        return answers[0]
+
+    def _went_back(self, error: StoreWentBack) -> None:
+        timeline = self._timeline
+        if not timeline.broken:
+            timeline.broken = True
+            log.error(
+                "store.unavailable: the Redis store went back in time (%s): refusing and "
+                "revoking every pending cookie and token",
+                error,
+            )
+        if timeline.repair is None or timeline.repair.done():
+            timeline.repair = asyncio.get_running_loop().create_task(self._repair())
+
+    async def _repair(self) -> None:
+        try:
+            async with asyncio.timeout(60):
+                highest = (await revoke_pending(self._client)).sequence
+        except (RedisError, OSError, TimeoutError) as error:
+            # One line: the cause says it all, a traceback would only repeat the client's stack.
+            log.error("revoking pending state failed (%s); retried on the next request", error)  # noqa: TRY400
+            return
+        self._timeline.highest, self._timeline.broken = highest, False
+        log.warning("store.unavailable ended: every pending cookie and token was revoked")
+
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+@dataclass(frozen=True, slots=True)
+class Revoked:
+    """What `revoke_pending` removed, and where it left the store sequence."""
+
+    ids: int
+    keys: int
+    sequence: int
+
+
+async def revoke_pending(client: StoreClient) -> Revoked:
+    """Make every pending cookie and token invalid: delete every single-use ID and every
+    key-encryption key, and move the store sequence past anything an instance remembers.
+
+    What `python -m otpserver keys revoke-pending` runs after restoring a store. Instances
+    still holding a deleted key open no cookie with it: its ID is gone too, and the key
+    itself leaves their caches within `otpserver.crypto.keyring.KEY_CACHE_SECONDS`."""
+    ids = await client.delete_matching(ID_PREFIX + b"*")
+    keys = await client.delete_matching(KEY_PREFIX + b"*")
+    sequence = int(await client.execute(b"INCRBY", SEQUENCE_KEY, SEQUENCE_JUMP))
+    return Revoked(ids, keys, sequence)
+
+
+async def check_eviction(client: StoreClient, *, production: bool, allowed: bool) -> None:
+    """Refuse (`ConfigError`) a `maxmemory-policy` that may evict limit counters, in
+    production and unless `OTP_REDIS_ALLOW_EVICTION=true`; only warn otherwise."""
+    policies = await client.eviction_policies()
+    risky = sorted(p for p in policies if p.startswith(EVICTING_POLICIES))
+    if not risky:
+        return
+    line = (
+        f"the Redis at OTP_STORE_URL has maxmemory-policy {', '.join(risky)}, which may evict "
+        "limit counters and hand out guesses: set it to noeviction, or "
+        "OTP_REDIS_ALLOW_EVICTION=true to accept that"
+    )
+    if production and not allowed:
+        raise ConfigError(line)
+    log.warning("%s", line)
+
+
+async def check_store(settings: Settings) -> None:
+    """Start-up checks of a Redis store (`check_eviction`); nothing for memory://. A server
+    that hides its memory settings (no `INFO memory`) is let through with a warning."""
+    if settings.uses_memory_store:
+        return
+    client = redis_client(settings.store_url, settings.store_timeout_seconds)
+    try:
+        async with asyncio.timeout(settings.store_timeout_seconds * 3):
+            await check_eviction(
+                client,
+                production=not settings.is_development,
+                allowed=settings.redis.allow_eviction,
+            )
+    except (RedisError, OSError, TimeoutError) as error:
+        log.warning("could not read the Redis maxmemory-policy (%s); not checked", error)
+    finally:
+        await client.aclose()
 
 
 class RedisIdStore(_RedisBackend):
@@ -199,13 +357,13 @@ class RedisIdStore(_RedisBackend):
         return created is not None
 
     async def consume(self, list_id: bytes) -> bool:
-        removed = await self._call(self._client.execute(b"DEL", ID_PREFIX + list_id))
+        removed = await self._call(self._guarded(b"DEL", ID_PREFIX + list_id))
         return bool(removed == 1)
 
     async def rotate(self, old_id: bytes, new_id: bytes, ttl_seconds: float) -> bool:
         keys = [ID_PREFIX + old_id, ID_PREFIX + new_id]
         result = await self._call(
-            self._client.run_script(_ROTATE, keys, [_milliseconds(ttl_seconds)])
+            self._guarded(len(keys), *keys, _milliseconds(ttl_seconds), script=_ROTATE)
         )
         return bool(result == 1)
 
@@ -233,12 +391,12 @@ class RedisIdStore(_RedisBackend):
             len(claim.counters),
             *counter_args,
         ]
-        claimed, *decision = await self._call(self._client.run_script(_CLAIM, keys, args))
+        claimed, *decision = await self._call(self._guarded(len(keys), *keys, *args, script=_CLAIM))
         return ClaimOutcome(claimed=int(claimed) == 1, decision=_decision(decision))
 
 
 class RedisKeyStore(_RedisBackend):
-    """Wrapped KEKs under `otp:kek:<id>`, expiring when no cookie can need them."""
+    """Wrapped KEKs under `{otp}:kek:<id>`, expiring when no cookie can need them."""
 
     async def get_or_create(self, key_id: int, candidate: bytes, ttl_seconds: float) -> bytes:
         keys = [_key_name(key_id)]
@@ -256,7 +414,7 @@ class RedisKeyStore(_RedisBackend):
 
 
 class RedisCounterStore(_RedisBackend):
-    """Abuse-limit counters as small hashes `{c: count, r: resets_at_ms}` under `otp:rl:`.
+    """Abuse-limit counters as small hashes `{c: count, r: resets_at_ms}` under `{otp}:rl:`.
 
     One `EVALSHA` per decision: Redis runs a script alone, so checking every counter and
     charging them all happens with no other client in between, across every instance.
@@ -264,7 +422,7 @@ class RedisCounterStore(_RedisBackend):
 
     async def hit(self, counters: Sequence[Counter], now_ms: int) -> Decision:
         keys, args = _counter_args(counters, now_ms)
-        return _decision(await self._call(self._client.run_script(_HIT, keys, args)))
+        return _decision(await self._call(self._guarded(len(keys), *keys, *args, script=_HIT)))
 
     async def reset(self, keys: Sequence[bytes]) -> None:
         if keys:
