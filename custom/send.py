@@ -7,7 +7,8 @@ The contract
     credential schema, or a channel your `custom/credential.py` adds) and
     `message.credential.address` to whom; `message.code`, `message.ttl_seconds`,
     `message.origin_host`, `message.locale` and `message.accept_language` are what a message
-    is written from.
+    is written from. `message.link` is a sign-in link for the same code (emails only, with
+    `OTP_LINKS=true`; None otherwise): show it beside the code, never instead of it.
 
 What the core guarantees before calling `send`
     The credential is validated and normalized (lower-case email without CR/LF/NUL, or an

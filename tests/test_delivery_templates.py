@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import re
 import shutil
@@ -252,4 +253,28 @@ def test_bad_folder_name_or_missing_folder_fails_at_load(tmp_path: Path) -> None
     copy_language(tmp_path, "en")
     copy_language(tmp_path, "english!")
     with pytest.raises(ConfigError, match="not named by a language tag"):
+        Templates.load(tmp_path)
+
+
+@pytest.mark.parametrize("language", SHIPPED)
+def test_every_shipped_email_shows_a_link_only_when_given(
+    templates: Templates, language: str
+) -> None:
+    """With a link the text and HTML bodies carry it (escaped in HTML); without, no trace."""
+    link = "https://login.example.com/l/AbC_d-9&x"
+    plain = templates.email(outgoing(locale=language))
+    linked = templates.email(dataclasses.replace(outgoing(locale=language), link=link))
+    assert link in linked.text.splitlines()
+    assert f'href="{html.escape(link)}"' in linked.html
+    for body in (plain.text, plain.html):
+        assert "/l/" not in body
+        assert "$" not in body
+    assert "$" not in linked.text + linked.html
+
+
+def test_a_link_snippet_must_hold_the_link(tmp_path: Path) -> None:
+    """A link snippet without `$link` stops start-up naming the file."""
+    folder = copy_language(tmp_path, "en")
+    (folder / "email_link.txt").write_text("Sign in: $domain\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=re.escape("email_link.txt must contain $link")):
         Templates.load(tmp_path)

@@ -39,6 +39,7 @@ from schemathesis.python.asgi import ASGIClient
 from otpserver.http.app import OtpApp, create_app
 from otpserver.settings.api import SCOPES, parse_api_keys
 from otpserver.settings.environment import Settings
+from otpserver.settings.links import LinkSettings
 from otpserver.settings.overrides import LimitOverrides
 from otpserver.v1.keys import new_key
 from tests.conftest import MASTER_KEY, MASTER_KEY_TEXT, PUBLIC_SITE, SIGNING, test_hooks
@@ -176,6 +177,11 @@ _FROM_SPENT_ENTRY = {
 }
 
 
+def is_page(response: Response) -> bool:
+    """True for an HTML page (the sign-in link's), whose refusals are pages, not JSON."""
+    return any(v.startswith("text/html") for v in response.headers.get("content-type", []))
+
+
 def set_cookie_value(response: Response) -> str | None:
     """The cookie value a response sets ('' when it clears it), None when it sets none."""
     for header in response.headers.get("set-cookie", []):
@@ -195,7 +201,8 @@ class CookieLedger:
     def check_and_record(self, case: Case[Any], response: Response) -> None:
         """Assert the answer fits the cookie's life, then record what the answer changed."""
         sent = case.cookies.get(COOKIE) if case.cookies else None
-        error = response.json().get("error") if response.status_code >= 400 else None
+        failed = response.status_code >= 400 and not is_page(response)
+        error = response.json().get("error") if failed else None
         if case.operation.label in ("POST /api/otp/resend", "POST /api/otp/verify"):
             if sent in self.live:
                 assert error != "OTP:INVALID_COOKIE", f"a live cookie was refused: {response.text}"
@@ -228,6 +235,8 @@ class FuzzTarget:
             api=dataclasses.replace(SIGNING, keys=parse_api_keys(API_KEY_LINE), key_requests=10**9),
             # Resends are allowed at once, so fuzzed resends reach the sender.
             policy_overrides={"resend_cooldown_seconds": 0},
+            # Every documented route is served: the link routes exist only with links on.
+            links=LinkSettings(enabled=True, cross_device=True, base_url=BASE_URL),
             limit_overrides=LimitOverrides(
                 numbers={
                     "credential_sends": _UNLIMITED,
@@ -334,7 +343,7 @@ def refusals_carry_their_documented_status(
     ctx: CheckContext, response: Response, case: Case[Any]
 ) -> bool | None:
     """Every error body names a code whose class has exactly the status it was sent with."""
-    if response.status_code < 400 or not response.content:
+    if response.status_code < 400 or not response.content or is_page(response):
         return None
     from otpserver.errors import ERROR_CLASSES
 

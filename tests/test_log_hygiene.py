@@ -370,3 +370,62 @@ async def test_second_factor_paths_log_no_secret(
     ):
         assert f"audit {event}" in capture.text
     assert_no_leaks(capture.text, seen)
+
+
+async def test_sign_in_links_log_no_token_or_code(
+    make_app: AppFactory,
+    client_for: Callable[[OtpApp], httpx.AsyncClient],
+    sender: RecordingSender,
+    clock: FakeClock,
+) -> None:
+    """Link pages, scanner POSTs, wrong and right numbers, approvals, polls, tampered and
+    expired links and a crash in the final hook, with the access log on, at DEBUG: no
+    record carries a link token, a code or a cookie."""
+    from otpserver.settings.links import LinkSettings
+    from otpserver.settings.operations import OperationsConfig
+
+    crash = {"on": False}
+
+    async def final(verified: VerifiedCredential, request: Request) -> Response:
+        if crash["on"]:
+            raise RuntimeError("the fork's final hook failed")
+        return await HOOKS.final(verified, request)
+
+    base = "https://otp.example.com"
+    with captured_records() as records:
+        app = make_app(
+            hooks=dataclasses.replace(HOOKS, final=final),
+            links=LinkSettings(enabled=True, cross_device=True, base_url=base),
+            operations=OperationsConfig(access_log=True),
+        )
+        client = client_for(app)
+        browsers = [Browser(client) for _ in range(3)]
+        for index, browser in enumerate(browsers):
+            await browser.create(f"user{index}@example.com")
+            path = (sender.sent[-1].link or "")[len(base) :]
+            await client.get(path)
+            await client.head(path)
+            await client.post(path)
+            await client.post(path[:-3] + "AAA")
+            status = (await browser.post("/api/otp/status")).json()
+            wrong_number = f"{(int(status['match']) + 1) % 100:02d}"
+            await client.post(path, data={"match": wrong_number})
+            if index == 0:
+                await client.post(path, data={"match": status["match"]})
+                await browser.post("/api/otp/status")
+            elif index == 1:
+                crash["on"] = True
+                assert (await browser.post(path)).status_code == 500
+                crash["on"] = False
+            else:
+                await client.post(path, data={"match": wrong_number})
+                clock.advance(301)
+                await client.get(path)
+    links = [m.link for m in sender.sent if m.link is not None]
+    assert len(links) == 3
+    tokens = [link.rpartition("/")[2] for link in links]
+    assert "/l/{token}" in records.text, "the access log never saw a link"
+    cookies = [c for b in browsers for c in b.history]
+    # The test's own HTTP client logs the URLs it requests; the server's records are swept.
+    server_lines = "\n".join(line for line in records.lines if "httpx" not in line)
+    assert_no_leaks(server_lines, [*tokens, *cookies, *(m.code for m in sender.sent)])

@@ -14,7 +14,9 @@ class OutgoingCode:
 
     `origin_host` is the host name the browser used (for the `@host #code` autofill line);
     `locale` is the client's explicit choice and `accept_language` the raw header, so the
-    sender can pick a template language; `ttl_seconds` is the code's lifetime.
+    sender can pick a template language; `ttl_seconds` is the code's lifetime. `link`, when
+    present (`OTP_LINKS=true`, email only), is a sign-in link for the same code: it signs in
+    only the browser that asked for the code, so a mail scanner that follows it spends nothing.
     """
 
     credential: Credential
@@ -24,6 +26,7 @@ class OutgoingCode:
     locale: str | None = None
     accept_language: str | None = None
     is_resend: bool = False
+    link: str | None = None
 
 
 class DeliveryError(Exception):

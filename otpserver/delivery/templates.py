@@ -4,6 +4,11 @@ Each language folder holds `email_subject.txt`, `email.txt`, `email.html` and `s
 written with `string.Template` placeholders: `$code`, `$minutes` (the lifetime, rounded up)
 and `$domain` (the site the code is for). Values are HTML-escaped in `email.html`. A forker
 adds a language by adding a folder; the folder name is the language tag (`pt`, `pt-br`).
+
+A sign-in link (`OTP_LINKS=true`) is rendered only when the message carries one: the
+folder's `email_link.txt` and `email_link.html` (placeholders `$link`, `$minutes`,
+`$domain`) fill the `$link_section` placeholder of `email.txt` and `email.html`, which is
+empty otherwise.
 Everything is read and checked once at start-up: a missing file, an unknown placeholder or
 an SMS without its autofill line is a `ConfigError` then, never a failed send later.
 """
@@ -25,10 +30,19 @@ DEFAULT_TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "custom" / "templa
 """The shipped templates, beside the other files a forker edits."""
 
 PLACEHOLDERS = frozenset({"code", "minutes", "domain"})
+EMAIL_PLACEHOLDERS = PLACEHOLDERS | {"link_section"}
+LINK_PLACEHOLDERS = frozenset({"link", "minutes", "domain"})
 AUTOFILL_LINE = "@$domain #$code"
 """Last SMS line: browsers (WebOTP) and phones offer the code only on this domain."""
 
-_FILES = ("email_subject.txt", "email.txt", "email.html", "sms.txt")
+_FILES = (
+    "email_subject.txt",
+    "email.txt",
+    "email.html",
+    "sms.txt",
+    "email_link.txt",
+    "email_link.html",
+)
 # Accept-Language is client input: look at a bounded number of entries only.
 _MAX_ACCEPT_LANGUAGE_ITEMS = 20
 
@@ -53,16 +67,18 @@ class RenderedText:
 
 @dataclass(frozen=True, slots=True)
 class LanguageTemplates:
-    """The four checked templates of one language."""
+    """The checked templates of one language."""
 
     email_subject: Template
     email_text: Template
     email_html: Template
     sms: Template
+    link_text: Template
+    link_html: Template
 
     @classmethod
     def read(cls, folder: Path) -> LanguageTemplates:
-        """Read and check the four files of one language folder."""
+        """Read and check the files of one language folder."""
         texts = {name: _read(folder / name) for name in _FILES}
         subject = texts["email_subject.txt"].strip()
         sms = texts["sms.txt"].rstrip()
@@ -72,9 +88,15 @@ class LanguageTemplates:
             raise ConfigError(f"{folder / 'sms.txt'} must end with the line {AUTOFILL_LINE}")
         return cls(
             email_subject=_template(folder / "email_subject.txt", subject),
-            email_text=_template(folder / "email.txt", texts["email.txt"]),
-            email_html=_template(folder / "email.html", texts["email.html"]),
+            email_text=_template(folder / "email.txt", texts["email.txt"], EMAIL_PLACEHOLDERS),
+            email_html=_template(folder / "email.html", texts["email.html"], EMAIL_PLACEHOLDERS),
             sms=_template(folder / "sms.txt", sms),
+            link_text=_template(
+                folder / "email_link.txt", texts["email_link.txt"], LINK_PLACEHOLDERS, "link"
+            ),
+            link_html=_template(
+                folder / "email_link.html", texts["email_link.html"], LINK_PLACEHOLDERS, "link"
+            ),
         )
 
 
@@ -147,11 +169,17 @@ class Templates:
         chosen = self._languages[language]
         values = self._values(message)
         escaped = {name: html.escape(value, quote=True) for name, value in values.items()}
+        link_text = link_html = ""
+        if message.link is not None:
+            link_text = chosen.link_text.substitute(values, link=message.link)
+            link_html = chosen.link_html.substitute(
+                escaped, link=html.escape(message.link, quote=True)
+            )
         return RenderedEmail(
             language=language,
             subject=chosen.email_subject.substitute(values),
-            text=chosen.email_text.substitute(values),
-            html=chosen.email_html.substitute(escaped),
+            text=chosen.email_text.substitute(values, link_section=link_text),
+            html=chosen.email_html.substitute(escaped, link_section=link_html),
         )
 
     def sms(self, message: OutgoingCode) -> RenderedText:
@@ -228,14 +256,21 @@ def _read(path: Path) -> str:
         raise ConfigError(f"the template {path} cannot be read as UTF-8 ({exc.__class__.__name__})")
 
 
-def _template(path: Path, text: str) -> Template:
-    """A checked template: valid `$` syntax, known placeholders only, `$code` present."""
+def _template(
+    path: Path,
+    text: str,
+    allowed: frozenset[str] = PLACEHOLDERS,
+    *also_required: str,
+) -> Template:
+    """A checked template: valid `$` syntax, known placeholders only, `$code` present (or,
+    for the link snippets, `$link`), and any placeholder in `also_required`."""
     template = Template(text)
     names = set(template.get_identifiers())
-    if not template.is_valid() or not names <= PLACEHOLDERS:
-        raise ConfigError(
-            f"the template {path} may only use $code, $minutes and $domain ($$ for a dollar sign)"
-        )
-    if "code" not in names:
-        raise ConfigError(f"the template {path} must contain $code")
+    if not template.is_valid() or not names <= allowed:
+        listed = ", ".join(f"${name}" for name in sorted(allowed))
+        raise ConfigError(f"the template {path} may only use {listed} ($$ for a dollar sign)")
+    required = ("code",) if "code" in allowed else ()
+    for name in (*required, *also_required):
+        if name not in names:
+            raise ConfigError(f"the template {path} must contain ${name}")
     return template

@@ -31,6 +31,7 @@ from otpserver.http.cookies import CookieCodec
 from otpserver.http.edge import EdgeMiddleware, EdgePolicy
 from otpserver.http.exchange import ApiEndpoint, ApiHandler, error_response
 from otpserver.http.health import Readiness, ready_endpoint
+from otpserver.http.links import LinkEndpoints
 from otpserver.limits.limiter import Limiter
 from otpserver.observability import audit
 from otpserver.observability.requests import RequestContext
@@ -43,6 +44,7 @@ from otpserver.v1.auth import authenticate
 from otpserver.v1.challenges import Challenges, ChallengeTokens, create_body_model
 from otpserver.v1.keys import ApiKeyring
 from otpserver.v1.services import ApiServices
+from otpserver.verification.links import LinkApprovals, LinkTokens
 from otpserver.verification.sealing import PendingSealer
 from otpserver.verification.service import Verifications
 
@@ -120,6 +122,9 @@ def check_deployment(settings: Settings, hooks: Hooks) -> None:
         raise ConfigError(
             "OTP_AUTOFILL_DOMAIN is required in production: the site name shown in messages"
         )
+    if settings.links.enabled and settings.links.base_url is None:
+        # Like the site name, a link's host must never come from a request's Host header.
+        raise ConfigError("OTP_LINK_BASE_URL is required in production with OTP_LINKS=true")
 
 
 def check_test_credentials(settings: Settings, policy: OtpPolicy) -> dict[str, str]:
@@ -173,6 +178,9 @@ def create_app(
         secret=derive_key(master_key, b"otpserver/limit-key/v1"),
         proxies=settings.trusted_proxies,
     )
+    link_tokens = LinkTokens(
+        PendingSealer(keyring), derive_key(master_key, b"otpserver/link-marker/v1")
+    )
     verifications = Verifications(
         policy=policy,
         generate_code=hooks.generate_code,
@@ -186,6 +194,7 @@ def create_app(
             for key in settings.api.previous_master_keys
         ),
         public_host=settings.delivery.autofill_domain,
+        links=link_tokens if settings.links.enabled else None,
     )
     endpoints = BrowserEndpoints(
         verifications=verifications,
@@ -194,6 +203,7 @@ def create_app(
         final=hooks.final,
         clock=clock,
         results=results,
+        links=settings.links,
     )
 
     api_routes: dict[str, ApiHandler] = {
@@ -201,6 +211,19 @@ def create_app(
         "/api/otp/resend": endpoints.resend,
         "/api/otp/verify": endpoints.verify,
     }
+    approvals = LinkApprovals(link_tokens, markers) if settings.links.enabled else None
+    link_routes: list[BaseRoute] = []
+    if approvals is not None:
+        links = LinkEndpoints(
+            endpoints,
+            link_tokens,
+            approvals,
+            cross_device=settings.links.cross_device,
+            clock=clock,
+        )
+        api_routes["/api/otp/status"] = links.status
+        # GET answers HEAD too; both only render a page.
+        link_routes.append(ExactRoute("/l/{token}", links.link, methods=["GET", "POST"]))
     atrest = AtRestRing(master_key, settings.api.previous_master_keys)
     factors = SecondFactors.build(
         settings.factors,
@@ -226,11 +249,14 @@ def create_app(
         tokens=ChallengeTokens(PendingSealer(keyring)),
         results=results,
         clock=clock,
+        links=settings.links,
+        approvals=approvals,
     )
     routes: list[BaseRoute] = [
         *api_route_table(api_routes, settings.max_body_bytes),
         *challenges.routes(post_route),
         *factor_routes(factors, devices, authenticate),
+        *link_routes,
         ExactRoute("/health", health, methods=["GET"]),
         ExactRoute(JWKS_PATH, jwks_endpoint(results, clock), methods=["GET"]),
         ExactRoute(

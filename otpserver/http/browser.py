@@ -8,7 +8,7 @@ every decision is the flow's, the same for every carrier.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 from starlette.responses import Response
@@ -23,6 +23,7 @@ from otpserver.otp.codes import parse_code
 from otpserver.otp.credentials import CredentialBody
 from otpserver.otp.payload import TokenList
 from otpserver.results.signer import ResultSigner
+from otpserver.settings.links import LinkSettings
 from otpserver.verification.service import HandBack, Requester, Verifications
 
 
@@ -37,6 +38,8 @@ class BrowserEndpoints:
     clock: Callable[[], float]
     results: ResultSigner | None = None
     """Signs the result handed to the final hook (SPEC §11)."""
+    links: LinkSettings = field(default_factory=LinkSettings)
+    """Whether emails carry a sign-in link, and where it points (SPEC §18)."""
 
     async def create(self, request: ApiRequest) -> ApiResponse:
         """Send a code to a credential, or make an already pending one current again."""
@@ -60,16 +63,20 @@ class BrowserEndpoints:
             locale=body.requested_locale(),
             requester=requester,
             now=now,
+            link_base=self._link_base(request),
         )
         return await self._state_response(started.state, now, sent=started.sent)
 
     async def resend(self, request: ApiRequest) -> ApiResponse:
         """Send a fresh code for the current credential; the old code stops working."""
         now = int(self.clock())
-        held = await self._require(request, now)
+        held = await self.require(request, now)
         try:
             updated = await self.verifications.resend(
-                held, requester=self._requester(request), now=now
+                held,
+                requester=self._requester(request),
+                now=now,
+                link_base=self._link_base(request),
             )
         except HandBack as handback:
             raise await self._with_cookie(handback, now) from None
@@ -80,7 +87,11 @@ class BrowserEndpoints:
         policy = self.verifications.policy
         code = parse_code(read_code(request), policy.length, policy.alphabet)
         now = int(self.clock())
-        held = await self._require(request, now)
+        return await self.complete(request, await self.require(request, now), code, now)
+
+    async def complete(self, request: ApiRequest, held: TokenList, code: str, now: int) -> Response:
+        """Check `code` against the cookie's state `held`: a typed code, a clicked link and
+        an approved link all end here, so each is exactly one guess under the same limits."""
         try:
             approved = await self.verifications.check(
                 held, code, requester=self._requester(request), now=now
@@ -112,11 +123,29 @@ class BrowserEndpoints:
             accept_language=request.header(b"accept-language"),
         )
 
-    async def _require(self, request: ApiRequest, now: int) -> TokenList:
+    def _link_base(self, request: ApiRequest) -> str | None:
+        """Where sign-in links point: the configured base, or in development the request's
+        own host (production requires `OTP_LINK_BASE_URL`); None when links are off."""
+        if not self.links.enabled:
+            return None
+        if self.links.base_url is not None:
+            return self.links.base_url
+        host = request.header(b"host") or ""
+        name, _, port = host.rpartition(":") if ":" in host else (host, "", "")
+        if request_host(host) != name.lower() or not (port == "" or port.isdigit()):
+            return None
+        return f"http://{host.lower()}"
+
+    async def require(self, request: ApiRequest, now: int) -> TokenList:
+        """The request's token list; `InvalidCookie` when missing or unusable."""
         held = await self._open(request, now, required=True)
         # required=True raises instead of returning None; the assert only narrows the type.
         assert held is not None  # noqa: S101  # nosec B101
         return held
+
+    async def open(self, request: ApiRequest, now: int) -> TokenList | None:
+        """The request's token list, or None when it carries none that opens."""
+        return await self._open(request, now, required=False)
 
     async def _open(self, request: ApiRequest, now: int, *, required: bool) -> TokenList | None:
         """The request's token list; None (or `InvalidCookie` if required) when unusable."""

@@ -38,6 +38,19 @@ class TokenState(BaseModel):
     pending: int = Field(ge=1, description="Live pending credentials in this cookie.")
 
 
+class LinkStatus(TokenState):
+    """A pending sign-in as `POST /api/otp/status` shows it to the first tab (SPEC §18)."""
+
+    status: Literal["pending"]
+    match: str | None = Field(
+        pattern="^[0-9]{2}$",
+        description="The number to type on another device; null without OTP_LINK_CROSS_DEVICE.",
+    )
+    approval: Literal["waiting", "ended"] | None = Field(
+        description="`ended` after two wrong numbers; null without OTP_LINK_CROSS_DEVICE."
+    )
+
+
 class Verified(BaseModel):
     """The default final hook's answer (custom/final.py); forks may return anything."""
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from otpserver import errors
 from otpserver.factors import models as factor_models
 from otpserver.http.bodies import MAX_FORM_FIELDS
-from otpserver.http.models import ErrorBody, Health, TokenState, Verified
+from otpserver.http.models import ErrorBody, Health, LinkStatus, TokenState, Verified
 from otpserver.otp.codes import ASCII_WHITESPACE
 from otpserver.otp.credentials import CredentialBody
 from otpserver.otp.policy import OtpPolicy
@@ -25,9 +25,11 @@ from otpserver.v1.challenges import (
     ChallengeOutcome,
     ChallengePending,
     CheckBody,
+    LinkWaiting,
     TokenBody,
     create_body_model,
 )
+from otpserver.verification.links import MAX_TOKEN_CHARS as LINK_MAX_CHARS
 from otpserver.verification.sealing import MAX_VALUE_CHARS
 
 OPENAPI_PATH = Path(__file__).parents[2] / "openapi.json"
@@ -404,6 +406,20 @@ def _challenge_paths(credential_body: type[CredentialBody]) -> dict[str, Any]:
             (errors.OtpInvalidFormat,),
             idempotent=True,
         ),
+        "/v1/challenges/status": post(
+            "challengeStatus",
+            "For a challenge created with `link`: still waiting (with the number to show), or, "
+            "once the user typed that number on the link's page, the check itself.",
+            _ref(TokenBody),
+            {
+                "200": {
+                    "description": "`pending` (the token stays valid), or the outcome of the "
+                    "check with the link's code, as for `/v1/challenges/check`.",
+                    "content": _json({"oneOf": [_ref(LinkWaiting), _ref(ChallengeOutcome)]}),
+                }
+            },
+            (),
+        ),
         "/v1/challenges/cancel": post(
             "challengeCancel",
             "Spend a challenge so that no copy of its token works again.",
@@ -419,11 +435,122 @@ def _challenge_paths(credential_body: type[CredentialBody]) -> dict[str, Any]:
     }
 
 
+_HTML_PAGE = {"text/html": {"schema": {"type": "string"}}}
+
+
+def _link_paths(verified: dict[str, Any]) -> dict[str, Any]:
+    """The sign-in link routes (SPEC §18), served only with `OTP_LINKS=true`."""
+    token = {
+        "name": "token",
+        "in": "path",
+        "required": True,
+        "description": "The sealed link token from the email (unpadded base64url).",
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$", "maxLength": LINK_MAX_CHARS},
+    }
+    gone = {
+        "description": "A page: the link expired, was replaced or was tampered with.",
+        "content": _HTML_PAGE,
+    }
+    malformed = {
+        "description": "A page: the path is not a link token (outside the pattern or length).",
+        "content": _HTML_PAGE,
+    }
+    invalid_form = _error_responses((errors.BodyInvalid,))["400"]
+    page = {
+        "description": "A static HTML page without script (`Cache-Control: no-store`, "
+        "`Referrer-Policy: no-referrer`, a CSP allowing no script).",
+        "content": _HTML_PAGE,
+    }
+    return {
+        "/api/otp/status": {
+            "post": {
+                "operationId": "status",
+                "summary": "The first tab's poll: pending (with the number to match), or, "
+                "once another device approved the link, the sign-in itself. Only with "
+                "OTP_LINKS=true.",
+                "parameters": [_cookie_parameter(required=True)],
+                "responses": {
+                    "200": {
+                        "description": "`LinkStatus` while pending (nothing changes, no cookie "
+                        "is set); after an approval, the final hook's response, as for a "
+                        "verify, with the cookie cleared.",
+                        "headers": {"Set-Cookie": _SET_COOKIE},
+                        "content": _json({"oneOf": [_ref(LinkStatus), _ref(Verified)]}),
+                    },
+                    **_error_responses(ROUTE_ERRORS["verify"], reissues_cookie=(429, 503)),
+                },
+            }
+        },
+        "/l/{token}": {
+            "get": {
+                "operationId": "linkPage",
+                "summary": "The confirm page of an emailed sign-in link: the site, the masked "
+                "address and one button. GET and HEAD change nothing. Only with OTP_LINKS=true.",
+                "parameters": [token],
+                "responses": {"200": page, "400": malformed, "404": gone},
+            },
+            "post": {
+                "operationId": "linkSubmit",
+                "summary": "The button: with the cookie of the browser that asked for the code, "
+                "checks the code exactly as a verify does and answers the final hook's "
+                "response. Without it nothing is spent: a page shows the code to type there, "
+                "or (OTP_LINK_CROSS_DEVICE=true) takes the first tab's two-digit number.",
+                "parameters": [token, _cookie_parameter(required=False)],
+                "requestBody": {
+                    "required": False,
+                    "content": {
+                        "application/x-www-form-urlencoded": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "match": {
+                                        "type": "string",
+                                        "description": "The number the first tab shows.",
+                                    }
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": {
+                        "description": "The final hook's response (with the cookie), or a page.",
+                        "headers": {"Set-Cookie": _SET_COOKIE},
+                        "content": {**verified, **_HTML_PAGE},
+                    },
+                    "403": {
+                        "description": "A page: a wrong number, approval ended, or a limit "
+                        "of the code (the cookie is re-set when it was spent).",
+                        "headers": {"Set-Cookie": _SET_COOKIE},
+                        "content": _HTML_PAGE,
+                    },
+                    **_error_responses(
+                        (errors.BodyTooLarge, errors.StoreUnavailable, errors.ServerError)
+                    ),
+                    "404": gone,
+                    "400": {
+                        "description": f"{malformed['description']} Or `BODY:INVALID` (JSON): "
+                        "the form is malformed.",
+                        "content": {**_HTML_PAGE, **invalid_form["content"]},
+                    },
+                },
+            },
+        },
+    }
+
+
 def build_openapi(
     credential_body: type[CredentialBody], policy: OtpPolicy | None = None
 ) -> dict[str, Any]:
     """The OpenAPI 3.1 document for the API, with the fork's credential schema and code policy."""
-    models: list[type[BaseModel]] = [credential_body, TokenState, Verified, Health, ErrorBody]
+    models: list[type[BaseModel]] = [
+        credential_body,
+        TokenState,
+        LinkStatus,
+        Verified,
+        Health,
+        ErrorBody,
+    ]
     models += [*factor_models.REQUEST_MODELS, *factor_models.RESPONSE_MODELS]
     models += [
         create_body_model(credential_body),
@@ -432,6 +559,7 @@ def build_openapi(
         ChallengePending,
         ChallengeOutcome,
         ChallengeCanceled,
+        LinkWaiting,
     ]
     schemas = {
         model.__name__: model.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -511,6 +639,7 @@ def build_openapi(
                     },
                 }
             },
+            **_link_paths(_json(_ref(Verified))),
             **_challenge_paths(credential_body),
             **_factor_paths(),
             "/.well-known/jwks.json": {

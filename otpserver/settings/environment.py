@@ -20,6 +20,7 @@ from otpserver.settings import defaults, hardening
 from otpserver.settings.api import ApiSettings
 from otpserver.settings.delivery import DeliveryConfig
 from otpserver.settings.factors import FactorSettings
+from otpserver.settings.links import LinkSettings
 from otpserver.settings.operations import OperationsConfig
 from otpserver.settings.overrides import (
     MAX_ALLOWANCE,
@@ -231,6 +232,7 @@ class Settings:
     test_credentials: Mapping[str, str] = field(default_factory=dict)
     factors: FactorSettings = field(default_factory=FactorSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
+    links: LinkSettings = field(default_factory=LinkSettings)
     operations: OperationsConfig = field(default_factory=OperationsConfig)
     server: hardening.ServerLimits = field(default_factory=hardening.ServerLimits)
     redis: RedisOptions = field(default_factory=RedisOptions)
@@ -282,6 +284,7 @@ class Settings:
             factors=problems.read(lambda: FactorSettings.from_env(env), FactorSettings()),
             operations=OperationsConfig.from_env(env, problems),
             api=ApiSettings.from_env(env, problems),
+            links=LinkSettings.from_env(env, problems),
             server=hardening.ServerLimits.from_env(env, problems),
             redis=problems.read(lambda: RedisOptions.from_env(env), RedisOptions()),
         )

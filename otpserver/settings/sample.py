@@ -17,6 +17,7 @@ from otpserver.settings.delivery import DELIVERY_ENV_VARS
 from otpserver.settings.environment import ENV_VARS
 from otpserver.settings.factors import FACTOR_ENV_VARS
 from otpserver.settings.hardening import LIMIT_ENV_VARS, SERVER_ENV_VARS
+from otpserver.settings.links import LINK_ENV_VARS
 from otpserver.settings.operations import OPERATIONS_ENV_VARS
 from otpserver.settings.store import STORE_ENV_VARS
 
@@ -43,6 +44,7 @@ SECTIONS: tuple[tuple[str, Iterable[Documented]], ...] = (
     ("Second factors: TOTP and backup codes", FACTOR_ENV_VARS),
     ("Server-to-server API, signed results, master-key rotation", API_ENV_VARS),
     ("Operations: logs, metrics, audit events", OPERATIONS_ENV_VARS),
+    ("Sign-in links that mail scanners cannot spend", LINK_ENV_VARS),
     ("Abuse limits on networks and failures (custom/limits.py)", LIMIT_ENV_VARS),
     ("HTTP server: connections, request heads, slow clients", SERVER_ENV_VARS),
     ("Redis store", STORE_ENV_VARS),

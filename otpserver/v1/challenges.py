@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import msgpack
@@ -44,8 +44,10 @@ from otpserver.otp.codes import parse_code
 from otpserver.otp.credentials import CredentialBody
 from otpserver.otp.payload import TokenList
 from otpserver.results.signer import ResultSigner, code_method
+from otpserver.settings.links import LinkSettings
 from otpserver.v1.auth import ApiKey, address_bucket, authenticate, end_user_address
 from otpserver.v1.idempotency import run_idempotent
+from otpserver.verification.links import LinkApprovals
 from otpserver.verification.sealing import PendingSealer
 from otpserver.verification.service import HandBack, Requester, Verifications
 
@@ -61,7 +63,7 @@ MAX_TOKEN_CHARS = 2048
 that a body holding one stays under the smallest body limit (`OTP_MAX_BODY_BYTES`)."""
 LOCKOUT_LIMIT = "failures"
 """The limit whose refusal is the credential's lockout: a domain outcome (`locked`)."""
-RESERVED_FIELDS = ("end_user_ip", "nonce")
+RESERVED_FIELDS = ("end_user_ip", "nonce", "link")
 """Fields of a create body that belong to the API, not to the credential schema."""
 
 
@@ -91,6 +93,21 @@ class ChallengePending(BaseModel):
     resendBlock: str | None
     attemptsLeft: int
     resendsLeft: int
+    match: str | None = Field(
+        default=None,
+        pattern="^[0-9]{2}$",
+        description="Only for a challenge created with `link`: the number to show the user "
+        "for approval from the link (OTP_LINK_CROSS_DEVICE=true); null without it.",
+    )
+
+
+class LinkWaiting(BaseModel):
+    """A challenge created with `link`, still waiting: the number to show, and whether
+    approval from the link is still possible. The token the caller holds stays valid."""
+
+    status: Literal["pending"]
+    match: str | None
+    approval: Literal["waiting", "ended"] | None
 
 
 class ChallengeOutcome(BaseModel):
@@ -137,6 +154,16 @@ def create_body_model(credential_body: type[CredentialBody]) -> type[CredentialB
             ),
         ),
         nonce=(str | None, Field(default=None, min_length=1, max_length=MAX_NONCE_CHARS)),
+        link=(
+            bool,
+            Field(
+                default=False,
+                description="Email a sign-in link too (needs OTP_LINKS=true). With "
+                "OTP_LINK_CROSS_DEVICE=true the user approves it by the `match` number, "
+                "and /v1/challenges/status completes the challenge; otherwise the link "
+                "shows the code to type.",
+            ),
+        ),
     )
     return model
 
@@ -150,6 +177,8 @@ class Pending:
     state: TokenList
     nonce: str | None
     address: str | None
+    link: bool = False
+    """Whether the emails of this challenge carry a sign-in link."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,27 +189,29 @@ class ChallengeTokens:
 
     async def seal(self, pending: Pending, key_id: str, now: float) -> str:
         """The token for `pending`, openable only with `key_id`."""
-        plaintext = msgpack.packb(
-            [TOKEN_VERSION, pending.nonce, pending.address, payload.encode(pending.state)],
-            use_bin_type=True,
-        )
+        fields = [TOKEN_VERSION, pending.nonce, pending.address, payload.encode(pending.state)]
+        if pending.link:
+            # Appended only when set, so tokens without links keep their earlier form.
+            fields.append(True)
+        plaintext = msgpack.packb(fields, use_bin_type=True)
         return await self.sealer.seal_bytes(plaintext, now, purpose=purpose(key_id))
 
     async def open(self, token: str, key_id: str, now: float) -> Pending:
         """The pending state, or `InvalidCookie` however the token is wrong."""
         plaintext = await self.sealer.open_bytes(token, now, purpose=purpose(key_id))
         try:
-            version, nonce, address, state = msgpack.unpackb(plaintext, raw=False)
+            version, nonce, address, state, *rest = msgpack.unpackb(plaintext, raw=False)
         except (ValueError, TypeError, msgpack.UnpackException):
             raise InvalidCookie() from None
         if (
-            version != TOKEN_VERSION
+            rest not in ([], [True])
+            or version != TOKEN_VERSION
             or not (nonce is None or isinstance(nonce, str))
             or not (address is None or isinstance(address, str))
             or not isinstance(state, bytes)
         ):
             raise InvalidCookie()
-        return Pending(payload.decode(state), nonce, address)
+        return Pending(payload.decode(state), nonce, address, link=bool(rest))
 
 
 def purpose(key_id: str) -> bytes:
@@ -232,6 +263,9 @@ class Challenges:
     tokens: ChallengeTokens
     results: ResultSigner
     clock: Callable[[], float]
+    links: LinkSettings = field(default_factory=LinkSettings)
+    approvals: LinkApprovals | None = None
+    """Approval markers of sign-in links; None when links are off."""
 
     def routes(self, route: RouteMaker) -> list[BaseRoute]:
         """The routes, each built by `route(path, endpoint)` as a POST-only route."""
@@ -240,6 +274,7 @@ class Challenges:
             route("/v1/challenges/resend", self.resend),
             route("/v1/challenges/check", self.check),
             route("/v1/challenges/cancel", self.cancel),
+            route("/v1/challenges/status", self.status),
         ]
 
     async def create(self, request: Request) -> Response:
@@ -264,6 +299,10 @@ class Challenges:
                 raise CredentialInvalid(extra={"fields": fields}) from None
             end_user_ip: str | None = getattr(body, "end_user_ip", None)
             nonce: str | None = getattr(body, "nonce", None)
+            link: bool = getattr(body, "link", False)
+            link_base = self._link_base(request) if link else None
+            if link and link_base is None:
+                raise BodyInvalid("`link` needs sign-in links: set OTP_LINKS=true.")
             credential = body.credential()
             forwarded = end_user_address(key, end_user_ip)
             address = None if forwarded is None else limit_bucket(forwarded)
@@ -273,10 +312,12 @@ class Challenges:
                 locale=body.requested_locale(),
                 requester=self._requester(request, key, address),
                 now=now,
+                link_base=link_base,
             )
-            token = await self.tokens.seal(Pending(started.state, nonce, address), key.id, now)
+            pending = Pending(started.state, nonce, address, link)
+            token = await self.tokens.seal(pending, key.id, now)
             return JSONResponse(
-                self._pending(token, started.state, now, sent=started.sent), status_code=201
+                self._pending(token, pending, now, sent=started.sent), status_code=201
             )
 
         return await run_idempotent(request, key, raw, run)
@@ -293,7 +334,12 @@ class Challenges:
             return status("invalid")
         requester = self._requester(request, key, held.address)
         try:
-            updated = await self.verifications.resend(held.state, requester=requester, now=now)
+            updated = await self.verifications.resend(
+                held.state,
+                requester=requester,
+                now=now,
+                link_base=self._link_base(request) if held.link else None,
+            )
         except HandBack as handback:
             raise await self._handed_back(handback, held, key.id, now) from None
         except InvalidCookie:
@@ -302,8 +348,9 @@ class Challenges:
             return status("expired")
         except TooManyAttempts:
             return status("too_many_attempts")
-        token = await self.tokens.seal(Pending(updated, held.nonce, held.address), key.id, now)
-        return JSONResponse(self._pending(token, updated, now, sent=True))
+        pending = Pending(updated, held.nonce, held.address, held.link)
+        token = await self.tokens.seal(pending, key.id, now)
+        return JSONResponse(self._pending(token, pending, now, sent=True))
 
     async def check(self, request: Request) -> Response:
         """Check a code: 200 with the outcome, and a signed result when approved."""
@@ -319,40 +366,77 @@ class Challenges:
                 held = await self.tokens.open(body.challenge, key.id, now)
             except InvalidCookie:
                 return status("invalid")
-            try:
-                approved = await self.verifications.check(
-                    held.state, code, requester=self._requester(request, key, held.address), now=now
-                )
-            except HandBack as handback:
-                return await self._refused_after_spend(handback, held, key.id, now)
-            except InvalidCookie:
-                return status("invalid")
-            except OtpExpired:
-                return status("expired")
-            except TooManyAttempts:
-                return status("too_many_attempts")
-            except VerificationNotAllowed as blocked:
-                # Refused before any state change: the token the caller holds still works.
-                return status(
-                    "blocked", retryAfter=blocked.extra["retryAfter"], challenge=body.challenge
-                )
-            credential = approved.credential
-            result = self.results.issue(
-                audience=key.id,
-                subject=None,
-                method=code_method(credential.channel),
-                credential=credential,
-                nonce=body.nonce or held.nonce,
-                now=approved.verified_at,
-            )
-            return status(
-                "approved",
-                credential=credential.address,
-                channel=credential.channel,
-                result=result,
-            )
+            return await self._check(request, key, held, code, body.challenge, body.nonce, now)
 
         return await run_idempotent(request, key, raw, run)
+
+    async def status(self, request: Request) -> Response:
+        """A challenge created with `link`: still waiting (with the number to show), or,
+        once the link was approved by that number, the check itself with the link's code."""
+        key = await authenticate(request, SCOPE)
+        _, data = await json_object(request)
+        body: TokenBody = model(data, TokenBody)
+        now = int(self.clock())
+        try:
+            held = await self.tokens.open(body.challenge, key.id, now)
+        except InvalidCookie:
+            return status("invalid")
+        entry = held.state.current_entry
+        if now >= entry.expires_at:
+            return status("expired")
+        if not (held.link and self.links.cross_device and self.approvals is not None):
+            return status("pending", match=None, approval=None)
+        grant = await self.approvals.approved(entry, now)
+        if grant is not None:
+            return await self._check(request, key, held, grant.code, body.challenge, None, now)
+        ended = await self.approvals.ended(entry)
+        return status(
+            "pending",
+            match=self.approvals.tokens.match_number(entry.digest),
+            approval="ended" if ended else "waiting",
+        )
+
+    async def _check(
+        self,
+        request: Request,
+        key: ApiKey,
+        held: Pending,
+        code: str,
+        challenge: str,
+        nonce: str | None,
+        now: int,
+    ) -> Response:
+        """One check of `code` against the challenge, typed or from an approved link."""
+        try:
+            approved = await self.verifications.check(
+                held.state, code, requester=self._requester(request, key, held.address), now=now
+            )
+        except HandBack as handback:
+            return await self._refused_after_spend(handback, held, key.id, now)
+        except InvalidCookie:
+            return status("invalid")
+        except OtpExpired:
+            return status("expired")
+        except TooManyAttempts:
+            return status("too_many_attempts")
+        except VerificationNotAllowed as blocked:
+            # Refused before any state change: the token the caller holds still works.
+            return status("blocked", retryAfter=blocked.extra["retryAfter"], challenge=challenge)
+        credential = approved.credential
+        result = self.results.issue(
+            audience=key.id,
+            subject=None,
+            method=code_method(credential.channel),
+            credential=credential,
+            nonce=nonce or held.nonce,
+            now=approved.verified_at,
+        )
+        return status(
+            "approved",
+            credential=credential.address,
+            channel=credential.channel,
+            result=result,
+        )
 
     async def cancel(self, request: Request) -> Response:
         """Spend the challenge's ID, so no copy of its token works again."""
@@ -392,12 +476,20 @@ class Challenges:
         """The refusal behind `handback`, carrying the new token (in `extra["challenge"]`)
         that replaces the spent one."""
         handback.__traceback__ = None  # it holds the frames that hold it
-        after = Pending(handback.state, held.nonce, held.address)
+        after = Pending(handback.state, held.nonce, held.address, held.link)
         handback.error.extra["challenge"] = await self.tokens.seal(after, key_id, now)
         return handback.error
 
-    def _pending(self, token: str, state: TokenList, now: int, *, sent: bool) -> dict[str, Any]:
+    def _pending(self, token: str, pending: Pending, now: int, *, sent: bool) -> dict[str, Any]:
+        state = pending.state
         shown = flow.public_state(state, now, sent=sent)
+        extra: dict[str, Any] = {}
+        if pending.link:
+            extra["match"] = (
+                self.approvals.tokens.match_number(state.current_entry.digest)
+                if self.approvals is not None and self.links.cross_device
+                else None
+            )
         return {
             "challenge": token,
             "status": "pending",
@@ -408,6 +500,7 @@ class Challenges:
             "resendBlock": shown["resendBlock"],
             "attemptsLeft": shown["attemptsLeft"],
             "resendsLeft": shown["resendsLeft"],
+            **extra,
         }
 
     def _requester(self, request: Request, key: ApiKey, address: str | None) -> Requester:
@@ -417,6 +510,13 @@ class Challenges:
             address=address or address_bucket(request, key, None),
             origin_host=self._origin_host(request),
         )
+
+    def _link_base(self, request: Request) -> str | None:
+        """Where links point: the configured base (always set in production), or in
+        development the scheme and host the backend called; None when links are off."""
+        if not self.links.enabled:
+            return None
+        return self.links.base_url or f"{request.url.scheme}://{request.url.netloc}"
 
     def _origin_host(self, request: Request) -> str:
         # The site a message names: the deployment's own (always set in production); in

@@ -34,6 +34,7 @@ from otpserver.otp.credentials import Credential
 from otpserver.otp.payload import LIST_ID_BYTES, Entry, TokenList
 from otpserver.otp.policy import CodeGenerator, OtpPolicy
 from otpserver.stores.base import IdStore
+from otpserver.verification.links import LinkTokens
 
 log = logging.getLogger("otpserver.verification")
 
@@ -104,6 +105,8 @@ class Verifications:
     """Digest keys of `OTP_MASTER_KEY_PREVIOUS`: codes sent before a rotation still verify."""
     public_host: str | None = None
     """The site name for messages; None (development only) means the requester's host."""
+    links: LinkTokens | None = None
+    """Seals sign-in links (SPEC §18); None: messages never carry one."""
 
     async def start(
         self,
@@ -113,11 +116,13 @@ class Verifications:
         locale: str | None,
         requester: Requester,
         now: int,
+        link_base: str | None = None,
     ) -> Started:
         """Send a code to `credential`, or make an already pending one current again.
 
         `held` is the state the carrier brought, None when it brought none (or none that
         opened): a replayed or superseded one starts afresh and keeps nothing from it.
+        With `link_base` (`https://host`), an email also carries a sign-in link under it.
         """
         self.limiter.check_destination(credential)
         if held is not None:
@@ -166,11 +171,15 @@ class Verifications:
             locale,
         )
         updated = TokenList(list_id, len(kept), (*kept, entry))
-        await self._deliver(entry, code, requester, previous=held, updated=updated, now=now)
+        await self._deliver(
+            entry, code, requester, previous=held, updated=updated, now=now, link_base=link_base
+        )
         return Started(updated, sent=True)
 
-    async def resend(self, held: TokenList, *, requester: Requester, now: int) -> TokenList:
-        """Send a fresh code for the current credential; the old code stops working."""
+    async def resend(
+        self, held: TokenList, *, requester: Requester, now: int, link_base: str | None = None
+    ) -> TokenList:
+        """Send a fresh code for the current credential; the old code (and link) stops working."""
         entry = held.current_entry
         flow.check_resend(entry, now)
         self.limiter.check_destination(entry.credential)
@@ -184,7 +193,14 @@ class Verifications:
         updated = flow.replace_current(held, fresh, new_list_id())
         await self._spend("send", held, updated, requester, now)
         await self._deliver(
-            fresh, code, requester, previous=held, updated=updated, now=now, is_resend=True
+            fresh,
+            code,
+            requester,
+            previous=held,
+            updated=updated,
+            now=now,
+            is_resend=True,
+            link_base=link_base,
         )
         return updated
 
@@ -259,10 +275,14 @@ class Verifications:
         updated: TokenList,
         now: int,
         is_resend: bool = False,
+        link_base: str | None = None,
     ) -> None:
         """Hand the code to the sender; on failure undo the ID change so nothing is lost."""
         if entry.credential.address in self.test_codes:
             return
+        link = None
+        if link_base is not None and self.links is not None and entry.credential.channel == "email":
+            link = f"{link_base}/l/{await self.links.seal(entry, code, now)}"
         message = OutgoingCode(
             credential=entry.credential,
             code=code,
@@ -271,6 +291,7 @@ class Verifications:
             locale=entry.locale,
             accept_language=requester.accept_language,
             is_resend=is_resend,
+            link=link,
         )
         try:
             await self.sender.send(message)

@@ -55,7 +55,12 @@
     restartButton: byId("restart-button"),
     doneCredential: byId("done-credential"),
     againButton: byId("again-button"),
+    linkWait: byId("link-wait"),
+    match: byId("match"),
+    approvalNote: byId("approval-note"),
   };
+  // How often a tab waiting for approval from another device asks the server.
+  var POLL_INTERVAL_MS = 2000;
 
   // Everything the page knows about the current verification; instants are epoch ms in
   // server time, null when not set.
@@ -74,6 +79,7 @@
     resendRateAt: null, // RATE:LIMITED on resend
     skewMs: 0,
     webOtp: null,
+    pollTimer: null,
   };
 
   // ---- small helpers -------------------------------------------------------------------
@@ -244,7 +250,10 @@
     ui.stepStart.hidden = step !== "start";
     ui.stepCode.hidden = step !== "code";
     ui.stepDone.hidden = step !== "done";
-    if (step !== "code") stopWebOtp();
+    if (step !== "code") {
+      stopWebOtp();
+      stopPolling();
+    }
     render();
   }
 
@@ -312,6 +321,7 @@
     show("code");
     ui.code.focus();
     startWebOtp();
+    startPolling();
   }
 
   function toDone(body) {
@@ -540,6 +550,54 @@
     }
   }
 
+  // ---- approval from another device (OTP_LINK_CROSS_DEVICE) -----------------------------
+
+  function stopPolling() {
+    if (state.pollTimer !== null) clearTimeout(state.pollTimer);
+    state.pollTimer = null;
+    ui.linkWait.hidden = true;
+  }
+
+  /** Ask the server whether another device approved; it signs in here when it did. */
+  function startPolling() {
+    stopPolling();
+    poll();
+  }
+
+  function poll() {
+    state.pollTimer = null;
+    if (state.step !== "code" || isExpired()) return;
+    post("/api/otp/status", null, null).then(function (result) {
+      if (state.step !== "code") return;
+      var body = result.body;
+      if (result.ok && body.status !== "pending") {
+        toDone(body);
+        return;
+      }
+      if (!result.ok) {
+        // Links are off (404), or this sign-in ended elsewhere: typing still works, and a
+        // finished or replaced sign-in says so like a typed code would.
+        if (body.error === "OTP:INVALID_COOKIE") handleError("status", result);
+        ui.linkWait.hidden = true;
+        return;
+      }
+      if (typeof body.match !== "string") {
+        ui.linkWait.hidden = true;
+        return; // Same-browser links only: nothing to wait for.
+      }
+      setText(ui.match, body.match);
+      ui.match.setAttribute("aria-label", body.match.split("").join(" "));
+      setText(
+        ui.approvalNote,
+        body.approval === "ended"
+          ? "Approval from another device ended after two wrong numbers. Type the code here."
+          : "Waiting for approval…",
+      );
+      ui.linkWait.hidden = false;
+      if (body.approval !== "ended") state.pollTimer = setTimeout(poll, POLL_INTERVAL_MS);
+    });
+  }
+
   // ---- actions -------------------------------------------------------------------------
 
   function sendCode() {
@@ -614,6 +672,7 @@
         render();
         ui.code.focus();
         startWebOtp();
+        startPolling();
       } else {
         handleError("resend", result);
       }

@@ -1,0 +1,235 @@
+"""Sign-in link routes (SPEC §18): `/l/<token>` pages and `POST /api/otp/status`.
+
+Why a mail scanner is harmless here, by construction:
+
+- `GET` and `HEAD` only open the token and render a page; they never touch a store.
+- The page's one button is a plain same-origin form `POST` (no script submits anything).
+  That `POST` checks the code only when the browser's cookie (`SameSite=Strict`, so never
+  sent from another site) holds the very entry the link was sent for, and then through
+  `BrowserEndpoints.complete`: the same single-use ID, attempts, limits, final hook and
+  signed result as a typed code. Without that cookie nothing is checked or spent: the page
+  shows the code to type on the first device, or (`OTP_LINK_CROSS_DEVICE=true`) asks for
+  the first tab's two-digit number, whose approval only the first tab can turn into a
+  sign-in, on its next `POST /api/otp/status`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import parse_qs
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from otpserver.errors import BodyInvalid, InvalidCookie, OtpError
+from otpserver.http.browser import BrowserEndpoints, request_host
+from otpserver.http.exchange import ApiRequest, ApiResponse, header_map, json_response
+from otpserver.otp import flow
+from otpserver.otp.payload import TokenList
+from otpserver.verification.links import (
+    MAX_TOKEN_CHARS,
+    Approval,
+    LinkApprovals,
+    LinkGrant,
+    LinkTokens,
+)
+
+_STYLE = (
+    "body{margin:0;padding:24px;font-family:system-ui,sans-serif;line-height:1.5;"
+    "color:#1a1a1a;background:#fff}main{max-width:28rem;margin:0 auto}"
+    "button{font:inherit;padding:.6rem 1.2rem;border-radius:6px;border:0;"
+    "background:#1a56db;color:#fff;cursor:pointer}"
+    "input{font:inherit;font-size:1.5rem;width:4ch;padding:.3rem;text-align:center}"
+    ".code{font-family:monospace;font-size:2rem;letter-spacing:.2em;font-weight:bold}"
+)
+_STYLE_HASH = base64.b64encode(hashlib.sha256(_STYLE.encode("ascii")).digest()).decode("ascii")
+PAGE_HEADERS = {
+    # No script at all, and the form may post only here: a page nothing can make submit.
+    "Content-Security-Policy": (
+        f"default-src 'none'; style-src 'sha256-{_STYLE_HASH}'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Robots-Tag": "noindex, nofollow",
+}
+MAX_FORM_FIELDS = 4
+_TOKEN_TEXT = re.compile(r"[A-Za-z0-9_-]+")
+"""Link tokens are unpadded base64url: anything else is not a link at all."""
+
+
+def mask(address: str) -> str:
+    """The address as the page shows it: enough to recognise, too little to harvest."""
+    local, at, domain = address.partition("@")
+    if at:
+        return f"{local[:1]}{'•' * min(max(len(local) - 1, 1), 8)}@{domain}"
+    return f"{address[:3]}{'•' * max(len(address) - 5, 1)}{address[-2:]}"
+
+
+def page(title: str, *paragraphs: str, form: str = "", status: int = 200) -> Response:
+    """A static page: escaped text in, no script, headers that keep it out of caches."""
+    body = "".join(f"<p>{text}</p>" for text in paragraphs)
+    document = (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<meta name="referrer" content="no-referrer">'
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>"
+        f"<body><main><h1>{html.escape(title)}</h1>{body}{form}</main></body></html>"
+    )
+    return Response(document, status, headers=PAGE_HEADERS, media_type="text/html")
+
+
+def button_form(label: str, fields: str = "") -> str:
+    """A form posting back to this very URL (no `action`: the link's own path)."""
+    return f'<form method="post">{fields}<button type="submit">{html.escape(label)}</button></form>'
+
+
+@dataclass(frozen=True, slots=True)
+class LinkEndpoints:
+    """The link page and the first tab's status poll, bound to the browser flow."""
+
+    browser: BrowserEndpoints
+    tokens: LinkTokens
+    approvals: LinkApprovals
+    cross_device: bool
+    clock: Callable[[], float]
+
+    async def link(self, request: Request) -> Response:
+        """`GET`/`HEAD` render the confirm page; `POST` acts as the module docstring says."""
+        now = int(self.clock())
+        token = request.path_params["token"]
+        if not (0 < len(token) <= MAX_TOKEN_CHARS and _TOKEN_TEXT.fullmatch(token)):
+            return page(
+                "This is not a sign-in link",
+                "Check that the whole link was copied from the email.",
+                status=400,
+            )
+        try:
+            grant = await self.tokens.open(token, now)
+        except InvalidCookie:
+            # Well-formed but dead: like a route that does not exist (any more).
+            return page(
+                "This link no longer works",
+                "It has expired, was replaced by a newer code, or is not a sign-in link.",
+                "Ask for a new code on the sign-in page.",
+                status=404,
+            )
+        # The configured site name (always set in production), never a Host header's.
+        public_host = self.browser.verifications.public_host
+        site = html.escape(public_host or request_host(request.headers.get("host", "")))
+        if request.method != "POST":
+            return page(
+                "Confirm sign-in",
+                f"Sign in to <strong>{site}</strong> as "
+                f"<strong>{html.escape(mask(grant.credential.address))}</strong>?",
+                form=button_form("Sign in"),
+            )
+        api_request = ApiRequest(request.scope, header_map(request.scope["headers"]), b"")
+        held = await self.browser.open(api_request, now)
+        if held is not None and grant.matches(held.current_entry):
+            return await self._complete(api_request, held, grant, now)
+        if not self.cross_device:
+            return self._code_page(grant)
+        number = _form_field(await request.body(), "match")
+        if number is None:
+            return self._number_page(grant, site)
+        outcome = await self.approvals.approve(grant, token, number, now)
+        if outcome is Approval.APPROVED:
+            return page(
+                "Approved",
+                "Go back to the device where you asked for the code: it signs you in there.",
+                "This device stays signed out.",
+            )
+        if outcome is Approval.WRONG:
+            return self._number_page(grant, site, wrong=True)
+        return page(
+            "Approval ended",
+            "Two wrong numbers ended approval from this device for this code.",
+            "Type the code from the email on the device where you asked for it.",
+            status=403,
+        )
+
+    async def status(self, request: ApiRequest) -> ApiResponse | Response:
+        """The first tab's poll: the pending state and its number, or, once another device
+        approved the link, the sign-in itself (the final hook's response)."""
+        now = int(self.clock())
+        held = await self.browser.require(request, now)
+        entry = held.current_entry
+        match = approval = None
+        if self.cross_device:
+            grant = await self.approvals.approved(entry, now)
+            if grant is not None:
+                return await self.browser.complete(request, held, grant.code, now)
+            match = self.tokens.match_number(entry.digest)
+            approval = "ended" if await self.approvals.ended(entry) else "waiting"
+        return json_response(
+            {
+                "status": "pending",
+                "match": match,
+                "approval": approval,
+                **flow.public_state(held, now, sent=False),
+            }
+        )
+
+    async def _complete(
+        self, request: ApiRequest, held: TokenList, grant: LinkGrant, now: int
+    ) -> Response:
+        """The same check as a typed code; a refusal becomes a page, keeping its cookie."""
+        try:
+            return await self.browser.complete(request, held, grant.code, now)
+        except OtpError as error:
+            headers = {**PAGE_HEADERS, **error.headers}
+            response = page(
+                "This link could not sign you in",
+                html.escape(error.message),
+                "Type the code from the email on the sign-in page instead.",
+                status=error.status,
+            )
+            response.headers.update(headers)
+            return response
+
+    def _code_page(self, grant: LinkGrant) -> Response:
+        """Another browser than the one that asked: show the code to type over there."""
+        return page(
+            "Open this on your first device",
+            "This link signs in only the browser where the code was requested, "
+            "so nothing happened here.",
+            "Type this code on the sign-in page there:",
+            f'<span class="code">{html.escape(grant.code)}</span>',
+        )
+
+    def _number_page(self, grant: LinkGrant, site: str, *, wrong: bool = False) -> Response:
+        """Ask for the two-digit number the first tab shows."""
+        hint = ("That number is not the one shown. One try left.",) if wrong else ()
+        field = (
+            '<p><label for="match">Number shown on your first device</label></p>'
+            '<p><input id="match" name="match" inputmode="numeric" autocomplete="off" '
+            'pattern="[0-9]{2}" maxlength="2" required autofocus></p>'
+        )
+        return page(
+            "Approve sign-in on your first device",
+            f"Signing in to <strong>{site}</strong> as "
+            f"<strong>{html.escape(mask(grant.credential.address))}</strong>.",
+            "Type the two-digit number shown where you asked for the code. "
+            "This device will not be signed in.",
+            *hint,
+            form=button_form("Approve", field),
+            status=403 if wrong else 200,
+        )
+
+
+def _form_field(body: bytes, name: str) -> str | None:
+    """One field of a small urlencoded form, or None; a malformed form is `BODY:INVALID`."""
+    try:
+        fields = parse_qs(
+            body.decode("ascii"), max_num_fields=MAX_FORM_FIELDS, strict_parsing=bool(body)
+        )
+    except (UnicodeDecodeError, ValueError):
+        raise BodyInvalid("The form is not valid.") from None
+    values = fields.get(name)
+    return values[0].strip() if values else None
