@@ -42,6 +42,10 @@ LIMITS_ENV = {
     "OTP_LIMIT_CREDENTIAL_SENDS": UNLIMITED,
     "OTP_LIMIT_CHANNEL_SENDS_PER_HOUR": f"email={UNLIMITED},*={UNLIMITED}",
     "OTP_LIMIT_MAX_FAILURES": "100",
+    # One load generator is one network: the per-network limits would stop it too.
+    "OTP_LIMIT_NETWORK_REQUESTS": UNLIMITED,
+    "OTP_LIMIT_NETWORK_VERIFIES": UNLIMITED,
+    "OTP_LIMIT_NETWORK_BUDGET_PERCENT": "100",
 }
 SCENARIOS = ("ceiling", "create", "verify_wrong", "flow")
 EXPECTED = {

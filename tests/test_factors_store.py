@@ -11,6 +11,7 @@ import redis
 from otpserver.factors.service import name
 from otpserver.http.app import OtpApp
 from otpserver.settings.api import ApiSettings
+from otpserver.stores.markers_redis import MARKER_PREFIX
 from tests.conftest import ISSUER, AppFactory
 from tests.support.factors import SUBJECT, api_keys, app_code, call
 from tests.support.fakes import FakeClock
@@ -91,7 +92,7 @@ async def test_the_store_holds_no_subject_code_secret_or_blob(
             parts += [raw(k) + raw(v) for k, v in store.hgetall(key).items()]
     store.close()
     dump = b"\n".join(parts)
-    assert b"otp:mk:" in dump
+    assert MARKER_PREFIX in dump
     forbidden = [SUBJECT, secret, *codes, *made["codes"]]
     forbidden += [c.replace("-", "") for c in made["codes"]]
     forbidden += encodings(base64.b32decode(secret + "=" * (-len(secret) % 8)))

@@ -161,7 +161,9 @@ def test_text_output_of_a_real_handler_has_one_line_per_record() -> None:
 def raw_get(port: int, target: str) -> bytes:
     """One HTTP/1.1 GET with `target` sent byte for byte (httpx would normalise it)."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
-        conn.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        conn.sendall(
+            f"GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode()
+        )
         answer = b""
         while chunk := conn.recv(65536):
             answer += chunk
