@@ -52,8 +52,10 @@ def redis_key_material(url: str, master_key: bytes) -> list[str]:
 def leaks(text: str, secrets: Iterable[str]) -> list[str]:
     """Lines of `text` that contain a secret, outside the development sender's own line.
 
-    Codes are short digit strings, so they count only as whole numbers (not inside a longer
-    number such as a port); every other secret counts wherever it appears.
+    Codes are short digit strings, so they count only as whole words: not inside a longer
+    number such as a port, nor inside a random identifier (a hex request id or a base64url
+    event id holds any six digits now and then); every other secret counts wherever it
+    appears.
     """
     wanted = sorted({s for s in secrets if s}, key=len, reverse=True)
     found = []
@@ -61,7 +63,11 @@ def leaks(text: str, secrets: Iterable[str]) -> list[str]:
         if DEV_SENDER_LINE.fullmatch(line.strip()):
             continue
         for secret in wanted:
-            pattern = rf"(?<![0-9]){re.escape(secret)}(?![0-9])" if secret.isdigit() else None
+            pattern = (
+                rf"(?<![0-9A-Za-z_-]){re.escape(secret)}(?![0-9A-Za-z_-])"
+                if secret.isdigit()
+                else None
+            )
             if (pattern and re.search(pattern, line)) or (not pattern and secret in line):
                 found.append(f"{secret[:12]}... in: {line[:200]}")
                 break
