@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import msgpack
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
@@ -249,6 +249,15 @@ def model(data: dict[str, Any], kind: type[BaseModel]) -> Any:
         raise BodyInvalid(f"Invalid `{where}`: {first['msg']}.") from None
 
 
+class NamedToken(NamedTuple):
+    """A request naming a challenge token: who calls, the token, what it holds, when."""
+
+    key: ApiKey
+    token: str
+    held: Pending | None
+    now: int
+
+
 Endpoint = Callable[[Request], Awaitable[Response]]
 RouteMaker = Callable[[str, Endpoint], BaseRoute]
 
@@ -324,13 +333,8 @@ class Challenges:
 
     async def resend(self, request: Request) -> Response:
         """Send a fresh code for the challenge; the old code and token stop working."""
-        key = await authenticate(request, SCOPE)
-        _, data = await json_object(request)
-        body: TokenBody = model(data, TokenBody)
-        now = int(self.clock())
-        try:
-            held = await self.tokens.open(body.challenge, key.id, now)
-        except InvalidCookie:
+        key, _, held, now = await self._named_token(request)
+        if held is None:
             return status("invalid")
         requester = self._requester(request, key, held.address)
         try:
@@ -373,13 +377,8 @@ class Challenges:
     async def status(self, request: Request) -> Response:
         """A challenge created with `link`: still waiting (with the number to show), or,
         once the link was approved by that number, the check itself with the link's code."""
-        key = await authenticate(request, SCOPE)
-        _, data = await json_object(request)
-        body: TokenBody = model(data, TokenBody)
-        now = int(self.clock())
-        try:
-            held = await self.tokens.open(body.challenge, key.id, now)
-        except InvalidCookie:
+        key, token, held, now = await self._named_token(request)
+        if held is None:
             return status("invalid")
         entry = held.state.current_entry
         if now >= entry.expires_at:
@@ -388,7 +387,7 @@ class Challenges:
             return status("pending", match=None, approval=None)
         grant = await self.approvals.approved(entry, now)
         if grant is not None:
-            return await self._check(request, key, held, grant.code, body.challenge, None, now)
+            return await self._check(request, key, held, grant.code, token, None, now)
         ended = await self.approvals.ended(entry)
         return status(
             "pending",
@@ -440,6 +439,16 @@ class Challenges:
 
     async def cancel(self, request: Request) -> Response:
         """Spend the challenge's ID, so no copy of its token works again."""
+        held = (await self._named_token(request)).held
+        if held is None:
+            return status("invalid")
+        if not await self.verifications.cancel(held.state):
+            return status("invalid")
+        return status("canceled")
+
+    async def _named_token(self, request: Request) -> NamedToken:
+        """The calling key, the token the body names and its state (None when it does not
+        open for this key: tampered, replayed, another key's), and the time now."""
         key = await authenticate(request, SCOPE)
         _, data = await json_object(request)
         body: TokenBody = model(data, TokenBody)
@@ -447,10 +456,8 @@ class Challenges:
         try:
             held = await self.tokens.open(body.challenge, key.id, now)
         except InvalidCookie:
-            return status("invalid")
-        if not await self.verifications.cancel(held.state):
-            return status("invalid")
-        return status("canceled")
+            held = None
+        return NamedToken(key, body.challenge, held, now)
 
     async def _refused_after_spend(
         self, handback: HandBack, held: Pending, key_id: str, now: int
