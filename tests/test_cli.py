@@ -22,11 +22,14 @@ PRODUCTION = {
 }
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """`python -m otpserver ARGS` in a clean environment (no OTP_* but `env`)."""
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, module: str = "otpserver"
+) -> subprocess.CompletedProcess[str]:
+    """`python -m otpserver ARGS` in a clean environment (no OTP_* but `env`); `module`
+    `tests.support.server` runs the same command line on the tests' own hooks."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("OTP_")}
     return subprocess.run(
-        [sys.executable, "-m", "otpserver", *args],
+        [sys.executable, "-m", module, *args],
         env={**clean, **(env or {})},
         capture_output=True,
         text=True,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import re
+import shutil
 import subprocess
 import tomllib
 from pathlib import Path
@@ -40,10 +41,15 @@ def test_sample_env_and_the_readme_table_agree_on_every_default() -> None:
     assert table == sample_env()
 
 
-def test_the_env_file_is_ignored_by_git() -> None:
-    """`.env` (the master key's home) is ignored, so `git add -A` can never commit it."""
+def test_the_env_file_is_ignored_by_git(tmp_path: Path) -> None:
+    """`.env` (the master key's home) is ignored, so `git add -A` can never commit it.
+
+    Asked of git itself, in a scratch repository holding the project's `.gitignore`, so the
+    answer is the same in a checkout and in a copy that is no repository (the fork check)."""
+    shutil.copy(ROOT / ".gitignore", tmp_path / ".gitignore")
+    subprocess.run(["git", "init", "--quiet", str(tmp_path)], check=True, capture_output=True)
     result = subprocess.run(
-        ["git", "check-ignore", "--quiet", ".env"], cwd=ROOT, check=False, capture_output=True
+        ["git", "check-ignore", "--quiet", ".env"], cwd=tmp_path, check=False, capture_output=True
     )
     assert result.returncode == 0
 
