@@ -14,8 +14,7 @@ from typing import Any, Protocol, TypeVar
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Match, Route
-from starlette.types import Scope
+from starlette.routing import BaseRoute
 
 from otpserver.errors import BodyInvalid, UnsupportedMediaType
 from otpserver.factors.devices import TrustedDevices
@@ -48,18 +47,10 @@ class Caller(Protocol):
 
 
 Authenticate = Callable[[Request, str], Awaitable[Caller]]
+Endpoint = Callable[[Request], Awaitable[Response]]
+"""A route's handler; `route(path, endpoint)` makes it a POST-only route (404 for other
+methods, never 405: SPEC §3), the same way the application makes all its POST routes."""
 """Checks the request's API key has the scope; raises the 401/403 errors otherwise."""
-
-
-class PostRoute(Route):
-    """A POST route that does not exist for other methods: 404, never 405 (SPEC §3)."""
-
-    def __init__(self, path: str, endpoint: Callable[[Request], Awaitable[Response]]) -> None:
-        super().__init__(path, endpoint, methods=["POST"])
-
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        match, child = super().matches(scope)
-        return (Match.NONE, {}) if match is Match.PARTIAL else (match, child)
 
 
 async def read_model(request: Request, model: type[RequestModel]) -> RequestModel:
@@ -85,9 +76,13 @@ def _json(body: dict[str, Any], status: int = 200) -> Response:
 
 
 def routes(
-    factors: SecondFactors, devices: TrustedDevices, authenticate: Authenticate
+    factors: SecondFactors,
+    devices: TrustedDevices,
+    authenticate: Authenticate,
+    route: Callable[[str, Endpoint], BaseRoute],
 ) -> list[BaseRoute]:
-    """The TOTP, backup-code and trusted-device routes, guarded by `authenticate`."""
+    """The TOTP, backup-code and trusted-device routes, guarded by `authenticate`, each
+    made by `route` (the application's own POST-only route)."""
 
     async def totp_enrol(request: Request) -> Response:
         await authenticate(request, TOTP_SCOPE)
@@ -163,12 +158,12 @@ def routes(
         return _json(await devices.revoke(subject=body.subject, device_id=body.deviceId))
 
     return [
-        PostRoute("/v1/devices/trust", device_trust),
-        PostRoute("/v1/devices/check", device_check),
-        PostRoute("/v1/devices/revoke", device_revoke),
-        PostRoute("/v1/totp/enrolments", totp_enrol),
-        PostRoute("/v1/totp/enrolments/confirm", totp_confirm),
-        PostRoute("/v1/totp/verify", totp_verify),
-        PostRoute("/v1/backup-codes", backup_generate),
-        PostRoute("/v1/backup-codes/redeem", backup_redeem),
+        route("/v1/devices/trust", device_trust),
+        route("/v1/devices/check", device_check),
+        route("/v1/devices/revoke", device_revoke),
+        route("/v1/totp/enrolments", totp_enrol),
+        route("/v1/totp/enrolments/confirm", totp_confirm),
+        route("/v1/totp/verify", totp_verify),
+        route("/v1/backup-codes", backup_generate),
+        route("/v1/backup-codes/redeem", backup_redeem),
     ]

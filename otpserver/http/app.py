@@ -255,7 +255,7 @@ def create_app(
     routes: list[BaseRoute] = [
         *api_route_table(api_routes, settings.max_body_bytes),
         *challenges.routes(post_route),
-        *factor_routes(factors, devices, authenticate),
+        *factor_routes(factors, devices, authenticate, post_route),
         *link_routes,
         ExactRoute("/health", health, methods=["GET"]),
         ExactRoute(JWKS_PATH, jwks_endpoint(results, clock), methods=["GET"]),
