@@ -21,6 +21,7 @@ from jwt import PyJWKClient, PyJWKSet
 from otpserver.errors import ConfigError
 from otpserver.http.app import OtpApp, create_app
 from otpserver.otp.credentials import Credential
+from otpserver.results.keys import PeriodKey
 from otpserver.results.signer import ResultSigner
 from otpserver.settings.api import ApiSettings
 from otpserver.settings.environment import Settings
@@ -281,12 +282,33 @@ def test_subject_defaults_to_a_keyed_hash_of_the_credential() -> None:
     assert one.credential_subject(ADA) != other.credential_subject(ADA)
 
 
+RFC8032_TEST_2 = {
+    "seed": "4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb",
+    "public": "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c",
+    "message": "72",
+    "signature": "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da"
+    "085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00",
+}
+"""RFC 8032 §7.1, TEST 2."""
+
+
+def test_results_are_signed_as_rfc_8032_and_openssl_sign() -> None:
+    """libsodium signs the results: it gives the RFC's known answer, and for any message
+    the same bytes as `cryptography`, whose key publishes the JWK."""
+    vector = {name: bytes.fromhex(text) for name, text in RFC8032_TEST_2.items()}
+    key = PeriodKey.from_seed(vector["seed"])
+    assert key.sign(vector["message"]) == vector["signature"]
+    assert key.sodium_secret[32:] == vector["public"]
+    for message in (b"", b"header.claims", bytes(range(256)) * 5):
+        assert key.sign(message) == key.private_key.sign(message)
+
+
 def test_a_signing_seed_replaces_the_master_key() -> None:
     """With OTP_SIGNING_SEED, keys follow the seed: another master key signs the same kid."""
     seed = bytes(range(7, 39))
-    one = signer(signing_seed=seed).keys.signing_key(1.0)[0]
-    assert one == signer(master_key=OLD_KEY, signing_seed=seed).keys.signing_key(1.0)[0]
-    assert one != signer().keys.signing_key(1.0)[0]
+    one = signer(signing_seed=seed).keys.signing_key(1.0).kid
+    assert one == signer(master_key=OLD_KEY, signing_seed=seed).keys.signing_key(1.0).kid
+    assert one != signer().keys.signing_key(1.0).kid
 
 
 def test_previous_master_keys_stay_published() -> None:

@@ -12,6 +12,7 @@ confusion to get wrong. Tests verify every result with PyJWT, an independent imp
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Mapping
@@ -117,9 +118,8 @@ class ResultSigner:
         }
         if nonce is not None:
             claims["nonce"] = nonce
-        kid, key = self.keys.signing_key(now)
-        header = {"alg": "EdDSA", "kid": kid, "typ": RESULT_TYPE}
-        signing_input = f"{_json_part(header)}.{_json_part(claims)}"
+        key = self.keys.signing_key(now)
+        signing_input = f"{_header_part(key.kid)}.{_json_part(claims)}"
         return f"{signing_input}.{b64url(key.sign(signing_input.encode('ascii')))}"
 
     def for_browser(self, credential: Credential, now: float) -> str:
@@ -138,5 +138,17 @@ class ResultSigner:
         return self.keys.jwks(now)
 
 
+@functools.lru_cache(maxsize=16)
+def _header_part(kid: str) -> str:
+    """The encoded JOSE header of a result signed with `kid` (a key signs for a period)."""
+    return _json_part({"alg": "EdDSA", "kid": kid, "typ": RESULT_TYPE})
+
+
+_JSON = json.JSONEncoder(separators=(",", ":"))
+"""One encoder for every part (`json.dumps` with options builds a new one per call). ASCII
+output, so an address outside ASCII travels as `\\u` escapes: the same claims to any JSON
+reader, and the encoder's fast path."""
+
+
 def _json_part(value: Mapping[str, Any]) -> str:
-    return b64url(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    return b64url(_JSON.encode(value).encode())
