@@ -22,10 +22,12 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar, cast
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
 from prometheus_client.exposition import start_http_server
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -123,6 +125,23 @@ def _multiprocess_directory() -> str | None:
 
 _series = Series.create(None if _multiprocess_directory() else CollectorRegistry())
 
+_Metric = TypeVar("_Metric", bound=MetricWrapperBase)
+_children: dict[tuple[MetricWrapperBase, tuple[str, ...]], MetricWrapperBase] = {}
+
+
+def _child(metric: _Metric, *label_values: str) -> _Metric:
+    """`metric.labels(*label_values)`, looked up once per series.
+
+    prometheus-client checks the values and takes a lock on every `labels` call, which
+    costs more than the increment it leads to; the label values come from short fixed
+    lists, so this map stays as small as the set of series.
+    """
+    key = (metric, label_values)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*label_values)
+    return cast(_Metric, child)
+
 
 def registry() -> CollectorRegistry:
     """What a scrape reads: this process's metrics, or every worker's in multiprocess mode."""
@@ -137,13 +156,13 @@ def registry() -> CollectorRegistry:
 
 def challenge_created(channel: str) -> None:
     """A code was issued for a new pending verification."""
-    _series.challenges_created.labels(channel).inc()
+    _child(_series.challenges_created, channel).inc()
 
 
 def send_finished(channel: str, provider: str, outcome: str, seconds: float) -> None:
     """A provider accepted (`outcome="sent"`) or refused (`"failed"`) a code in `seconds`."""
-    _series.sends.labels(channel, provider, outcome).inc()
-    _series.send_seconds.labels(channel, provider).observe(seconds)
+    _child(_series.sends, channel, provider, outcome).inc()
+    _child(_series.send_seconds, channel, provider).observe(seconds)
 
 
 @contextlib.contextmanager
@@ -170,14 +189,14 @@ def verification(channel: str, method: str, outcome: str, seconds: float | None 
     """A code was checked. `method`: code, link, totp, backup_code; `outcome`: approved,
     incorrect, expired, locked, too_many_attempts, ...; `seconds` since it was sent, for an
     approval."""
-    _series.verifications.labels(channel, method, outcome).inc()
+    _child(_series.verifications, channel, method, outcome).inc()
     if seconds is not None:
-        _series.time_to_verify_seconds.labels(channel, method).observe(max(0.0, seconds))
+        _child(_series.time_to_verify_seconds, channel, method).observe(max(0.0, seconds))
 
 
 def rate_limited(limit: str) -> None:
     """An abuse limit (its kind, e.g. `credential_sends`) refused a request."""
-    _series.rate_limited.labels(limit).inc()
+    _child(_series.rate_limited, limit).inc()
 
 
 def store_answered(seconds: float) -> None:
@@ -187,7 +206,7 @@ def store_answered(seconds: float) -> None:
 
 def store_failed(kind: str) -> None:
     """A store call failed: `timeout`, `connection` or `error`."""
-    _series.store_errors.labels(kind).inc()
+    _child(_series.store_errors, kind).inc()
 
 
 def current_key(number: int) -> None:
