@@ -16,6 +16,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from otpserver.http.app import OtpApp
 from otpserver.observability.logs import (
@@ -23,6 +25,7 @@ from otpserver.observability.logs import (
     JsonFormatter,
     RequestIdFilter,
     TextFormatter,
+    configure_logging,
     escape_control,
 )
 from otpserver.observability.requests import loggable_path
@@ -40,6 +43,59 @@ def test_control_characters_are_escaped() -> None:
     assert escape_control("\x1b[31mred\x00\x7f\x85") == "\\x1b[31mred\\x00\\x7f\\x85"
     assert escape_control("x\u2028y\u2029") == "x\\u2028y\\u2029"
     assert escape_control("café /api/otp") == "café /api/otp"
+
+
+@given(st.text())
+def test_no_control_character_survives_escaping(text: str) -> None:
+    """Whatever the text, the printable shortcut and the escaping pass together leave no
+    character a terminal or a line-based reader would act on."""
+    escaped = escape_control(text)
+    assert not re.search(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]", escaped)
+    if text.isprintable():
+        assert escaped == text
+
+
+@pytest.fixture
+def record_switches() -> Iterator[None]:
+    """Restores the process-wide switches `configure_logging` may turn off."""
+    saved = (logging.logThreads, logging.logProcesses, logging.logMultiprocessing)
+    source = logging._srcfile
+    root = logging.getLogger()
+    handlers = root.handlers[:]
+    # As a fresh interpreter has them, whatever an earlier test configured.
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = True
+    logging._srcfile = os.path.normcase(logging.addLevelName.__code__.co_filename)
+    yield
+    logging.logThreads, logging.logProcesses, logging.logMultiprocessing = saved
+    logging._srcfile = source
+    root.handlers[:] = handlers
+
+
+def test_records_skip_what_no_formatter_prints(record_switches: None) -> None:
+    """With the server's own formatter on every root handler, records no longer look up
+    their caller, thread or process: work no line shows."""
+    root = logging.getLogger()
+    handler = logging.StreamHandler(io.StringIO())
+    handler.setFormatter(TextFormatter())
+    root.handlers[:] = [handler]
+    configure_logging("text")
+    record = logging.getLogger("otpserver.test").makeRecord(
+        "otpserver.test", logging.INFO, "f", 1, "m", (), None
+    )
+    assert (record.thread, record.process) == (None, None)
+    assert logging._srcfile is None
+
+
+def test_a_foreign_formatter_keeps_every_record_field(record_switches: None) -> None:
+    """An embedding application's handler may print the thread or the caller: then
+    nothing is turned off."""
+    root = logging.getLogger()
+    handler = logging.StreamHandler(io.StringIO())
+    handler.setFormatter(logging.Formatter("%(threadName)s %(filename)s %(message)s"))
+    root.handlers[:] = [handler]
+    configure_logging("text")
+    assert logging.logThreads
+    assert logging._srcfile is not None
 
 
 def _record(message: str, *args: object, **extra: object) -> logging.LogRecord:
