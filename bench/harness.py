@@ -58,7 +58,8 @@ EXPECTED = {
     "challenge_check": {200},
 }
 API_KEY = "otpk_bench_" + "B3nchB3nchB3nchB3nchB3nchB3nchB3"
-"""The key the server-to-server scenarios call with (scope `challenges`)."""
+"""The key the server-to-server scenarios call with (scopes `challenges`, `totp` and
+`backup_codes`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +144,8 @@ def server_env(setup: Setup, port: int, store_url: str) -> dict[str, str]:
         "OTP_TEST_CREDENTIALS": identities(FLOW_PREFIX, FLOW_IDENTITIES)
         + ","
         + identities(WRONG_PREFIX, WRONG_IDENTITIES),
-        "OTP_API_KEYS": f"bench:{hashlib.sha256(API_KEY.encode()).hexdigest()}:challenges",
+        "OTP_API_KEYS": f"bench:{hashlib.sha256(API_KEY.encode()).hexdigest()}:"
+        + "challenges+totp+backup_codes",
         "OTP_API_KEY_REQUESTS": UNLIMITED,
         **LIMITS_ENV,
         **setup.extra_env,

@@ -2,27 +2,55 @@
 
 MONITOR lists every command a client sends (`client_type` tcp) and, separately, every
 command a Lua script runs inside Redis (`client_type` lua); only the former are round
-trips. Markers (`ECHO bench:<kind>`) sent between batches attribute commands to requests.
+trips. Markers (`ECHO bench:<kind>`) sent between requests attribute commands to them.
 Key-ring fetches (`otp:kek:*`) happen once per process every 30 s whatever the traffic:
-they are listed but not counted per request.
+they are listed but not counted per request. Scripts are named by what they run.
+
+The second-factor checks go through `/v1`, where every call first charges its API key's
+own allowance (a `hit` script, one round trip, the same for every `/v1` route): it is
+counted, and also reported apart (`api_key_round_trips_per_request`), so what the check
+itself costs is the difference.
 """
 
 from __future__ import annotations
 
+import base64
 import collections
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import redis
 
-from bench.harness import CODE, COOKIE_NAME, FLOW_PREFIX, WRONG_CODE
-from otpserver.stores.redis import KEY_PREFIX, SEQUENCE_KEY
+from bench.harness import API_KEY, CODE, COOKIE_NAME, FLOW_PREFIX, WRONG_CODE
+from otpserver.factors.totp import TotpParameters, step_at, totp
+from otpserver.stores.markers_redis import _ADVANCE, _MARKER_CLAIM
+from otpserver.stores.redis import _CLAIM, _HIT, _ROTATE, KEY_PREFIX, SEQUENCE_KEY
 
-KINDS = ("create", "resend", "verify_wrong", "verify_correct")
+BROWSER_KINDS = ("create", "resend", "verify_wrong", "verify_correct")
+FACTOR_KINDS = ("totp_verify_wrong", "totp_verify_right", "backup_wrong", "backup_right")
+KINDS = BROWSER_KINDS + FACTOR_KINDS
+FACTOR_SAMPLES = 10
+"""Second-factor checks counted per kind: enough, as every request of a kind sends the
+same commands; more would only add scrypt hashes (tens of ms each) to the run."""
 STOP = "stop"
 KEY_RING = KEY_PREFIX.decode()
 SEQUENCE = SEQUENCE_KEY.decode()
+SCRIPTS = {
+    script.sha.decode(): label
+    for script, label in (
+        (_HIT, "hit"),
+        (_CLAIM, "claim"),
+        (_ROTATE, "rotate"),
+        (_ADVANCE, "advance"),
+        (_MARKER_CLAIM, "marker claim"),
+    )
+}
+API_KEY_CHARGE = "EVALSHA (hit)"
+"""On `/v1`, the API key's allowance: the only `hit` the second-factor checks send."""
+WRONG_BACKUP_CODE = "0000-0000-0000-0000"
 
 
 def _cookie(response: httpx.Response) -> str:
@@ -50,7 +78,11 @@ def _watch(redis_url: str, ready: threading.Event, seen: list[tuple[str, str]]) 
                     seen.append((marker, f"{name} (sequence, pipelined)"))
                     continue
                 # The key ring's fetches are per process per 30 s, not per request.
-                seen.append((marker, f"{name} (key ring)" if KEY_RING in text else name))
+                if KEY_RING in text:
+                    name = f"{name} (key ring)"
+                elif name == "EVALSHA":
+                    name = f"{name} ({SCRIPTS.get(text.split(' ', 2)[1], 'other')})"
+                seen.append((marker, name))
     client.close()
 
 
@@ -92,6 +124,7 @@ def count(server_url: str, redis_url: str, samples: int = 50) -> dict[str, Any]:
         markers.echo("bench:verify_correct")
         right = [post("/api/otp/verify", _cookie(r), data={"otp": CODE}) for r in wrong]
         assert all(r.status_code == 200 for r in right), right[0].text
+        factors(http, markers.echo)
         markers.echo(f"bench:{STOP}")
     watcher.join(10)
     markers.close()
@@ -99,15 +132,65 @@ def count(server_url: str, redis_url: str, samples: int = 50) -> dict[str, Any]:
     for marker, command in seen:
         if marker in per_kind:
             per_kind[marker][command] += 1
-    return {
-        kind: {
+    results: dict[str, Any] = {}
+    for kind, commands in per_kind.items():
+        n = FACTOR_SAMPLES if kind in FACTOR_KINDS else samples
+        results[kind] = {
             "round_trips_per_request": sum(
-                n
-                for name, n in commands.items()
+                count
+                for name, count in commands.items()
                 if not name.endswith(("(key ring)", "(sequence, pipelined)"))
             )
-            / samples,
-            "commands": {name: n / samples for name, n in sorted(commands.items())},
+            / n,
+            "api_key_round_trips_per_request": (
+                commands[API_KEY_CHARGE] / n if kind in FACTOR_KINDS else 0
+            ),
+            "commands": {name: count / n for name, count in sorted(commands.items())},
         }
-        for kind, commands in per_kind.items()
-    }
+    return results
+
+
+def factors(http: httpx.Client, echo: Callable[[str], object]) -> None:
+    """TOTP verifications and backup-code redemptions, a wrong code then a right one each
+    time (the right one clears the failure the wrong one charged, so nothing locks)."""
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    # Enrolling, confirming and generating are not counted, and load the scripts.
+    echo("bench:setup")
+
+    def call(path: str, body: dict[str, Any], expected: str | None = None) -> dict[str, Any]:
+        response = http.post(path, json=body, headers=headers)
+        assert response.status_code in (200, 201), response.text
+        answer: dict[str, Any] = response.json()
+        assert expected is None or answer["status"] == expected, answer
+        return answer
+
+    enrolments = []
+    for i in range(FACTOR_SAMPLES):
+        subject = f"bench-totp-{i}"
+        started = call("/v1/totp/enrolments", {"subject": subject, "account": "a@example.com"})
+        secret = base64.b32decode(started["secret"] + "=" * (-len(started["secret"]) % 8))
+        code = totp(secret, time.time(), TotpParameters())
+        body = {"subject": subject, "pending": started["pending"], "code": code}
+        confirmed = call("/v1/totp/enrolments/confirm", body, "approved")
+        enrolments.append((subject, secret, confirmed["enrolment"]))
+    made = call("/v1/backup-codes", {"subject": "bench-backup", "count": FACTOR_SAMPLES})
+    for subject, secret, enrolment in enrolments:
+        # The step after the confirmed one: still inside the window a step from now.
+        step = step_at(time.time(), 30) + 1
+        right = totp(secret, step * 30, TotpParameters())
+        wrong = "000000" if right != "000000" else "111111"
+        for kind, code, expected in (
+            ("totp_verify_wrong", wrong, "incorrect"),
+            ("totp_verify_right", right, "approved"),
+        ):
+            echo(f"bench:{kind}")
+            body = {"subject": subject, "enrolment": enrolment, "code": code}
+            call("/v1/totp/verify", body, expected)
+    code_set = made["set"]
+    for code in made["codes"]:
+        echo("bench:backup_wrong")
+        body = {"subject": "bench-backup", "set": code_set, "code": WRONG_BACKUP_CODE}
+        call("/v1/backup-codes/redeem", body, "incorrect")
+        echo("bench:backup_right")
+        body = {"subject": "bench-backup", "set": code_set, "code": code}
+        code_set = call("/v1/backup-codes/redeem", body, "approved")["set"]

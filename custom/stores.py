@@ -15,9 +15,11 @@ once at start-up by a factory below from the validated settings:
 * `make_marker_store` — short-lived markers under keyed-hash names: the last accepted TOTP
   step of an enrolment, spent backup codes, "sets older than this are refused", revoked
   devices. `put_if_absent` and `advance` must be atomic (exactly one concurrent caller
-  wins) and every marker must expire after its time to live. A marker lost with the store's
-  data (a flush, a restore) forgets that a code was used, so keep Redis persistent where
-  backup codes matter.
+  wins) and every marker must expire after its time to live. `claim` is a second-factor
+  check's one step (`MarkerClaim`: lockout, single-use marker, reset); a store that keeps
+  the counters elsewhere returns `claim_marker_in_steps(...)` from `otpserver.stores.base`.
+  A marker lost with the store's data (a flush, a restore) forgets that a code was used,
+  so keep Redis persistent where backup codes matter.
 
 The contracts are the Protocols `IdStore`, `KeyStore`, `CounterStore` and `MarkerStore`
 exported by `otpserver`; `tests/contracts/` holds a test suite for each that a store of your own can

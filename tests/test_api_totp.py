@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Callable
 from typing import Any
@@ -330,3 +331,31 @@ async def test_refusals_stay_http_errors_for_transport_problems(
     )
     assert enrol.status_code == 400
     assert API_KEY not in enrol.text
+
+
+async def test_a_right_code_racing_wrong_ones_keeps_exactly_once_and_the_lockout(
+    client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    """Ten copies of the right code race thirty wrong codes at once. The answers are those
+    of some serial order: at most one approval; without one, every right copy was locked
+    out and exactly five wrong codes were evaluated; with one, it cleared at most the four
+    failures before it, and every failure after it still counts toward the lockout."""
+    secret, enrolment = await enrolled(client, clock.now)
+    clock.advance(30)
+    right = app_code(secret, clock.now)
+    wrong = "000000" if right != "000000" else "111111"
+    codes = [right] * 10 + [wrong] * 30
+    answers = await asyncio.gather(*(verify(client, enrolment, code) for code in codes))
+    statuses = [answer["status"] for answer in answers]
+    assert set(statuses) <= {"approved", "incorrect", "locked"}, statuses
+    assert "approved" not in statuses[10:]
+    charged = statuses.count("incorrect")
+    still_counted = 5
+    while (await verify(client, enrolment, wrong))["status"] == "incorrect":
+        still_counted -= 1
+    if statuses.count("approved") == 1:
+        assert charged - still_counted <= 4, statuses
+    else:
+        assert statuses.count("approved") == 0, statuses
+        assert statuses[:10] == ["locked"] * 10
+        assert charged == still_counted == 5, statuses

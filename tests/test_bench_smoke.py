@@ -58,9 +58,15 @@ def test_the_harness_drives_every_scenario_and_reports_it(tmp_path: Path) -> Non
         assert row["unexpected"] == 0, (scenario, data["main"][0]["runs"][scenario])
     assert summary["flow"]["flows_per_second"] > 0
     trips = data["round_trips"]
-    assert set(trips) == {"create", "resend", "verify_wrong", "verify_correct"}
-    # One round trip for every request, a correct verify included (the claim seam).
-    assert all(kind["round_trips_per_request"] == 1 for kind in trips.values()), trips
+    browser = {"create", "resend", "verify_wrong", "verify_correct"}
+    factors = {"totp_verify_wrong", "totp_verify_right", "backup_wrong", "backup_right"}
+    assert set(trips) == browser | factors
+    # One round trip for every request, a correct verify included (the claim seam), and one
+    # for every second-factor check, a right code included (the marker claim), on top of
+    # the API key's own allowance that every `/v1` call charges first.
+    for kind, row in trips.items():
+        assert row["api_key_round_trips_per_request"] == (1 if kind in factors else 0), trips
+        assert row["round_trips_per_request"] - row["api_key_round_trips_per_request"] == 1, trips
     assert data["sizes"]["cookies"]["typical"][0]["credentials"] == 1
     assert set(data["instructions"]) == {"memory", "redis"}
     for store, counted in data["instructions"].items():

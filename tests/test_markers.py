@@ -1,19 +1,27 @@
-"""The marker contract on memory and a real Redis, and what is particular to each backend."""
+"""The marker contracts on memory and a real Redis, and what is particular to each backend."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
 import pytest
+import redis
 
 from otpserver.errors import StoreUnavailable
-from otpserver.stores import MemoryMarkerStore, RedisMarkerStore, redis_client
-from otpserver.stores.base import MarkerStore
+from otpserver.stores import (
+    MemoryCounterStore,
+    MemoryMarkerStore,
+    RedisCounterStore,
+    RedisMarkerStore,
+    redis_client,
+)
+from otpserver.stores.base import MarkerAdvance, MarkerClaim, MarkerStore
 from otpserver.stores.markers_redis import MARKER_PREFIX
 from otpserver.stores.redis import SEQUENCE_KEY
+from tests.contracts.marker_claims import NOW, MarkerClaimContract, Stores, failures
 from tests.contracts.markers import MarkerStoreContract, new_key
 from tests.support.fakes import FakeClock
-from tests.support.redis_server import BACKENDS, plain_client
+from tests.support.redis_server import BACKENDS, Deployments, plain_client
 
 REDIS_BACKENDS = BACKENDS
 
@@ -66,6 +74,85 @@ class TestRedisMarkerStore(MarkerStoreContract):
         assert len(names) == 2
         assert all(name.startswith(MARKER_PREFIX) for name in names)
         assert all(0 < int(self.admin.pttl(name)) <= 60_000 for name in names)
+
+
+class TestMemoryMarkerClaims(MarkerClaimContract):
+    """The claim contract on the in-process markers and counters."""
+
+    @pytest.fixture
+    async def stores(self) -> AsyncIterator[Stores]:
+        """Memory markers and memory counters, as `memory://` pairs them."""
+        markers, counters = MemoryMarkerStore(clock=FakeClock()), MemoryCounterStore()
+        yield markers, counters
+        await markers.aclose()
+        await counters.aclose()
+
+
+class TestRedisMarkerClaims(MarkerClaimContract):
+    """The claim contract with markers and counters in one Redis: one script per claim."""
+
+    @pytest.fixture
+    async def stores(self, redis_url: str) -> AsyncIterator[Stores]:
+        """Markers and counters on one empty database of the deployment under test."""
+        markers = RedisMarkerStore(redis_client(redis_url, 1.0))
+        counters = RedisCounterStore(redis_client(redis_url, 1.0))
+        yield markers, counters
+        await markers.aclose()
+        await counters.aclose()
+
+
+class TestRedisMarkerClaimsApart(MarkerClaimContract):
+    """The claim contract with counters in another database: the steps one call each."""
+
+    @pytest.fixture
+    async def stores(self, redis_deployments: Deployments) -> AsyncIterator[Stores]:
+        """Markers in database 0 and counters in an emptied database 1 of one Redis."""
+        url = redis_deployments.url("redis")
+        counters_url = url.rpartition("/")[0] + "/1"
+        flushing = redis.Redis.from_url(counters_url)
+        flushing.flushdb()
+        flushing.close()
+        markers = RedisMarkerStore(redis_client(url, 1.0))
+        counters = RedisCounterStore(redis_client(counters_url, 1.0))
+        yield markers, counters
+        await markers.aclose()
+        await counters.aclose()
+
+
+def scripts_run(url: str) -> int:
+    """How many scripts clients have sent the server so far (EVAL and EVALSHA)."""
+    with plain_client(url) as client:
+        stats = client.info("commandstats")
+    return sum(
+        int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("evalsha", "eval")
+    )
+
+
+@pytest.mark.redis_backends("redis")
+@pytest.mark.parametrize(("counters_db", "scripts"), [("0", 1), ("1", 2)])
+async def test_a_marker_claim_on_one_redis_is_one_script(
+    redis_url: str, counters_db: str, scripts: int
+) -> None:
+    """Markers and counters in one Redis: charge, take and reset are one script; counters
+    kept elsewhere take the steps one call each (the charge and the advance are scripts)."""
+    markers = RedisMarkerStore(redis_client(redis_url, 1.0))
+    counters = RedisCounterStore(
+        redis_client(redis_url.rpartition("/")[0] + "/" + counters_db, 1.0)
+    )
+    counter, key = failures(new_key()), new_key()
+    try:
+        # The first call loads the scripts: EVALSHA, then EVAL.
+        await markers.claim(MarkerClaim(take=None, failures=(counter,)), counters, NOW)
+        await markers.claim(
+            MarkerClaim(take=MarkerAdvance(new_key(), 1, 60), failures=(counter,)), counters, NOW
+        )
+        before = scripts_run(redis_url)
+        claim = MarkerClaim(take=MarkerAdvance(key, 1, 60), failures=(counter,))
+        assert (await markers.claim(claim, counters, NOW)).taken
+        assert scripts_run(redis_url) - before == scripts
+    finally:
+        await markers.aclose()
+        await counters.aclose()
 
 
 async def test_memory_markers_are_bounded() -> None:

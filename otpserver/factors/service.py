@@ -1,10 +1,13 @@
 """The second-factor operations behind the `/v1` routes: seal, open, compare, claim markers.
 
-Each operation opens the host's blob with the at-rest ring (bound to the subject, one
-purpose per kind), charges a failure counter before any comparison, and makes a code single
-use with one atomic marker step: `advance` of the enrolment's last accepted TOTP step, or
-`put_if_absent` of a backup code's spent marker. Every domain outcome is a `status` in a 200
-answer (SPEC §10); only malformed input is an error (`OtpInvalidFormat`, 400).
+Each check opens the host's blob with the at-rest ring (bound to the subject, one purpose
+per kind), compares the code (pure CPU), then makes one atomic store step, a `MarkerClaim`:
+it charges the failure counter (refusing a locked credential), takes the code's single-use
+marker (`advance` of the enrolment's last accepted TOTP step, or the creation of a backup
+code's spent marker) and, when taken, clears the failures. So the outcome of the comparison
+counts only for the request whose take wins, and a right code costs one round trip. Every
+domain outcome is a `status` in a 200 answer (SPEC §10); only malformed input is an error
+(`OtpInvalidFormat`, 400).
 """
 
 from __future__ import annotations
@@ -36,7 +39,14 @@ from otpserver.factors.totp import (
     secret_text,
 )
 from otpserver.settings.factors import FactorSettings
-from otpserver.stores.base import CounterStore, MarkerStore
+from otpserver.stores.base import (
+    CounterStore,
+    MarkerAdvance,
+    MarkerClaim,
+    MarkerPut,
+    MarkerStore,
+    newer_than,
+)
 from otpserver.stores.counters import Counter, retry_after_seconds
 
 PENDING_PURPOSE = "totp-pending"
@@ -213,21 +223,27 @@ class SecondFactors:
             self.settings.totp_max_failures,
             self.settings.totp_failure_window_seconds * 1000,
         )
-        decision = await self.counters.hit([failures], int(now * 1000))
-        if not decision.allowed:
-            return {"status": "locked", "retryAfter": retry_after_seconds(decision)}
         window = self.settings.totp_window
         step = matching_step(current.secret, code, now, current.parameters, window)
-        if step is None:
+        take = None
+        if step is not None:
+            # An atomic compare-and-set: of any number of requests on any number of
+            # instances carrying codes of this step or earlier ones, at most one takes it.
+            # The guard lives until the step has left every window (plus a period for
+            # clocks that disagree).
+            ttl = last_acceptable_at(step, current.parameters, window) - now
+            ttl += current.parameters.period
+            take = MarkerAdvance(name(current.marker_key, b"totp-step"), step, ttl)
+        # Compared first, yet counted as if charged before comparing: the one step refuses a
+        # locked enrolment before the marker, and a code that is wrong, replayed or beaten
+        # to its step by a parallel request stays charged.
+        outcome = await self.markers.claim(
+            MarkerClaim(take=take, failures=(failures,)), self.counters, int(now * 1000)
+        )
+        if not outcome.decision.allowed:
+            return {"status": "locked", "retryAfter": retry_after_seconds(outcome.decision)}
+        if not outcome.taken:
             return {"status": "incorrect"}
-        # One atomic compare-and-set: of any number of requests on any number of instances
-        # carrying codes of this step or earlier ones, at most one gets True. The guard lives
-        # until the step has left every window (plus a period for clocks that disagree).
-        ttl = last_acceptable_at(step, current.parameters, window) - now
-        ttl += current.parameters.period
-        if not await self.markers.advance(name(current.marker_key, b"totp-step"), step, ttl):
-            return {"status": "incorrect"}
-        await self.counters.reset([failures.key])
         return None
 
     def _seal_enrolment(self, current: Enrolment, subject: str, now: float) -> str:
@@ -274,10 +290,12 @@ class SecondFactors:
         max_life_ms = self.settings.backup_set_max_seconds * 1000
         if now_ms >= code_set.created_at_ms + max_life_ms:
             return {"status": "expired", **resealed}
-        if code_set.created_at_ms < await self._not_before(subject):
-            return {"status": "expired", **resealed}
         normalised = backup_codes.normalise(code)
         if normalised is None:
+            # A superseded set answers `expired` whatever was typed, as it always has; only
+            # malformed input pays for reading the not-before markers on their own.
+            if await self._superseded(subject, code_set.created_at_ms):
+                return {"status": "expired", **resealed}
             raise OtpInvalidFormat("Send a backup code: 16 letters and digits.")
         failures = Counter(
             "backup_failures",
@@ -285,21 +303,39 @@ class SecondFactors:
             self.settings.backup_max_failures,
             self.settings.backup_failure_window_seconds * 1000,
         )
-        decision = await self.counters.hit([failures], now_ms)
-        if not decision.allowed:
-            return {"status": "locked", "retryAfter": retry_after_seconds(decision), **resealed}
+        # Hashed before the store says whether the subject is locked out or the set
+        # superseded: knowing that first would cost a right code a second round trip. So a
+        # locked subject's redemptions still cost scrypt (tens of ms, in a thread), and what
+        # bounds that work is the API key's own rate limit (`OTP_API_KEY_REQUESTS`); the
+        # lockout still decides every outcome, since no guess counts unless it is charged.
         digest = await asyncio.to_thread(backup_codes.hash_code, normalised, code_set.salt)
         index = backup_codes.find(code_set, digest)
-        if index is None or code_set.is_used(index):
+        take = None
+        if index is not None and not code_set.is_used(index):
+            # The spent marker, not the used bit, is what makes a code single use: of
+            # parallel redemptions exactly one takes it, and a host database rolled back to a
+            # copy of the set where the bit is clear still meets the marker, which lives as
+            # long as the set.
+            spent = name(code_set.marker_key, b"backup-spent", index.to_bytes(1, "big"))
+            ttl = (code_set.created_at_ms + max_life_ms - now_ms) / 1000
+            take = MarkerPut(spent, b"1", ttl)
+        outcome = await self.markers.claim(
+            MarkerClaim(
+                take=take,
+                failures=(failures,),
+                not_before=self._not_before_names(subject),
+                issued_at_ms=code_set.created_at_ms,
+            ),
+            self.counters,
+            now_ms,
+        )
+        if outcome.superseded:
+            return {"status": "expired", **resealed}
+        if not outcome.decision.allowed:
+            retry_after = retry_after_seconds(outcome.decision)
+            return {"status": "locked", "retryAfter": retry_after, **resealed}
+        if index is None or not outcome.taken:
             return {"status": "incorrect", **resealed}
-        # The spent marker, not the used bit, is what makes a code single use: of parallel
-        # redemptions exactly one claims it, and a host database rolled back to a copy of the
-        # set where the bit is clear still meets the marker, which lives as long as the set.
-        spent = name(code_set.marker_key, b"backup-spent", index.to_bytes(1, "big"))
-        ttl = (code_set.created_at_ms + max_life_ms - now_ms) / 1000
-        if not await self.markers.put_if_absent(spent, b"1", ttl):
-            return {"status": "incorrect", **resealed}
-        await self.counters.reset([failures.key])
         used = code_set.with_used(index)
         result = self.issuer.issue(
             audience=audience,
@@ -325,15 +361,19 @@ class SecondFactors:
             "result": result,
         }
 
-    async def _not_before(self, subject: str) -> int:
-        """The creation instant (ms) of the subject's newest set, 0 when none is known; read
-        under the current and every previous master key's name."""
-        newest = 0
-        for key in (self.name_key, *self.previous_name_keys):
-            stored = await self.markers.get(self._not_before_name(key, subject))
-            if stored is not None and stored.isdigit():
-                newest = max(newest, int(stored))
-        return newest
+    def _not_before_names(self, subject: str) -> tuple[bytes, ...]:
+        """The subject's not-before markers under the current and every previous master key,
+        so a rotation never forgets which sets were superseded."""
+        return tuple(
+            self._not_before_name(key, subject) for key in (self.name_key, *self.previous_name_keys)
+        )
+
+    async def _superseded(self, subject: str, created_at_ms: int) -> bool:
+        """Whether a newer set than one created at `created_at_ms` was generated."""
+        for marker in self._not_before_names(subject):
+            if newer_than(await self.markers.get(marker), created_at_ms):
+                return True
+        return False
 
     @staticmethod
     def _not_before_name(key: bytes, subject: str) -> bytes:

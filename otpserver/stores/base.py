@@ -1,5 +1,6 @@
-"""The store roles the core relies on: single-use IDs, wrapped keys and limit counters,
-and the one step that changes an ID and charges the limits together (`Claim`)."""
+"""The store roles the core relies on: single-use IDs, wrapped keys, limit counters and
+markers, and the one steps that change an ID or a marker and charge the limits together
+(`Claim`, `MarkerClaim`)."""
 
 from __future__ import annotations
 
@@ -212,6 +213,15 @@ class MarkerStore(Protocol):
         """Store `value` under `key`, replacing whatever is there."""
         ...
 
+    async def claim(self, claim: MarkerClaim, counters: CounterStore, now_ms: int) -> MarkerOutcome:
+        """Run `claim` against these markers and `counters`, as its docstring orders.
+
+        A store that cannot do it in one atomic step returns `claim_marker_in_steps(self,
+        counters, claim, now_ms)`: the order alone keeps every guarantee the core relies
+        on. One that keeps counters beside its markers may do it in one round trip.
+        """
+        ...
+
     async def delete(self, key: bytes) -> None:
         """Remove the marker under `key`, if any."""
         ...
@@ -219,3 +229,91 @@ class MarkerStore(Protocol):
     async def aclose(self) -> None:
         """Release connections."""
         ...
+
+
+class MarkerAdvance(NamedTuple):
+    """Take a marker by moving it forward (`MarkerStore.advance`): a TOTP step."""
+
+    key: bytes
+    value: int
+    ttl_seconds: float
+
+
+class MarkerPut(NamedTuple):
+    """Take a marker by creating it (`MarkerStore.put_if_absent`): a spent backup code."""
+
+    key: bytes
+    value: bytes
+    ttl_seconds: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MarkerClaim:
+    """One atomic store step of a second-factor check whose code is already compared.
+
+    In this order, each step only if the one before let it through:
+
+    1. Refuse as superseded if a live marker named in `not_before` holds an instant (ms,
+       decimal digits) later than `issued_at_ms`: a newer backup-code set exists. Nothing
+       is charged or taken.
+    2. Charge `failures` (`CounterStore.hit`); a refusal is the lockout, and takes nothing.
+    3. Take `take`, the code's single-use marker; None when the code matched nothing, so
+       the charge stands as a failure. A take that loses (a replayed step, a spent code,
+       or a concurrent request that took it first) leaves the charge standing too.
+    4. A taken marker clears `failures`: the right code resets its consecutive failures.
+
+    Charging before taking is what makes the lockout hold when the steps run apart: a
+    locked credential never reaches its marker, whatever the number of parallel requests.
+    Run as one step, the charge a right code makes is cleared before anyone can see it.
+    """
+
+    take: MarkerAdvance | MarkerPut | None
+    failures: tuple[Counter, ...]
+    not_before: tuple[bytes, ...] = ()
+    issued_at_ms: int = 0
+
+
+class MarkerOutcome(NamedTuple):
+    """What a `MarkerClaim` did: whether the marker was taken, and what the charge decided.
+
+    `superseded` means the claim stopped at its first step: nothing was charged or taken.
+    """
+
+    taken: bool
+    decision: Decision
+    superseded: bool = False
+
+
+SUPERSEDED = MarkerOutcome(taken=False, decision=ALLOWED, superseded=True)
+"""A marker claim refused because a newer credential replaced the one it checked."""
+
+
+def newer_than(stored: bytes | None, issued_at_ms: int) -> bool:
+    """Whether a not-before marker's value is an instant later than `issued_at_ms`; a value
+    that is not decimal digits (or no marker at all) supersedes nothing."""
+    return stored is not None and stored.isdigit() and int(stored) > issued_at_ms
+
+
+async def claim_marker_in_steps(
+    markers: MarkerStore, counters: CounterStore, claim: MarkerClaim, now_ms: int
+) -> MarkerOutcome:
+    """`MarkerStore.claim` as a few calls in the claim's order, for stores that keep
+    markers and counters apart. The charge comes before the take and the take is atomic
+    (one `advance`/`put_if_absent`), so at most one concurrent caller takes the marker and
+    none of them once the failures are at their limit."""
+    for key in claim.not_before:
+        if newer_than(await markers.get(key), claim.issued_at_ms):
+            return SUPERSEDED
+    decision = await counters.hit(claim.failures, now_ms) if claim.failures else ALLOWED
+    if not decision.allowed:
+        return MarkerOutcome(taken=False, decision=decision)
+    take = claim.take
+    if isinstance(take, MarkerAdvance):
+        taken = await markers.advance(take.key, take.value, take.ttl_seconds)
+    elif isinstance(take, MarkerPut):
+        taken = await markers.put_if_absent(take.key, take.value, take.ttl_seconds)
+    else:
+        taken = False
+    if taken:
+        await _reset(counters, tuple(counter.key for counter in claim.failures))
+    return MarkerOutcome(taken=taken, decision=decision)

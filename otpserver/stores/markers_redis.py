@@ -1,13 +1,31 @@
 """Redis markers under `{otp}:mk:`: several processes and machines share one set of markers.
 
 Each operation is one round trip and atomic on the server: `SET ... NX PX` for a claim, a
-short Lua script for `advance`, and plain `GET`/`SET`/`DEL` for the rest.
+short Lua script for `advance` and for a second-factor check (`MarkerClaim`), and plain
+`GET`/`SET`/`DEL` for the rest.
 """
 
 from __future__ import annotations
 
-from otpserver.stores.connections import Script
-from otpserver.stores.redis import TAG, _milliseconds, _RedisBackend
+from otpserver.stores.base import (
+    SUPERSEDED,
+    CounterStore,
+    MarkerAdvance,
+    MarkerClaim,
+    MarkerOutcome,
+    MarkerPut,
+    claim_marker_in_steps,
+)
+from otpserver.stores.connections import Argument, Script
+from otpserver.stores.redis import (
+    _HIT_FUNCTION,
+    TAG,
+    RedisCounterStore,
+    _counter_args,
+    _decision,
+    _milliseconds,
+    _RedisBackend,
+)
 
 MARKER_PREFIX = TAG + b":mk:"
 
@@ -15,15 +33,53 @@ MARKER_PREFIX = TAG + b":mk:"
 # offering the same TOTP step exactly one stores it. Lua numbers are doubles: exact for
 # every integer the core advances to (steps, seconds, milliseconds), all far below 2^53.
 # A value `put` wrote that is not a number is never advanced.
-_ADVANCE = Script.of("""
-local stored = redis.call('GET', KEYS[1])
-if stored then
-  local current = tonumber(stored)
-  if current == nil or current >= tonumber(ARGV[1]) then return 0 end
+_ADVANCE_FUNCTION = """
+local function advance(key, value, ttl_ms)
+  local stored = redis.call('GET', key)
+  if stored then
+    local current = tonumber(stored)
+    if current == nil or current >= tonumber(value) then return false end
+  end
+  redis.call('SET', key, value, 'PX', ttl_ms)
+  return true
 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-""")
+"""
+
+_ADVANCE = Script.of(
+    _ADVANCE_FUNCTION + "if advance(KEYS[1], ARGV[1], ARGV[2]) then return 1 end\nreturn 0\n"
+)
+
+# `otpserver.stores.base.MarkerClaim` in one round trip, so no other client comes between
+# the lockout, the take and the reset. KEYS: the marker to take (a placeholder when there
+# is none), `n` failure counters, then the not-before markers. ARGV: how to take ('a'
+# advance, 'p' put if absent, '' nothing), the value, its TTL in ms, `n`, the instant the
+# not-before markers are held against, then `hit`'s arguments. A not-before marker counts
+# only as decimal digits, as `newer_than` reads it (Lua's doubles are exact for any
+# millisecond instant). The answer: taken (1/0, or 2 for superseded), then the decision.
+_MARKER_CLAIM = Script.of(
+    _HIT_FUNCTION
+    + _ADVANCE_FUNCTION
+    + """
+local n = tonumber(ARGV[4])
+for i = 2 + n, #KEYS do
+  local stored = redis.call('GET', KEYS[i])
+  if stored and string.match(stored, '^%d+$') and tonumber(stored) > tonumber(ARGV[5]) then
+    return {2, 1, 0}
+  end
+end
+local decision = hit(1, 6, n)
+if decision[1] ~= 1 then return {0, unpack(decision)} end
+local taken = false
+if ARGV[1] == 'a' then
+  taken = advance(KEYS[1], ARGV[2], ARGV[3])
+elseif ARGV[1] == 'p' then
+  taken = redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3], 'NX') and true or false
+end
+if not taken then return {0, 1, 0} end
+if n > 0 then redis.call('DEL', unpack(KEYS, 2, 1 + n)) end
+return {1, 1, 0}
+"""
+)
 
 
 class RedisMarkerStore(_RedisBackend):
@@ -50,6 +106,42 @@ class RedisMarkerStore(_RedisBackend):
             )
         )
         return bool(result == 1)
+
+    async def claim(self, claim: MarkerClaim, counters: CounterStore, now_ms: int) -> MarkerOutcome:
+        """One script when `counters` keeps its counts in this very Redis (one round trip,
+        nothing in between); otherwise the claim's steps one call each."""
+        same_redis = (
+            isinstance(counters, RedisCounterStore)
+            and counters.client.server == self._client.server
+        )
+        if not same_redis:
+            return await claim_marker_in_steps(self, counters, claim, now_ms)
+        take = claim.take
+        how, value, ttl_ms = b"", b"", 1
+        if isinstance(take, MarkerAdvance):
+            how, value, ttl_ms = b"a", str(take.value).encode(), _milliseconds(take.ttl_seconds)
+        elif isinstance(take, MarkerPut):
+            how, value, ttl_ms = b"p", take.value, _milliseconds(take.ttl_seconds)
+        counter_keys, counter_args = _counter_args(claim.failures, now_ms)
+        keys = [
+            MARKER_PREFIX + (b"" if take is None else take.key),
+            *counter_keys,
+            *(MARKER_PREFIX + key for key in claim.not_before),
+        ]
+        args: list[Argument] = [
+            how,
+            value,
+            ttl_ms,
+            len(claim.failures),
+            claim.issued_at_ms,
+            *counter_args,
+        ]
+        taken, *decision = await self._call(
+            self._guarded(len(keys), *keys, *args, script=_MARKER_CLAIM)
+        )
+        if int(taken) == 2:
+            return SUPERSEDED
+        return MarkerOutcome(taken=int(taken) == 1, decision=_decision(decision))
 
     async def put(self, key: bytes, value: bytes, ttl_seconds: float) -> None:
         await self._call(

@@ -1,0 +1,88 @@
+"""Redis round trips of the second-factor checks: one store step each, whatever the outcome.
+
+Every `/v1` call first charges its API key's own allowance (one round trip, the same for
+every route); a TOTP verification or a backup-code redemption adds exactly one more, the
+marker claim, a right code included. Counted at the client, because Redis's own statistics
+also count what scripts run inside.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from otpserver.settings.api import ApiSettings
+from otpserver.stores.connections import RedisClient
+from tests.conftest import ISSUER, AppFactory
+from tests.support.factors import SUBJECT, api_keys, app_code, call, enrolled
+from tests.support.fakes import FakeClock
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A one-item list holding how many round trips the Redis clients have made so far."""
+    count = [0]
+    execute: Callable[..., Awaitable[Any]] = RedisClient.execute
+    pipeline: Callable[..., Awaitable[Any]] = RedisClient.pipeline
+
+    async def counted(self: RedisClient, *command: Any) -> Any:
+        count[0] += 1
+        return await execute(self, *command)
+
+    async def counted_pipeline(self: RedisClient, commands: Any) -> Any:
+        # A step and the store sequence's INCR go together: one write, one round trip.
+        count[0] += 1
+        return await pipeline(self, commands)
+
+    monkeypatch.setattr(RedisClient, "execute", counted)
+    monkeypatch.setattr(RedisClient, "pipeline", counted_pipeline)
+    return count
+
+
+async def test_each_check_is_one_round_trip_beyond_the_api_key(
+    make_app: AppFactory,
+    client_for: Callable[..., httpx.AsyncClient],
+    clock: FakeClock,
+    sent: list[int],
+) -> None:
+    """Right, wrong, replayed, locked and superseded alike: the check's answer comes from
+    one round trip on top of the key's charge, which an enrolment (no store step of its
+    own) costs alone."""
+    client = client_for(make_app("redis", api=ApiSettings(issuer=ISSUER, keys=api_keys())))
+    secret, enrolment = await enrolled(client, clock.now)
+
+    async def trips(path: str, body: dict[str, Any]) -> tuple[int, str]:
+        before = sent[0]
+        answer = await call(client, path, {"subject": SUBJECT, **body})
+        return sent[0] - before, str(answer.get("status", "created"))
+
+    enrol = {"account": "ada@example.com"}
+    assert await trips("/v1/totp/enrolments", enrol) == (1, "created")
+    clock.advance(30)
+    right = {"enrolment": enrolment, "code": app_code(secret, clock.now)}
+    wrong = {**right, "code": "000000" if right["code"] != "000000" else "111111"}
+    verify = "/v1/totp/verify"
+    assert await trips(verify, right) == (2, "approved")
+    assert await trips(verify, right) == (2, "incorrect")
+    for _ in range(4):
+        assert await trips(verify, wrong) == (2, "incorrect")
+    assert await trips(verify, wrong) == (2, "locked")
+
+    started = await call(client, "/v1/totp/enrolments", {"subject": SUBJECT, **enrol})
+    confirm = {"pending": started["pending"], "code": app_code(started["secret"], clock.now)}
+    assert await trips("/v1/totp/enrolments/confirm", confirm) == (2, "approved")
+
+    redeem = "/v1/backup-codes/redeem"
+    made = await call(client, "/v1/backup-codes", {"subject": SUBJECT, "count": 5})
+    first = {"set": made["set"], "code": made["codes"][0]}
+    assert await trips(redeem, first) == (2, "approved")
+    assert await trips(redeem, first) == (2, "incorrect")
+    for _ in range(4):
+        assert await trips(redeem, {**first, "code": "0000-0000-0000-0000"}) == (2, "incorrect")
+    assert await trips(redeem, {**first, "code": made["codes"][1]}) == (2, "locked")
+    clock.advance(1)
+    await call(client, "/v1/backup-codes", {"subject": SUBJECT, "count": 5})
+    assert await trips(redeem, {**first, "code": made["codes"][1]}) == (2, "expired")
