@@ -56,6 +56,7 @@ EXPECTED = {
     "verify_right": {200},
     "challenge_create": {201},
     "challenge_check": {200},
+    "totp_verify": {200},
 }
 API_KEY = "otpk_bench_" + "B3nchB3nchB3nchB3nchB3nchB3nchB3"
 """The key the server-to-server scenarios call with (scopes `challenges`, `totp` and

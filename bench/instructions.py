@@ -18,8 +18,10 @@ the ratio of requests per second: it tracks the work, not the speed.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -42,6 +44,7 @@ from bench.harness import (
     Setup,
     server_env,
 )
+from otpserver.factors.totp import TotpParameters, step_at, totp
 from tests.support.redis_server import free_port
 
 TOOLS = ("valgrind", "callgrind_control")
@@ -107,6 +110,14 @@ class Client:
         body = json.dumps({"challenge": token, "code": code}).encode()
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {API_KEY}"}
         return self.post("/v1/challenges/check", body, headers)[0]
+
+    def api(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """A `/v1` call with the benchmark's key: the status and the decoded answer."""
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {API_KEY}"}
+        self._connection.request("POST", path, body=json.dumps(body).encode(), headers=headers)
+        response = self._connection.getresponse()
+        answer = json.loads(response.read() or b"{}")
+        return response.status, answer if isinstance(answer, dict) else {}
 
     def close(self) -> None:
         self._connection.close()
@@ -220,6 +231,43 @@ def _challenge_tokens(client: Client, requests: int) -> list[str]:
     return tokens
 
 
+def _totp_enrolments(client: Client, requests: int) -> list[str]:
+    """One confirmed TOTP enrolment per measured request (enrolling and confirming are not
+    measured): a subject, its sealed enrolment and its secret, as one JSON slot."""
+    slots = []
+    for _ in range(requests):
+        subject = f"bench-totp-{os.urandom(8).hex()}"
+        status, started = client.api(
+            "/v1/totp/enrolments", {"subject": subject, "account": "a@example.com"}
+        )
+        if status != 201:
+            raise RuntimeError(f"preparing a TOTP verify: enrolling got {status}")
+        secret = base64.b32decode(started["secret"] + "=" * (-len(started["secret"]) % 8))
+        code = totp(secret, time.time(), TotpParameters())
+        body = {"subject": subject, "pending": started["pending"], "code": code}
+        status, confirmed = client.api("/v1/totp/enrolments/confirm", body)
+        if confirmed.get("status") != "approved":
+            raise RuntimeError(f"preparing a TOTP verify: confirming got {status} {confirmed}")
+        slot = {"subject": subject, "enrolment": confirmed["enrolment"], "secret": secret.hex()}
+        slots.append(json.dumps(slot))
+    return slots
+
+
+def _totp_verifies(client: Client, slots: list[str]) -> list[int]:
+    """Each enrolment's code of the step after the one its confirmation spent (inside the
+    window), so every verify is approved and signs a result; 200 only when approved."""
+    statuses = []
+    for slot in slots:
+        enrolled = json.loads(slot)
+        step = step_at(time.time(), TotpParameters().period) + 1
+        parameters = TotpParameters()
+        code = totp(bytes.fromhex(enrolled["secret"]), step * parameters.period, parameters)
+        body = {"subject": enrolled["subject"], "enrolment": enrolled["enrolment"], "code": code}
+        status, answer = client.api("/v1/totp/verify", body)
+        statuses.append(status if answer.get("status") == "approved" else -status)
+    return statuses
+
+
 def _right_verifies(client: Client, cookies: list[str]) -> list[int]:
     return [client.verify(cookie, CODE)[0] for cookie in cookies]
 
@@ -258,10 +306,11 @@ SCENARIOS = {
     "verify_right": Scenario("otp", _right_code_cookies, _right_verifies),
     "challenge_create": Scenario("otp", _no_preparation, _challenge_creates),
     "challenge_check": Scenario("otp", _challenge_tokens, _challenge_checks),
+    "totp_verify": Scenario("otp", _totp_enrolments, _totp_verifies),
 }
 """The main phase's scenarios, with the same requests (the ceiling gets the create's), then
 the right code alone (its signed result included) and the server-to-server create and check
-(a correct code, approved with its result)."""
+(a correct code, approved with its result), and a TOTP verify (approved, signed)."""
 
 
 def count(

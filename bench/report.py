@@ -12,6 +12,7 @@ NAMES = {
     "verify_right": "verify, right code (signed result)",
     "challenge_create": "/v1 challenge create",
     "challenge_check": "/v1 challenge check, right code",
+    "totp_verify": "/v1 TOTP verify, right code",
 }
 
 
