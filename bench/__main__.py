@@ -27,7 +27,7 @@ from typing import Any
 
 import redis
 
-from bench import harness, instructions, procs, report, trips, wrk
+from bench import harness, instructions, procs, report, signing, trips, wrk
 from bench.harness import Options, Setup
 from bench.stacks import STACKS
 from tests.support.redis_server import RedisServer
@@ -214,6 +214,10 @@ def main(argv: list[str] | None = None) -> int:
                     store_url=server.url,
                     warmup=counted_warmup,
                     ceiling=memory["ceiling"],  # the bare endpoint uses no store
+                )
+                print("== instructions, result signing", file=sys.stderr, flush=True)
+                memory["result_signing"] = signing.as_row(
+                    signing.count(), memory["ceiling"]["instructions_per_request"]
                 )
                 results["instructions"] = {"memory": memory, "redis": redis_counts}
             else:

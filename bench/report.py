@@ -13,6 +13,8 @@ NAMES = {
     "challenge_create": "/v1 challenge create",
     "challenge_check": "/v1 challenge check, right code",
     "totp_verify": "/v1 TOTP verify, right code",
+    "challenge_flow": "/v1 challenge create → check (server-to-server flow)",
+    "result_signing": "result signing alone (one signed result, no request)",
 }
 
 

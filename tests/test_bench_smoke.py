@@ -78,12 +78,15 @@ def test_the_harness_drives_every_scenario_and_reports_it(tmp_path: Path) -> Non
             "verify_right",
             "challenge_create",
             "challenge_check",
-        }, store
+            "totp_verify",
+        } | ({"result_signing"} if store == "memory" else set()), store
         for scenario, row in counted.items():
             assert row["unexpected"] == 0, (store, scenario, row)
             # Far more than a request's parsing alone: the server's own work was counted.
             assert row["instructions_per_request"] > 50_000, (store, scenario, row)
         assert counted["create"]["ratio"] < 1, store
+    signing = data["instructions"]["memory"]["result_signing"]
+    assert 0 < signing["instructions_per_signature"] < signing["instructions_per_request"]
     text = (tmp_path / "latest.md").read_text()
     assert "| memory, 1 worker | create |" in text
     assert "## Instructions per request" in text
