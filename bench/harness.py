@@ -47,7 +47,7 @@ LIMITS_ENV = {
     "OTP_LIMIT_NETWORK_VERIFIES": UNLIMITED,
     "OTP_LIMIT_NETWORK_BUDGET_PERCENT": "100",
 }
-SCENARIOS = ("ceiling", "create", "verify_wrong", "flow")
+SCENARIOS = ("ceiling", "create", "verify_wrong", "flow", "challenge_flow")
 EXPECTED = {
     "ceiling": {200},
     "create": {200},
@@ -57,6 +57,7 @@ EXPECTED = {
     "challenge_create": {201},
     "challenge_check": {200},
     "totp_verify": {200},
+    "challenge_flow": {200, 201},
 }
 API_KEY = "otpk_bench_" + "B3nchB3nchB3nchB3nchB3nchB3nchB3"
 """The key the server-to-server scenarios call with (scopes `challenges`, `totp` and
@@ -279,6 +280,8 @@ class Driver:
             lua, args = "create", [FLOW_PREFIX, str(FLOW_IDENTITIES)]
         elif scenario == "flow":
             lua, args = "flow", [FLOW_PREFIX, str(FLOW_IDENTITIES), COOKIE_NAME, CODE]
+        elif scenario == "challenge_flow":
+            lua, args = "challenge_flow", [FLOW_PREFIX, str(FLOW_IDENTITIES), API_KEY, CODE]
         else:
             fill_seconds = pool_seconds or self.pool_seconds
             pool = self.fill_pool(fill_seconds)

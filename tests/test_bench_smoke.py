@@ -52,11 +52,12 @@ def test_the_harness_drives_every_scenario_and_reports_it(tmp_path: Path) -> Non
     assert result.returncode == 0, result.stderr[-4000:]
     data = json.loads((tmp_path / "latest.json").read_text())
     summary = data["main"][0]["summary"]
-    assert set(summary) == {"ceiling", "create", "verify_wrong", "flow"}
+    assert set(summary) == {"ceiling", "create", "verify_wrong", "flow", "challenge_flow"}
     for scenario, row in summary.items():
         assert row["requests"] > 0, scenario
         assert row["unexpected"] == 0, (scenario, data["main"][0]["runs"][scenario])
     assert summary["flow"]["flows_per_second"] > 0
+    assert summary["challenge_flow"]["flows_per_second"] > 0
     trips = data["round_trips"]
     browser = {"create", "resend", "verify_wrong", "verify_correct"}
     factors = {"totp_verify_wrong", "totp_verify_right", "backup_wrong", "backup_right"}
