@@ -7,7 +7,8 @@ sessions in the memory store), `trips` (Redis round trips per request), `sizes` 
 sizes, memory per live ID) and `instructions` (instructions per request under callgrind,
 the figures that hold still; skipped with a note when valgrind is not installed). Results
 go to `bench/results/<time>.json|.md`, and the Markdown is printed. `--smoke` runs every
-scenario once for a second, to check the harness.
+scenario once for a second, on the first setup and the first with several workers, to check
+the harness.
 """
 
 from __future__ import annotations
@@ -124,8 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     levels: tuple[int, ...] = LIVE_SESSION_LEVELS
     counted, counted_warmup = COUNTED_REQUESTS, instructions.WARMUP_REQUESTS
     if args.smoke:
-        options = Options(seconds=1, rounds=1, connections=4, warmup_seconds=0, pool_factor=2)
-        setups, stacks, levels = setups[:1], stacks[:1], (0, 1000)
+        # Eight connections per run: enough that each of two workers is all but sure to get
+        # some, so the smoke run shows both in the requests per worker.
+        options = Options(seconds=1, rounds=1, connections=8, warmup_seconds=0, pool_factor=2)
+        several = [s for s in setups[1:] if s.workers > 1][:1]
+        setups, stacks, levels = setups[:1] + several, stacks[:1], (0, 1000)
         counted, counted_warmup = 10, 10
     started = time.strftime("%Y-%m-%dT%H-%M-%SZ", time.gmtime())
     log_dir = args.out / f"{started}-logs"

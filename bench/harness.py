@@ -22,8 +22,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import procs, wrk
+from bench import procs, workers, wrk
 from bench.procs import Process
+from otpserver.observability.metrics import files_directory
 from tests.support.redis_server import free_port
 
 MASTER_KEY = base64.urlsafe_b64encode(bytes(range(32))).rstrip(b"=").decode()
@@ -125,6 +126,9 @@ class Run:
     flows_per_second: float | None = None
     ratio: float | None = None
     background_cpu_share: float = 0.0
+    worker_requests: dict[str, int] | None = None
+    """Requests each worker served, by process id: with several workers, for the scenarios
+    the server counts (`bench.workers`)."""
 
 
 def identities(prefix: str, count: int) -> str:
@@ -181,6 +185,12 @@ class Servers:
         if setup.live_sessions:
             otp_env["BENCH_LIVE_SESSIONS"] = str(setup.live_sessions)
             otp_env["BENCH_REPORT"] = str(self.report_path)
+        self.metrics_directory: Path | None = None
+        if setup.workers > 1 and setup.stack == "default":
+            # The metrics listener makes each worker count in a file of its own.
+            metrics_port = free_port()
+            otp_env["OTP_METRICS_PORT"] = str(metrics_port)
+            self.metrics_directory = files_directory(metrics_port)
         self.otp = Process(
             f"{slug(setup.name)}-otp",
             otp_argv,
@@ -204,6 +214,16 @@ class Servers:
         procs.wait_until_serving(self.otp, f"{self.otp_url}/health", timeout_seconds=180)
         if self.with_ceiling:
             procs.wait_until_serving(self.bare, f"{self.bare_url}/health")
+        if self.setup.workers > 1 and self.setup.stack == "default":
+            urls = [self.otp_url, *([self.bare_url] if self.with_ceiling else [])]
+            for url in urls:
+                workers.wait_until_listening(int(url.rpartition(":")[2]), self.setup.workers)
+
+    def worker_requests(self) -> dict[int, int] | None:
+        """Requests each OTP worker has counted so far, when it counts per worker."""
+        if self.metrics_directory is None:
+            return None
+        return workers.requests_per_worker(self.metrics_directory)
 
     def stop(self) -> None:
         self.otp.stop()
@@ -286,11 +306,13 @@ class Driver:
             fill_seconds = pool_seconds or self.pool_seconds
             pool = self.fill_pool(fill_seconds)
             lua, args = "verify_wrong", [str(pool), COOKIE_NAME, WRONG_CODE]
+        counted = None if scenario == "ceiling" else self.servers.worker_requests()
         cpu_before = procs.cpu_seconds(server.pid)
         redis_before = procs.cpu_seconds(self.redis_pid) if self.redis_pid else 0.0
         busy_before = procs.machine_busy_seconds()
         result = self._load(url, lua, args, seconds)
         busy = procs.machine_busy_seconds() - busy_before
+        counted_after = None if counted is None else self.servers.worker_requests()
         cpu = procs.cpu_seconds(server.pid) - cpu_before
         redis_cpu = procs.cpu_seconds(self.redis_pid) - redis_before if self.redis_pid else None
         if scenario == "verify_wrong":
@@ -315,6 +337,11 @@ class Driver:
             redis_cpu_ms_per_request=None if redis_cpu is None else redis_cpu * 1000 / requests,
             flows_per_second=None if verified is None else verified / result.seconds,
             background_cpu_share=background,
+            worker_requests=(
+                None
+                if counted is None or counted_after is None
+                else workers.served_between(counted, counted_after)
+            ),
         )
 
     def _size_next_pool(self, result: wrk.LoadResult, fill_seconds: float, seconds: float) -> None:
@@ -376,6 +403,15 @@ def summarize(runs: dict[str, list[Run]]) -> dict[str, dict[str, Any]]:
         flows = [r.flows_per_second for r in scenario_runs]
         if all(x is not None for x in flows):
             row["flows_per_second"] = median([x for x in flows if x is not None])
+        per_worker = [r.worker_requests for r in scenario_runs if r.worker_requests is not None]
+        if per_worker:
+            served: dict[str, int] = {}
+            for run_counts in per_worker:
+                for pid, count in run_counts.items():
+                    served[pid] = served.get(pid, 0) + count
+            row["worker_requests"] = served
+            total = sum(served.values())
+            row["busiest_worker_share"] = max(served.values()) / total if total else None
         summary[scenario] = row
     return summary
 

@@ -49,6 +49,28 @@ def setups_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def workers_table(results: list[dict[str, Any]]) -> str | None:
+    """Requests each worker served in the setups with several, or None when none has."""
+    lines = [
+        "| setup | scenario | requests per worker (process id: requests) "
+        "| busiest worker's share |",
+        "| --- | --- | --- | ---: |",
+    ]
+    for result in results:
+        for scenario, row in result["summary"].items():
+            served = row.get("worker_requests")
+            if served is None:
+                continue
+            ranked = sorted(served.items(), key=lambda item: -item[1])
+            cells = ", ".join(f"{pid}: {count:,}" for pid, count in ranked) or "none counted"
+            share = row.get("busiest_worker_share")
+            lines.append(
+                f"| {result['setup']['name']} | {NAMES.get(scenario, scenario)} | {cells} "
+                f"| {'—' if share is None else f'{share:.0%}'} |"
+            )
+    return "\n".join(lines) if len(lines) > 2 else None
+
+
 NOISY_SHARE = 0.05
 """Other work on the machine above this share of its CPU, in the median round, makes a
 scenario's figures the machine's rather than the server's."""
@@ -177,6 +199,17 @@ def markdown(results: dict[str, Any]) -> str:
         warning = noise_warning(results["main"])
         if warning:
             parts += ["", warning]
+        per_worker = workers_table(results["main"])
+        if per_worker:
+            parts += [
+                "",
+                "## Requests per worker",
+                "",
+                "Counted by each worker in its own metrics file: its round trips to Redis, "
+                "one per request here (the ceiling has no store, so none).",
+                "",
+                per_worker,
+            ]
     if results.get("stacks"):
         parts += ["", "## Server stacks (memory store, one worker)", ""]
         parts += [stacks_table(results["stacks"])]

@@ -6,7 +6,7 @@ import importlib.util
 import logging
 import resource
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypedDict
 
 if TYPE_CHECKING:
     from otpserver.settings.environment import Settings
@@ -47,12 +47,17 @@ def serve(
     `settings.server` (request deadline, request-head sizes, connections per worker); the
     soft limit on open files is raised to the hard one first, so the connection cap, not
     the file limit, is what a flood of sockets meets.
+
+    With `settings.workers` above one, each worker listens on the port with a socket of its
+    own (`otpserver.http.workers`), so the kernel spreads connections over them; a port
+    already taken stops start-up with exit status 1. Where the platform cannot share a
+    port that way, uvicorn's multiprocess mode (one socket for all workers) serves instead.
     """
     import uvicorn
 
+    from otpserver.http import workers
     from otpserver.http.guard import PROTOCOL, GuardedHttpToolsProtocol
     from otpserver.http.hosts import exposure_warning
-    from otpserver.observability.logs import logging_config
 
     limits = settings.server
     warning = exposure_warning(settings)
@@ -62,18 +67,68 @@ def serve(
         GuardedHttpToolsProtocol.limits = limits
         http = PROTOCOL
     raise_open_file_limit()
-    uvicorn.run(
-        factory,
-        factory=True,
+    options = uvicorn_options(settings, http=http, loop=loop, access_log=access_log)
+    if settings.workers == 1:
+        uvicorn.run(factory, factory=True, workers=1, **options)
+        return
+    if not workers.SHARES_PORT:
+        logging.getLogger("otpserver").warning(
+            "this platform has no SO_REUSEPORT: the %d workers share one listening socket "
+            "(uvicorn's multiprocess mode), and connections may gather on one of them",
+            settings.workers,
+        )
+        uvicorn.run(factory, factory=True, workers=settings.workers, **options)
+        return
+    try:
+        port = workers.claim_port(settings.host, settings.port)
+    except OSError as error:
+        print(
+            f"otpserver: cannot listen on {settings.host}:{settings.port} "
+            f"(OTP_HOST, OTP_PORT): {error.strerror or error}",
+            file=sys.stderr,
+        )
+        raise SystemExit(1) from None
+    options["port"] = port
+    # Each worker is one uvicorn server on its own socket: a worker count of one to uvicorn.
+    config = uvicorn.Config(factory, factory=True, workers=1, **options)
+    status = workers.Supervisor(config, settings.workers).run()
+    if status != 0:
+        raise SystemExit(status)
+
+
+class UvicornOptions(TypedDict):
+    """What every uvicorn server of ours is given, with one worker or several."""
+
+    host: str
+    port: int
+    http: str
+    loop: str
+    proxy_headers: bool
+    server_header: bool
+    access_log: bool
+    log_config: dict[str, Any]
+    log_level: str
+    timeout_keep_alive: int
+    h11_max_incomplete_event_size: int
+
+
+def uvicorn_options(
+    settings: Settings, *, http: str, loop: str, access_log: bool
+) -> UvicornOptions:
+    """uvicorn's options for `settings`: the single-worker and the multi-worker paths both
+    take them from here, so the two serve alike."""
+    from otpserver.observability.logs import logging_config
+
+    limits = settings.server
+    return UvicornOptions(
         host=settings.host,
         port=settings.port,
-        workers=settings.workers,
         http=http,
         loop=loop,
         proxy_headers=False,
         server_header=False,
         access_log=access_log,
-        # One configuration, applied by uvicorn in the supervisor and in every worker.
+        # One configuration, applied in the supervisor and in every worker.
         log_config=logging_config(settings.operations.log_format, settings.operations.log_level),
         log_level=settings.operations.log_level.lower(),
         timeout_keep_alive=limits.keep_alive_seconds,

@@ -58,6 +58,18 @@ def test_the_harness_drives_every_scenario_and_reports_it(tmp_path: Path) -> Non
         assert row["unexpected"] == 0, (scenario, data["main"][0]["runs"][scenario])
     assert summary["flow"]["flows_per_second"] > 0
     assert summary["challenge_flow"]["flows_per_second"] > 0
+    several = data["main"][1]
+    assert several["setup"]["workers"] == 2
+    served: set[str] = set()
+    for scenario, row in several["summary"].items():
+        assert row["unexpected"] == 0, (scenario, several["runs"][scenario])
+        if scenario == "ceiling":
+            assert "worker_requests" not in row
+            continue
+        # One round trip per request, counted before its answer: never fewer than wrk saw.
+        assert sum(row["worker_requests"].values()) >= row["requests"] > 0, (scenario, row)
+        served |= set(row["worker_requests"])
+    assert len(served) == 2, "the requests all reached one worker"
     trips = data["round_trips"]
     browser = {"create", "resend", "verify_wrong", "verify_correct"}
     factors = {"totp_verify_wrong", "totp_verify_right", "backup_wrong", "backup_right"}
@@ -90,4 +102,6 @@ def test_the_harness_drives_every_scenario_and_reports_it(tmp_path: Path) -> Non
     assert 0 < signing["instructions_per_signature"] < signing["instructions_per_request"]
     text = (tmp_path / "latest.md").read_text()
     assert "| memory, 1 worker | create |" in text
+    assert "## Requests per worker" in text
+    assert "| redis, 2 workers | create | " in text
     assert "## Instructions per request" in text

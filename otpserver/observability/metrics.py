@@ -228,6 +228,11 @@ class _WorkerFiles:
         return collected
 
 
+def files_directory(port: int) -> Path:
+    """Where the processes of the server whose metrics listener is on `port` count."""
+    return Path(tempfile.gettempdir()) / f"otpserver-metrics-{os.getuid()}-{port}"
+
+
 class Listener:
     """The `/metrics` listener of a server with any number of workers.
 
@@ -242,7 +247,7 @@ class Listener:
     def __init__(self, host: str, port: int) -> None:
         self.host = host
         self.port = port
-        self.directory = Path(tempfile.gettempdir()) / f"otpserver-metrics-{os.getuid()}-{port}"
+        self.directory = files_directory(port)
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 

@@ -115,12 +115,21 @@ class ServerProcess:
             time.sleep(0.02)
         return codes[count - 1]
 
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            self._process = None
+    def stop(self) -> int | None:
+        """SIGTERM, SIGKILL if it is still running 15 s later; its exit status (None when it
+        was not running)."""
+        if self._process is None:
+            return None
+        self._process.terminate()
+        try:
+            status = self._process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            status = self._process.wait()
+        self._process = None
+        return status
+
+    def wait_for_exit(self, timeout: float = 60) -> int:
+        """The exit status of a process that stops by itself."""
+        assert self._process is not None
+        return self._process.wait(timeout=timeout)

@@ -1,0 +1,268 @@
+"""Several workers, each with its own listening socket on the one port (`SO_REUSEPORT`).
+
+uvicorn's own multiprocess mode shares one listening socket among its workers, and whichever
+worker is first to wake takes each connection: under load one busy worker kept taking nearly
+all of them while the other idled. Here every worker binds the port itself with
+`SO_REUSEPORT`, so the kernel hashes each new connection to one of the sockets and the
+connections spread evenly. A connection stays with the worker that accepted it.
+
+`Supervisor` starts the workers as fresh interpreters (the `spawn` start method, as uvicorn
+does), forwards SIGTERM and SIGINT to them as SIGTERM (each then finishes its requests in
+flight), replaces a worker that dies, later and later while they keep dying, and gives up
+when workers keep failing before they serve. A worker whose supervisor is gone stops too,
+so a killed supervisor leaves no worker holding the port.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from types import FrameType
+
+import uvicorn
+from uvicorn.config import STARTUP_FAILURE
+
+log = logging.getLogger(__name__)
+
+SHARES_PORT = hasattr(socket, "SO_REUSEPORT")
+"""Whether this platform lets several sockets listen on one port (Linux, the BSDs, macOS)."""
+
+FIRST_RESTART_DELAY_SECONDS = 0.5
+MAX_RESTART_DELAY_SECONDS = 30.0
+CRASH_WINDOW_SECONDS = 60.0
+"""The restart delay doubles with each worker death within this window."""
+MAX_FAILED_STARTS = 5
+"""Workers in a row that exit before serving: then the fault is the configuration or the
+machine, not a worker, and the supervisor stops instead of restarting forever."""
+
+_READY = b"ready"
+
+
+def listening_socket(host: str, port: int, *, share_port: bool) -> socket.socket:
+    """A TCP socket bound to `host`:`port`, not yet listening; with `share_port`, one of
+    several bound there (`SO_REUSEPORT`). Raises OSError when the port is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        # Lets a restarted server bind while connections of the last one are in TIME_WAIT.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if share_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def claim_port(host: str, port: int) -> int:
+    """The port the workers will share (port 0 becomes the one the kernel picks). Raises
+    OSError when something listens there already: bound without `SO_REUSEPORT`, this probe
+    fails even against sockets that set it, so a stale server on the port is an error
+    instead of a silent partner taking a share of the connections."""
+    with listening_socket(host, port, share_port=False) as probe:
+        chosen: int = probe.getsockname()[1]
+        return chosen
+
+
+@dataclass(slots=True)
+class _Worker:
+    process: BaseProcess
+    connection: Connection
+    """The supervisor's end of a pipe: the worker says when it serves, and sees the pipe
+    close when the supervisor is gone."""
+    ready: bool = False
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid or 0
+
+
+class Supervisor:
+    """Runs `workers` copies of the uvicorn server `config` describes, each listening on
+    `config.host`:`config.port` with its own socket, until SIGTERM or SIGINT."""
+
+    def __init__(self, config: uvicorn.Config, workers: int) -> None:
+        self.config = config
+        self.workers = workers
+        self._context = multiprocessing.get_context("spawn")
+        self._stop_signal: int | None = None
+        self._deaths: collections.deque[float] = collections.deque()
+        self._failed_starts = 0
+
+    def run(self) -> int:
+        """Serve until stopped; 0 after a stop by signal, 1 when workers kept failing to
+        start. Every worker has exited when this returns."""
+        wake_reader, wake_writer = socket.socketpair()
+        wake_reader.setblocking(False)
+        wake_writer.setblocking(False)
+        previous_wakeup = signal.set_wakeup_fd(wake_writer.fileno())
+        previous_handlers = {
+            number: signal.signal(number, self._on_signal)
+            for number in (signal.SIGINT, signal.SIGTERM)
+        }
+        slots: list[_Worker | None] = []
+        try:
+            log.info(
+                "serving on %s:%d with %d workers, each listening with its own socket",
+                self.config.host,
+                self.config.port,
+                self.workers,
+            )
+            slots = [self._start() for _ in range(self.workers)]
+            return self._supervise(slots, wake_reader)
+        finally:
+            self._stop_all(slots)
+            for number, handler in previous_handlers.items():
+                signal.signal(number, handler)
+            signal.set_wakeup_fd(previous_wakeup)
+            wake_reader.close()
+            wake_writer.close()
+
+    def _on_signal(self, number: int, frame: FrameType | None) -> None:
+        self._stop_signal = number
+
+    def _supervise(self, slots: list[_Worker | None], wake_reader: socket.socket) -> int:
+        restart_at: dict[int, float] = {}
+        while self._stop_signal is None:
+            live = [worker for worker in slots if worker is not None]
+            waitables: list[Connection | socket.socket | int] = [wake_reader]
+            waitables += [worker.process.sentinel for worker in live]
+            waitables += [worker.connection for worker in live if not worker.ready]
+            timeout = None
+            if restart_at:
+                timeout = max(0.0, min(restart_at.values()) - time.monotonic())
+            wait(waitables, timeout)
+            with contextlib.suppress(BlockingIOError):
+                wake_reader.recv(64)
+            if self._stop_signal is not None:
+                break
+            for index, worker in enumerate(slots):
+                if worker is None:
+                    continue
+                self._note_ready(worker)
+                if worker.process.is_alive():
+                    continue
+                worker.process.join()
+                worker.connection.close()
+                slots[index] = None
+                if not worker.ready:
+                    self._failed_starts += 1
+                if self._failed_starts >= MAX_FAILED_STARTS:
+                    log.error(
+                        "%d workers in a row exited before serving (the last, [%d], with "
+                        "status %s); stopping",
+                        self._failed_starts,
+                        worker.pid,
+                        worker.process.exitcode,
+                    )
+                    return 1
+                delay = self._restart_delay()
+                log.warning(
+                    "worker [%d] exited with status %s %s; starting a replacement in %.1f s",
+                    worker.pid,
+                    worker.process.exitcode,
+                    "while serving" if worker.ready else "before serving",
+                    delay,
+                )
+                restart_at[index] = time.monotonic() + delay
+            now = time.monotonic()
+            for index, when in list(restart_at.items()):
+                if when <= now:
+                    del restart_at[index]
+                    slots[index] = self._start()
+        log.info(
+            "received %s; stopping the workers once their requests in flight are answered",
+            signal.Signals(self._stop_signal).name,
+        )
+        return 0
+
+    def _note_ready(self, worker: _Worker) -> None:
+        if worker.ready:
+            return
+        try:
+            if not worker.connection.poll():
+                return
+            message = worker.connection.recv_bytes()
+        except (EOFError, OSError):
+            return
+        if message == _READY:
+            worker.ready = True
+            self._failed_starts = 0
+
+    def _restart_delay(self) -> float:
+        now = time.monotonic()
+        self._deaths.append(now)
+        while self._deaths and now - self._deaths[0] > CRASH_WINDOW_SECONDS:
+            self._deaths.popleft()
+        doubled: float = FIRST_RESTART_DELAY_SECONDS * 2.0 ** (len(self._deaths) - 1)
+        return min(MAX_RESTART_DELAY_SECONDS, doubled)
+
+    def _start(self) -> _Worker:
+        ours, theirs = self._context.Pipe()
+        process = self._context.Process(
+            target=serve_worker, args=(self.config, theirs), name="otpserver-worker"
+        )
+        process.start()
+        # The worker holds the only other end now: its EOF tells it the supervisor is gone.
+        theirs.close()
+        log.info("started worker [%d]", process.pid)
+        return _Worker(process, ours)
+
+    def _stop_all(self, slots: list[_Worker | None]) -> None:
+        live = [worker for worker in slots if worker is not None]
+        for worker in live:
+            if worker.process.is_alive():
+                worker.process.terminate()
+        for worker in live:
+            worker.process.join()
+            worker.connection.close()
+        if live:
+            log.info("all workers stopped")
+
+
+class _WorkerServer(uvicorn.Server):
+    """uvicorn's server, telling the supervisor once it serves."""
+
+    def __init__(self, config: uvicorn.Config, supervisor: Connection) -> None:
+        super().__init__(config)
+        self._supervisor = supervisor
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            with contextlib.suppress(OSError):
+                self._supervisor.send_bytes(_READY)
+
+
+def serve_worker(config: uvicorn.Config, supervisor: Connection) -> None:
+    """One worker process: its own socket on the shared port, then uvicorn until SIGTERM."""
+    # A fresh interpreter: the supervisor's logging setup did not come along.
+    config.configure_logging()
+    try:
+        sock = listening_socket(config.host, config.port, share_port=True)
+    except OSError as error:
+        # The reason is the whole story; a traceback of `bind` would add nothing.
+        log.error("worker cannot listen on %s:%d: %s", config.host, config.port, error)  # noqa: TRY400
+        sys.exit(STARTUP_FAILURE)
+    threading.Thread(target=_stop_when_orphaned, args=(supervisor,), daemon=True).start()
+    with contextlib.suppress(KeyboardInterrupt):
+        _WorkerServer(config, supervisor).run(sockets=[sock])
+
+
+def _stop_when_orphaned(supervisor: Connection) -> None:
+    # The supervisor never writes to the worker: this returns only when its end closes.
+    with contextlib.suppress(EOFError, OSError):
+        supervisor.recv_bytes()
+    os.kill(os.getpid(), signal.SIGTERM)
