@@ -18,6 +18,7 @@ from otpserver.stores import (
 from otpserver.stores.base import MarkerAdvance, MarkerClaim, MarkerStore
 from otpserver.stores.markers_redis import MARKER_PREFIX
 from otpserver.stores.redis import SEQUENCE_KEY
+from tests.conftest import TEST_STORE_TIMEOUT_SECONDS as TIMEOUT
 from tests.contracts.marker_claims import NOW, MarkerClaimContract, Stores, failures
 from tests.contracts.markers import MarkerStoreContract, new_key
 from tests.support.fakes import FakeClock
@@ -49,7 +50,7 @@ class TestRedisMarkerStore(MarkerStoreContract):
         """A Redis store on an empty database."""
         with plain_client(redis_url) as admin:
             self.admin = admin
-            store = RedisMarkerStore(redis_client(redis_url, 1.0))
+            store = RedisMarkerStore(redis_client(redis_url, TIMEOUT), TIMEOUT)
             yield store
             await store.aclose()
 
@@ -94,8 +95,8 @@ class TestRedisMarkerClaims(MarkerClaimContract):
     @pytest.fixture
     async def stores(self, redis_url: str) -> AsyncIterator[Stores]:
         """Markers and counters on one empty database of the deployment under test."""
-        markers = RedisMarkerStore(redis_client(redis_url, 1.0))
-        counters = RedisCounterStore(redis_client(redis_url, 1.0))
+        markers = RedisMarkerStore(redis_client(redis_url, TIMEOUT), TIMEOUT)
+        counters = RedisCounterStore(redis_client(redis_url, TIMEOUT), TIMEOUT)
         yield markers, counters
         await markers.aclose()
         await counters.aclose()
@@ -112,8 +113,8 @@ class TestRedisMarkerClaimsApart(MarkerClaimContract):
         flushing = redis.Redis.from_url(counters_url)
         flushing.flushdb()
         flushing.close()
-        markers = RedisMarkerStore(redis_client(url, 1.0))
-        counters = RedisCounterStore(redis_client(counters_url, 1.0))
+        markers = RedisMarkerStore(redis_client(url, TIMEOUT), TIMEOUT)
+        counters = RedisCounterStore(redis_client(counters_url, TIMEOUT), TIMEOUT)
         yield markers, counters
         await markers.aclose()
         await counters.aclose()
@@ -135,9 +136,9 @@ async def test_a_marker_claim_on_one_redis_is_one_script(
 ) -> None:
     """Markers and counters in one Redis: charge, take and reset are one script; counters
     kept elsewhere take the steps one call each (the charge and the advance are scripts)."""
-    markers = RedisMarkerStore(redis_client(redis_url, 1.0))
+    markers = RedisMarkerStore(redis_client(redis_url, TIMEOUT), TIMEOUT)
     counters = RedisCounterStore(
-        redis_client(redis_url.rpartition("/")[0] + "/" + counters_db, 1.0)
+        redis_client(redis_url.rpartition("/")[0] + "/" + counters_db, TIMEOUT), TIMEOUT
     )
     counter, key = failures(new_key()), new_key()
     try:

@@ -21,6 +21,7 @@ from otpserver.stores import (
 )
 from otpserver.stores.base import Claim, ClaimOutcome, CounterStore, IdStore
 from otpserver.stores.counters import Counter, Decision
+from tests.conftest import TEST_STORE_TIMEOUT_SECONDS as TIMEOUT
 from tests.support.redis_server import BACKENDS
 
 NOW = 1_800_000_000_000
@@ -61,13 +62,13 @@ async def stores(request: pytest.FixtureRequest) -> AsyncIterator[Stores]:
         return
     apart = request.param == "redis-apart"
     url: str = request.getfixturevalue("redis_deployments").url("redis" if apart else request.param)
-    ids = RedisIdStore(redis_client(url, 1.0))
+    ids = RedisIdStore(redis_client(url, TIMEOUT), TIMEOUT)
     counters_url = url.rpartition("/")[0] + "/1" if apart else url
     if apart:
         flushing = redis.Redis.from_url(counters_url)
         flushing.flushdb()
         flushing.close()
-    counters = RedisCounterStore(redis_client(counters_url, 1.0))
+    counters = RedisCounterStore(redis_client(counters_url, TIMEOUT), TIMEOUT)
     yield ids, counters
     await ids.aclose()
     await counters.aclose()
@@ -199,9 +200,9 @@ async def test_a_claim_on_one_redis_is_one_round_trip(
 ) -> None:
     """IDs and counters in the same Redis: the whole claim is one script; counters kept
     elsewhere take the steps one call each (here: the rotation, then the charge)."""
-    ids = RedisIdStore(redis_client(redis_url, 1.0))
+    ids = RedisIdStore(redis_client(redis_url, TIMEOUT), TIMEOUT)
     counters = RedisCounterStore(
-        redis_client(redis_url.rpartition("/")[0] + "/" + counters_db, 1.0)
+        redis_client(redis_url.rpartition("/")[0] + "/" + counters_db, TIMEOUT), TIMEOUT
     )
     try:
         assert await ids.add(b"o" * 16, 60)
