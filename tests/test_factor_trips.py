@@ -1,9 +1,9 @@
 """Redis round trips of the second-factor checks: one store step each, whatever the outcome.
 
-Every `/v1` call first charges its API key's own allowance (one round trip, the same for
-every route); a TOTP verification or a backup-code redemption adds exactly one more, the
-marker claim, a right code included. Counted at the client, because Redis's own statistics
-also count what scripts run inside.
+A TOTP verification or a backup-code redemption is exactly one round trip, a right code
+included: the marker claim, with the API key's own charge riding in it as its gate. Routes
+with no one store step charge the key in a round trip of its own. Counted at the client,
+because Redis's own statistics also count what scripts run inside.
 """
 
 from __future__ import annotations
@@ -42,15 +42,15 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return count
 
 
-async def test_each_check_is_one_round_trip_beyond_the_api_key(
+async def test_each_check_is_one_round_trip_api_key_included(
     make_app: AppFactory,
     client_for: Callable[..., httpx.AsyncClient],
     clock: FakeClock,
     sent: list[int],
 ) -> None:
-    """Right, wrong, replayed, locked and superseded alike: the check's answer comes from
-    one round trip on top of the key's charge, which an enrolment (no store step of its
-    own) costs alone."""
+    """Right, wrong, replayed, locked and superseded alike: the check's answer and the key's
+    charge come from one round trip; an enrolment (no store step of its own) costs the
+    charge alone, and a confirmation the charge and its claim."""
     client = client_for(make_app("redis", api=ApiSettings(issuer=ISSUER, keys=api_keys())))
     secret, enrolment = await enrolled(client, clock.now)
 
@@ -65,11 +65,11 @@ async def test_each_check_is_one_round_trip_beyond_the_api_key(
     right = {"enrolment": enrolment, "code": app_code(secret, clock.now)}
     wrong = {**right, "code": "000000" if right["code"] != "000000" else "111111"}
     verify = "/v1/totp/verify"
-    assert await trips(verify, right) == (2, "approved")
-    assert await trips(verify, right) == (2, "incorrect")
+    assert await trips(verify, right) == (1, "approved")
+    assert await trips(verify, right) == (1, "incorrect")
     for _ in range(4):
-        assert await trips(verify, wrong) == (2, "incorrect")
-    assert await trips(verify, wrong) == (2, "locked")
+        assert await trips(verify, wrong) == (1, "incorrect")
+    assert await trips(verify, wrong) == (1, "locked")
 
     started = await call(client, "/v1/totp/enrolments", {"subject": SUBJECT, **enrol})
     confirm = {"pending": started["pending"], "code": app_code(started["secret"], clock.now)}
@@ -78,11 +78,11 @@ async def test_each_check_is_one_round_trip_beyond_the_api_key(
     redeem = "/v1/backup-codes/redeem"
     made = await call(client, "/v1/backup-codes", {"subject": SUBJECT, "count": 5})
     first = {"set": made["set"], "code": made["codes"][0]}
-    assert await trips(redeem, first) == (2, "approved")
-    assert await trips(redeem, first) == (2, "incorrect")
+    assert await trips(redeem, first) == (1, "approved")
+    assert await trips(redeem, first) == (1, "incorrect")
     for _ in range(4):
-        assert await trips(redeem, {**first, "code": "0000-0000-0000-0000"}) == (2, "incorrect")
-    assert await trips(redeem, {**first, "code": made["codes"][1]}) == (2, "locked")
+        assert await trips(redeem, {**first, "code": "0000-0000-0000-0000"}) == (1, "incorrect")
+    assert await trips(redeem, {**first, "code": made["codes"][1]}) == (1, "locked")
     clock.advance(1)
     await call(client, "/v1/backup-codes", {"subject": SUBJECT, "count": 5})
-    assert await trips(redeem, {**first, "code": made["codes"][1]}) == (2, "expired")
+    assert await trips(redeem, {**first, "code": made["codes"][1]}) == (1, "expired")
