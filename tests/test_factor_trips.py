@@ -1,4 +1,5 @@
-"""Redis round trips of the second-factor checks: one store step each, whatever the outcome.
+"""Redis round trips of the `/v1` checks and challenge steps: one store step each, whatever
+the outcome.
 
 A TOTP verification or a backup-code redemption is exactly one round trip, a right code
 included: the marker claim, with the API key's own charge riding in it as its gate. Routes
@@ -8,17 +9,21 @@ because Redis's own statistics also count what scripts run inside.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 import pytest
 
-from otpserver.settings.api import ApiSettings
+from otpserver.settings.api import ApiKeyEntry, ApiSettings
 from otpserver.stores.connections import RedisClient
+from otpserver.v1.challenges import SCOPE
 from tests.conftest import ISSUER, AppFactory
-from tests.support.factors import SUBJECT, api_keys, app_code, call, enrolled
-from tests.support.fakes import FakeClock
+from tests.support.factors import API_KEY, KEY_ID, SUBJECT, api_keys, app_code, auth, call, enrolled
+from tests.support.fakes import FakeClock, RecordingSender
+
+EMAIL = "ada@example.com"
 
 
 @pytest.fixture
@@ -86,3 +91,48 @@ async def test_each_check_is_one_round_trip_api_key_included(
     clock.advance(1)
     await call(client, "/v1/backup-codes", {"subject": SUBJECT, "count": 5})
     assert await trips(redeem, {**first, "code": made["codes"][1]}) == (1, "expired")
+
+
+async def test_each_challenge_step_is_one_round_trip_api_key_included(
+    make_app: AppFactory,
+    client_for: Callable[..., httpx.AsyncClient],
+    clock: FakeClock,
+    sender: RecordingSender,
+    sent: list[int],
+) -> None:
+    """Create, a wrong and a right check, a resend and a cancel: each one claim, with the
+    key's charge in it. A request that never reaches a claim (a bad body, a resend inside
+    its cooldown) costs the key's charge alone."""
+    keys = (ApiKeyEntry(KEY_ID, hashlib.sha256(API_KEY.encode()).digest(), frozenset({SCOPE})),)
+    client = client_for(make_app("redis", api=ApiSettings(issuer=ISSUER, keys=keys)))
+
+    async def trips(path: str, body: dict[str, Any]) -> tuple[int, int, dict[str, Any]]:
+        before = sent[0]
+        response = await client.post(path, json=body, headers=auth())
+        return sent[0] - before, response.status_code, response.json()
+
+    # The first seal fetches the key ring's current key; every later one has it cached.
+    await trips("/v1/challenges", {"email": "warm@example.com"})
+    count, status, created = await trips("/v1/challenges", {"email": EMAIL})
+    assert (count, status) == (1, 201)
+    code = sender.sent[-1].code
+    wrong = "0" * len(code) if code != "0" * len(code) else "1" * len(code)
+    check = "/v1/challenges/check"
+    count, _, incorrect = await trips(check, {"challenge": created["challenge"], "code": wrong})
+    assert (count, incorrect["status"]) == (1, "incorrect")
+    count, _, approved = await trips(check, {"challenge": incorrect["challenge"], "code": code})
+    assert (count, approved["status"]) == (1, "approved")
+    count, status, _ = await trips(check, {"challenge": incorrect["challenge"]})
+    assert (count, status) == (1, 400)
+
+    count, _, second = await trips("/v1/challenges", {"email": "bob@example.com"})
+    assert count == 1
+    count, status, _ = await trips("/v1/challenges/resend", {"challenge": second["challenge"]})
+    assert (count, status) == (1, 429)
+    clock.advance(31)
+    # The key ring's cached keys have run out: the next seal fetches them again.
+    await trips("/v1/challenges", {"email": "warm@example.com"})
+    count, status, resent = await trips("/v1/challenges/resend", {"challenge": second["challenge"]})
+    assert (count, status) == (1, 200), resent
+    count, _, canceled = await trips("/v1/challenges/cancel", {"challenge": resent["challenge"]})
+    assert (count, canceled["status"]) == (1, "canceled")
