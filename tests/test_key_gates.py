@@ -106,7 +106,7 @@ async def test_garbage_alone_is_charged_once_a_request_and_then_refused(
     """Requests that never reach a claim (a bad body, a token that does not open, a
     malformed code) are each charged once on the way out, and refused past the limit."""
     client = limited(4)
-    endings = [
+    endings: list[tuple[str, dict[str, Any]]] = [
         ("/v1/challenges/check", {"challenge": "x"}),
         ("/v1/challenges/check", {"challenge": "not-a-token", "code": "123456"}),
         ("/v1/challenges/resend", {"challenge": "not-a-token"}),
