@@ -136,3 +136,27 @@ async def test_each_challenge_step_is_one_round_trip_api_key_included(
     assert (count, status) == (1, 200), resent
     count, _, canceled = await trips("/v1/challenges/cancel", {"challenge": resent["challenge"]})
     assert (count, canceled["status"]) == (1, "canceled")
+
+
+async def test_a_key_seen_refused_is_answered_without_a_round_trip(
+    make_app: AppFactory,
+    client_for: Callable[..., httpx.AsyncClient],
+    clock: FakeClock,
+    sent: list[int],
+) -> None:
+    """Once a worker has seen a key refused, it answers that key 429 at once until the
+    window ends: no store call, and no scrypt for a redemption the key could not make."""
+    api = ApiSettings(issuer=ISSUER, keys=api_keys(), key_requests=1, key_window_seconds=60)
+    client = client_for(make_app("redis", api=api))
+    made = await call(client, "/v1/backup-codes", {"subject": SUBJECT, "count": 5})
+    redeem = {"subject": SUBJECT, "set": made["set"], "code": made["codes"][0]}
+    first = await client.post("/v1/backup-codes/redeem", json=redeem, headers=auth())
+    assert first.status_code == 429
+    before = sent[0]
+    again = await client.post("/v1/backup-codes/redeem", json=redeem, headers=auth())
+    assert again.status_code == 429
+    assert 0 < int(again.headers["retry-after"]) <= 60
+    assert sent[0] == before
+    clock.advance(61)
+    approved = await client.post("/v1/backup-codes/redeem", json=redeem, headers=auth())
+    assert approved.json()["status"] == "approved", approved.text
