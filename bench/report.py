@@ -144,14 +144,12 @@ def scaling_table(scaling: dict[str, Any]) -> str:
 
 def trips_table(trips: dict[str, Any]) -> str:
     lines = [
-        "| request | round trips | of which the API key's allowance | commands |",
-        "| --- | ---: | ---: | --- |",
+        "| request | round trips | commands |",
+        "| --- | ---: | --- |",
     ]
     for kind, row in trips.items():
         commands = ", ".join(f"{name} x{n:g}" for name, n in row["commands"].items())
-        # Results written before the second-factor rows existed have no such column.
-        api_key = row.get("api_key_round_trips_per_request", 0)
-        lines.append(f"| {kind} | {row['round_trips_per_request']:g} | {api_key:g} | {commands} |")
+        lines.append(f"| {kind} | {row['round_trips_per_request']:g} | {commands} |")
     return "\n".join(lines)
 
 

@@ -6,10 +6,10 @@ trips. Markers (`ECHO bench:<kind>`) sent between requests attribute commands to
 Key-ring fetches (`otp:kek:*`) happen once per process every 30 s whatever the traffic:
 they are listed but not counted per request. Scripts are named by what they run.
 
-The second-factor checks go through `/v1`, where every call first charges its API key's
-own allowance (a `hit` script, one round trip, the same for every `/v1` route): it is
-counted, and also reported apart (`api_key_round_trips_per_request`), so what the check
-itself costs is the difference.
+The challenge steps and the second-factor checks go through `/v1`, where every call is
+charged against its API key's own allowance. For these requests that charge is the gate of
+their one store step (the claim script charges it first), so it costs no round trip of its
+own and every request here should count exactly one.
 """
 
 from __future__ import annotations
@@ -30,11 +30,13 @@ from otpserver.stores.markers_redis import _ADVANCE, _MARKER_CLAIM
 from otpserver.stores.redis import _CLAIM, _HIT, _ROTATE, KEY_PREFIX, SEQUENCE_KEY
 
 BROWSER_KINDS = ("create", "resend", "verify_wrong", "verify_correct")
+CHALLENGE_KINDS = ("challenge_create", "challenge_check_wrong", "challenge_check_right")
 FACTOR_KINDS = ("totp_verify_wrong", "totp_verify_right", "backup_wrong", "backup_right")
-KINDS = BROWSER_KINDS + FACTOR_KINDS
-FACTOR_SAMPLES = 10
-"""Second-factor checks counted per kind: enough, as every request of a kind sends the
-same commands; more would only add scrypt hashes (tens of ms each) to the run."""
+API_KINDS = CHALLENGE_KINDS + FACTOR_KINDS
+KINDS = BROWSER_KINDS + API_KINDS
+API_SAMPLES = 10
+"""`/v1` requests counted per kind: enough, as every request of a kind sends the same
+commands; more would only add scrypt hashes (tens of ms each) to the run."""
 STOP = "stop"
 KEY_RING = KEY_PREFIX.decode()
 SEQUENCE = SEQUENCE_KEY.decode()
@@ -48,8 +50,6 @@ SCRIPTS = {
         (_MARKER_CLAIM, "marker claim"),
     )
 }
-API_KEY_CHARGE = "EVALSHA (hit)"
-"""On `/v1`, the API key's allowance: the only `hit` the second-factor checks send."""
 WRONG_BACKUP_CODE = "0000-0000-0000-0000"
 
 
@@ -124,6 +124,7 @@ def count(server_url: str, redis_url: str, samples: int = 50) -> dict[str, Any]:
         markers.echo("bench:verify_correct")
         right = [post("/api/otp/verify", _cookie(r), data={"otp": CODE}) for r in wrong]
         assert all(r.status_code == 200 for r in right), right[0].text
+        challenges(http, markers.echo, first=samples + 1)
         factors(http, markers.echo)
         markers.echo(f"bench:{STOP}")
     watcher.join(10)
@@ -134,7 +135,7 @@ def count(server_url: str, redis_url: str, samples: int = 50) -> dict[str, Any]:
             per_kind[marker][command] += 1
     results: dict[str, Any] = {}
     for kind, commands in per_kind.items():
-        n = FACTOR_SAMPLES if kind in FACTOR_KINDS else samples
+        n = API_SAMPLES if kind in API_KINDS else samples
         results[kind] = {
             "round_trips_per_request": sum(
                 count
@@ -142,12 +143,31 @@ def count(server_url: str, redis_url: str, samples: int = 50) -> dict[str, Any]:
                 if not name.endswith(("(key ring)", "(sequence, pipelined)"))
             )
             / n,
-            "api_key_round_trips_per_request": (
-                commands[API_KEY_CHARGE] / n if kind in FACTOR_KINDS else 0
-            ),
             "commands": {name: count / n for name, count in sorted(commands.items())},
         }
     return results
+
+
+def challenges(http: httpx.Client, echo: Callable[[str], object], first: int) -> None:
+    """Server-to-server challenges: a create, then a wrong and a right check of each, for
+    test identities from `first` on (fixed codes, nothing delivered)."""
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+
+    def call(path: str, body: dict[str, Any], expected: str) -> dict[str, Any]:
+        response = http.post(path, json=body, headers=headers)
+        assert response.status_code in (200, 201), response.text
+        answer: dict[str, Any] = response.json()
+        assert answer["status"] == expected, answer
+        return answer
+
+    for i in range(first, first + API_SAMPLES):
+        echo("bench:challenge_create")
+        created = call("/v1/challenges", {"email": f"{FLOW_PREFIX}{i}@example.com"}, "pending")
+        echo("bench:challenge_check_wrong")
+        body = {"challenge": created["challenge"], "code": WRONG_CODE}
+        wrong = call("/v1/challenges/check", body, "incorrect")
+        echo("bench:challenge_check_right")
+        call("/v1/challenges/check", {"challenge": wrong["challenge"], "code": CODE}, "approved")
 
 
 def factors(http: httpx.Client, echo: Callable[[str], object]) -> None:
@@ -165,7 +185,7 @@ def factors(http: httpx.Client, echo: Callable[[str], object]) -> None:
         return answer
 
     enrolments = []
-    for i in range(FACTOR_SAMPLES):
+    for i in range(API_SAMPLES):
         subject = f"bench-totp-{i}"
         started = call("/v1/totp/enrolments", {"subject": subject, "account": "a@example.com"})
         secret = base64.b32decode(started["secret"] + "=" * (-len(started["secret"]) % 8))
@@ -173,7 +193,7 @@ def factors(http: httpx.Client, echo: Callable[[str], object]) -> None:
         body = {"subject": subject, "pending": started["pending"], "code": code}
         confirmed = call("/v1/totp/enrolments/confirm", body, "approved")
         enrolments.append((subject, secret, confirmed["enrolment"]))
-    made = call("/v1/backup-codes", {"subject": "bench-backup", "count": FACTOR_SAMPLES})
+    made = call("/v1/backup-codes", {"subject": "bench-backup", "count": API_SAMPLES})
     for subject, secret, enrolment in enrolments:
         # The step after the confirmed one: still inside the window a step from now.
         step = step_at(time.time(), 30) + 1

@@ -1,24 +1,29 @@
-"""Redis round trips of the second-factor checks: one store step each, whatever the outcome.
+"""Redis round trips of the `/v1` checks and challenge steps: one store step each, whatever
+the outcome.
 
-Every `/v1` call first charges its API key's own allowance (one round trip, the same for
-every route); a TOTP verification or a backup-code redemption adds exactly one more, the
-marker claim, a right code included. Counted at the client, because Redis's own statistics
-also count what scripts run inside.
+A TOTP verification or a backup-code redemption is exactly one round trip, a right code
+included: the marker claim, with the API key's own charge riding in it as its gate. Routes
+with no one store step charge the key in a round trip of its own. Counted at the client,
+because Redis's own statistics also count what scripts run inside.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 import pytest
 
-from otpserver.settings.api import ApiSettings
+from otpserver.settings.api import ApiKeyEntry, ApiSettings
 from otpserver.stores.connections import RedisClient
+from otpserver.v1.challenges import SCOPE
 from tests.conftest import ISSUER, AppFactory
-from tests.support.factors import SUBJECT, api_keys, app_code, call, enrolled
-from tests.support.fakes import FakeClock
+from tests.support.factors import API_KEY, KEY_ID, SUBJECT, api_keys, app_code, auth, call, enrolled
+from tests.support.fakes import FakeClock, RecordingSender
+
+EMAIL = "ada@example.com"
 
 
 @pytest.fixture
@@ -42,15 +47,15 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return count
 
 
-async def test_each_check_is_one_round_trip_beyond_the_api_key(
+async def test_each_check_is_one_round_trip_api_key_included(
     make_app: AppFactory,
     client_for: Callable[..., httpx.AsyncClient],
     clock: FakeClock,
     sent: list[int],
 ) -> None:
-    """Right, wrong, replayed, locked and superseded alike: the check's answer comes from
-    one round trip on top of the key's charge, which an enrolment (no store step of its
-    own) costs alone."""
+    """Right, wrong, replayed, locked and superseded alike: the check's answer and the key's
+    charge come from one round trip; an enrolment (no store step of its own) costs the
+    charge alone, and a confirmation the charge and its claim."""
     client = client_for(make_app("redis", api=ApiSettings(issuer=ISSUER, keys=api_keys())))
     secret, enrolment = await enrolled(client, clock.now)
 
@@ -65,11 +70,11 @@ async def test_each_check_is_one_round_trip_beyond_the_api_key(
     right = {"enrolment": enrolment, "code": app_code(secret, clock.now)}
     wrong = {**right, "code": "000000" if right["code"] != "000000" else "111111"}
     verify = "/v1/totp/verify"
-    assert await trips(verify, right) == (2, "approved")
-    assert await trips(verify, right) == (2, "incorrect")
+    assert await trips(verify, right) == (1, "approved")
+    assert await trips(verify, right) == (1, "incorrect")
     for _ in range(4):
-        assert await trips(verify, wrong) == (2, "incorrect")
-    assert await trips(verify, wrong) == (2, "locked")
+        assert await trips(verify, wrong) == (1, "incorrect")
+    assert await trips(verify, wrong) == (1, "locked")
 
     started = await call(client, "/v1/totp/enrolments", {"subject": SUBJECT, **enrol})
     confirm = {"pending": started["pending"], "code": app_code(started["secret"], clock.now)}
@@ -78,11 +83,80 @@ async def test_each_check_is_one_round_trip_beyond_the_api_key(
     redeem = "/v1/backup-codes/redeem"
     made = await call(client, "/v1/backup-codes", {"subject": SUBJECT, "count": 5})
     first = {"set": made["set"], "code": made["codes"][0]}
-    assert await trips(redeem, first) == (2, "approved")
-    assert await trips(redeem, first) == (2, "incorrect")
+    assert await trips(redeem, first) == (1, "approved")
+    assert await trips(redeem, first) == (1, "incorrect")
     for _ in range(4):
-        assert await trips(redeem, {**first, "code": "0000-0000-0000-0000"}) == (2, "incorrect")
-    assert await trips(redeem, {**first, "code": made["codes"][1]}) == (2, "locked")
+        assert await trips(redeem, {**first, "code": "0000-0000-0000-0000"}) == (1, "incorrect")
+    assert await trips(redeem, {**first, "code": made["codes"][1]}) == (1, "locked")
     clock.advance(1)
     await call(client, "/v1/backup-codes", {"subject": SUBJECT, "count": 5})
-    assert await trips(redeem, {**first, "code": made["codes"][1]}) == (2, "expired")
+    assert await trips(redeem, {**first, "code": made["codes"][1]}) == (1, "expired")
+
+
+async def test_each_challenge_step_is_one_round_trip_api_key_included(
+    make_app: AppFactory,
+    client_for: Callable[..., httpx.AsyncClient],
+    clock: FakeClock,
+    sender: RecordingSender,
+    sent: list[int],
+) -> None:
+    """Create, a wrong and a right check, a resend and a cancel: each one claim, with the
+    key's charge in it. A request that never reaches a claim (a bad body, a resend inside
+    its cooldown) costs the key's charge alone."""
+    keys = (ApiKeyEntry(KEY_ID, hashlib.sha256(API_KEY.encode()).digest(), frozenset({SCOPE})),)
+    client = client_for(make_app("redis", api=ApiSettings(issuer=ISSUER, keys=keys)))
+
+    async def trips(path: str, body: dict[str, Any]) -> tuple[int, int, dict[str, Any]]:
+        before = sent[0]
+        response = await client.post(path, json=body, headers=auth())
+        return sent[0] - before, response.status_code, response.json()
+
+    # The first seal fetches the key ring's current key; every later one has it cached.
+    await trips("/v1/challenges", {"email": "warm@example.com"})
+    count, status, created = await trips("/v1/challenges", {"email": EMAIL})
+    assert (count, status) == (1, 201)
+    code = sender.sent[-1].code
+    wrong = "0" * len(code) if code != "0" * len(code) else "1" * len(code)
+    check = "/v1/challenges/check"
+    count, _, incorrect = await trips(check, {"challenge": created["challenge"], "code": wrong})
+    assert (count, incorrect["status"]) == (1, "incorrect")
+    count, _, approved = await trips(check, {"challenge": incorrect["challenge"], "code": code})
+    assert (count, approved["status"]) == (1, "approved")
+    count, status, _ = await trips(check, {"challenge": incorrect["challenge"]})
+    assert (count, status) == (1, 400)
+
+    count, _, second = await trips("/v1/challenges", {"email": "bob@example.com"})
+    assert count == 1
+    count, status, _ = await trips("/v1/challenges/resend", {"challenge": second["challenge"]})
+    assert (count, status) == (1, 429)
+    clock.advance(31)
+    # The key ring's cached keys have run out: the next seal fetches them again.
+    await trips("/v1/challenges", {"email": "warm@example.com"})
+    count, status, resent = await trips("/v1/challenges/resend", {"challenge": second["challenge"]})
+    assert (count, status) == (1, 200), resent
+    count, _, canceled = await trips("/v1/challenges/cancel", {"challenge": resent["challenge"]})
+    assert (count, canceled["status"]) == (1, "canceled")
+
+
+async def test_a_key_seen_refused_is_answered_without_a_round_trip(
+    make_app: AppFactory,
+    client_for: Callable[..., httpx.AsyncClient],
+    clock: FakeClock,
+    sent: list[int],
+) -> None:
+    """Once a worker has seen a key refused, it answers that key 429 at once until the
+    window ends: no store call, and no scrypt for a redemption the key could not make."""
+    api = ApiSettings(issuer=ISSUER, keys=api_keys(), key_requests=1, key_window_seconds=60)
+    client = client_for(make_app("redis", api=api))
+    made = await call(client, "/v1/backup-codes", {"subject": SUBJECT, "count": 5})
+    redeem = {"subject": SUBJECT, "set": made["set"], "code": made["codes"][0]}
+    first = await client.post("/v1/backup-codes/redeem", json=redeem, headers=auth())
+    assert first.status_code == 429
+    before = sent[0]
+    again = await client.post("/v1/backup-codes/redeem", json=redeem, headers=auth())
+    assert again.status_code == 429
+    assert 0 < int(again.headers["retry-after"]) <= 60
+    assert sent[0] == before
+    clock.advance(61)
+    approved = await client.post("/v1/backup-codes/redeem", json=redeem, headers=auth())
+    assert approved.json()["status"] == "approved", approved.text

@@ -3,12 +3,15 @@
 Each route needs an API key with its scope (`totp`, `backup_codes` or `devices`), takes a
 strict JSON body and answers JSON: 201 for what it creates, 200 with the outcome of every
 check (`status`, or `trusted` and a `reason` for devices). `routes` returns plain
-Starlette routes for the application to mount.
+Starlette routes for the application to mount. A TOTP verification and a backup-code
+redemption are one store step each, so they charge the key as that step's gate
+(`GatedAuthenticate`); the other routes charge it up front.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -30,6 +33,7 @@ from otpserver.factors.models import (
 )
 from otpserver.factors.service import SecondFactors
 from otpserver.factors.totp import TotpParameters
+from otpserver.stores.base import Gate
 
 TOTP_SCOPE = "totp"
 BACKUP_CODES_SCOPE = "backup_codes"
@@ -47,10 +51,14 @@ class Caller(Protocol):
 
 
 Authenticate = Callable[[Request, str], Awaitable[Caller]]
+"""Checks the request's API key has the scope and charges it; raises 401/403/429 otherwise."""
+GatedAuthenticate = Callable[[Request, str], AbstractAsyncContextManager[tuple[Caller, Gate]]]
+"""Checks the request's API key has the scope (401/403), and for the block it opens hands
+out the key's charge as the gate of one store step, charging it on exit if nothing took it
+(`otpserver.v1.auth.gated_key`)."""
 Endpoint = Callable[[Request], Awaitable[Response]]
 """A route's handler; `route(path, endpoint)` makes it a POST-only route (404 for other
 methods, never 405: SPEC §3), the same way the application makes all its POST routes."""
-"""Checks the request's API key has the scope; raises the 401/403 errors otherwise."""
 
 
 async def read_model(request: Request, model: type[RequestModel]) -> RequestModel:
@@ -79,10 +87,12 @@ def routes(
     factors: SecondFactors,
     devices: TrustedDevices,
     authenticate: Authenticate,
+    gated: GatedAuthenticate,
     route: Callable[[str, Endpoint], BaseRoute],
 ) -> list[BaseRoute]:
-    """The TOTP, backup-code and trusted-device routes, guarded by `authenticate`, each
-    made by `route` (the application's own POST-only route)."""
+    """The TOTP, backup-code and trusted-device routes, guarded by `authenticate` (or by
+    `gated`, for the checks that are one store step), each made by `route` (the
+    application's own POST-only route)."""
 
     async def totp_enrol(request: Request) -> Response:
         await authenticate(request, TOTP_SCOPE)
@@ -103,16 +113,17 @@ def routes(
         )
 
     async def totp_verify(request: Request) -> Response:
-        caller = await authenticate(request, TOTP_SCOPE)
-        body = await read_model(request, TotpVerifyRequest)
-        answer = await factors.verify(
-            audience=caller.id,
-            subject=body.subject,
-            enrolment_blob=body.enrolment,
-            code=body.code,
-            nonce=body.nonce,
-        )
-        return _json(answer)
+        async with gated(request, TOTP_SCOPE) as (caller, gate):
+            body = await read_model(request, TotpVerifyRequest)
+            answer = await factors.verify(
+                audience=caller.id,
+                subject=body.subject,
+                enrolment_blob=body.enrolment,
+                code=body.code,
+                nonce=body.nonce,
+                gate=gate,
+            )
+            return _json(answer)
 
     async def backup_generate(request: Request) -> Response:
         await authenticate(request, BACKUP_CODES_SCOPE)
@@ -120,16 +131,17 @@ def routes(
         return _json(await factors.generate(subject=body.subject, count=body.count), 201)
 
     async def backup_redeem(request: Request) -> Response:
-        caller = await authenticate(request, BACKUP_CODES_SCOPE)
-        body = await read_model(request, BackupCodeRedeemRequest)
-        answer = await factors.redeem(
-            audience=caller.id,
-            subject=body.subject,
-            set_blob=body.set,
-            code=body.code,
-            nonce=body.nonce,
-        )
-        return _json(answer)
+        async with gated(request, BACKUP_CODES_SCOPE) as (caller, gate):
+            body = await read_model(request, BackupCodeRedeemRequest)
+            answer = await factors.redeem(
+                audience=caller.id,
+                subject=body.subject,
+                set_blob=body.set,
+                code=body.code,
+                nonce=body.nonce,
+                gate=gate,
+            )
+            return _json(answer)
 
     async def device_trust(request: Request) -> Response:
         await authenticate(request, DEVICES_SCOPE)

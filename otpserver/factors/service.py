@@ -4,8 +4,9 @@ Each check opens the host's blob with the at-rest ring (bound to the subject, on
 per kind), compares the code (pure CPU), then makes one atomic store step, a `MarkerClaim`:
 it charges the failure counter (refusing a locked credential), takes the code's single-use
 marker (`advance` of the enrolment's last accepted TOTP step, or the creation of a backup
-code's spent marker) and, when taken, clears the failures. So the outcome of the comparison
-counts only for the request whose take wins, and a right code costs one round trip. Every
+code's spent marker) and, when taken, clears the failures; a route's API key charge rides
+in front as the step's gate. So the outcome of the comparison counts only for the request
+whose take wins, and a right code costs one round trip, the key's charge included. Every
 domain outcome is a `status` in a 200 answer (SPEC §10); only malformed input is an error
 (`OtpInvalidFormat`, 400).
 """
@@ -41,11 +42,14 @@ from otpserver.factors.totp import (
 from otpserver.settings.factors import FactorSettings
 from otpserver.stores.base import (
     CounterStore,
+    Gate,
     MarkerAdvance,
     MarkerClaim,
     MarkerPut,
     MarkerStore,
     newer_than,
+    raise_if_gate_refused,
+    take_gate,
 )
 from otpserver.stores.counters import Counter, retry_after_seconds
 
@@ -181,9 +185,17 @@ class SecondFactors:
         return {"status": "approved", "enrolment": blob, "enrolmentId": new.public_id}
 
     async def verify(
-        self, *, audience: str, subject: str, enrolment_blob: str, code: str, nonce: str | None
+        self,
+        *,
+        audience: str,
+        subject: str,
+        enrolment_blob: str,
+        code: str,
+        nonce: str | None,
+        gate: Gate | None = None,
     ) -> Body:
-        """Check a code against an enrolment; approve each step at most once."""
+        """Check a code against an enrolment; approve each step at most once. `gate` (the
+        caller's API key allowance) is charged first in the check's one store step."""
         now = self.clock()
         try:
             opened = self._open(ENROLMENT_PURPOSE, enrolment_blob, subject)
@@ -193,7 +205,7 @@ class SecondFactors:
         resealed = (
             {"enrolment": self._seal_enrolment(current, subject, now)} if opened.stale else {}
         )
-        refusal = await self._check_totp(current, code, now)
+        refusal = await self._check_totp(current, code, now, gate)
         if refusal is not None:
             return {**refusal, **resealed}
         result = self.issuer.issue(
@@ -210,7 +222,9 @@ class SecondFactors:
             **resealed,
         }
 
-    async def _check_totp(self, current: Enrolment, text: str, now: float) -> Body | None:
+    async def _check_totp(
+        self, current: Enrolment, text: str, now: float, gate: Gate | None = None
+    ) -> Body | None:
         """None when `text` is a fresh code of `current`, else the refusal to answer."""
         code = parse_code(text, current.parameters.digits)
         if code is None:
@@ -238,8 +252,11 @@ class SecondFactors:
         # locked enrolment before the marker, and a code that is wrong, replayed or beaten
         # to its step by a parallel request stays charged.
         outcome = await self.markers.claim(
-            MarkerClaim(take=take, failures=(failures,)), self.counters, int(now * 1000)
+            MarkerClaim(take=take, failures=(failures,), gate=take_gate(gate)),
+            self.counters,
+            int(now * 1000),
         )
+        raise_if_gate_refused(gate, outcome.gate)
         if not outcome.decision.allowed:
             return {"status": "locked", "retryAfter": retry_after_seconds(outcome.decision)}
         if not outcome.taken:
@@ -276,9 +293,17 @@ class SecondFactors:
         return {"codes": codes, "set": blob, "setId": code_set.public_id}
 
     async def redeem(
-        self, *, audience: str, subject: str, set_blob: str, code: str, nonce: str | None
+        self,
+        *,
+        audience: str,
+        subject: str,
+        set_blob: str,
+        code: str,
+        nonce: str | None,
+        gate: Gate | None = None,
     ) -> Body:
-        """Spend one code of a set: at most once, in parallel and after a host rollback."""
+        """Spend one code of a set: at most once, in parallel and after a host rollback.
+        `gate` (the caller's API key allowance) is charged first in its one store step."""
         now = self.clock()
         now_ms = int(now * 1000)
         try:
@@ -306,8 +331,10 @@ class SecondFactors:
         # Hashed before the store says whether the subject is locked out or the set
         # superseded: knowing that first would cost a right code a second round trip. So a
         # locked subject's redemptions still cost scrypt (tens of ms, in a thread), and what
-        # bounds that work is the API key's own rate limit (`OTP_API_KEY_REQUESTS`); the
-        # lockout still decides every outcome, since no guess counts unless it is charged.
+        # bounds that work is the API key's own rate limit (`OTP_API_KEY_REQUESTS`): charged
+        # in this same step, and a key seen refused is answered before any hashing
+        # (`otpserver.v1.auth.authorised`). The lockout still decides every outcome, since no
+        # guess counts unless it is charged.
         digest = await asyncio.to_thread(backup_codes.hash_code, normalised, code_set.salt)
         index = backup_codes.find(code_set, digest)
         take = None
@@ -325,10 +352,12 @@ class SecondFactors:
                 failures=(failures,),
                 not_before=self._not_before_names(subject),
                 issued_at_ms=code_set.created_at_ms,
+                gate=take_gate(gate),
             ),
             self.counters,
             now_ms,
         )
+        raise_if_gate_refused(gate, outcome.gate)
         if outcome.superseded:
             return {"status": "expired", **resealed}
         if not outcome.decision.allowed:

@@ -40,7 +40,7 @@ from otpserver.results.jwks import JWKS_PATH, jwks_endpoint
 from otpserver.results.signer import ResultSigner
 from otpserver.settings.environment import MASTER_KEY_BYTES, Settings
 from otpserver.settings.proxies import TrustedProxies
-from otpserver.v1.auth import authenticate
+from otpserver.v1.auth import authenticate, gated_key
 from otpserver.v1.challenges import Challenges, ChallengeTokens, create_body_model
 from otpserver.v1.keys import ApiKeyring
 from otpserver.v1.services import ApiServices
@@ -255,7 +255,7 @@ def create_app(
     routes: list[BaseRoute] = [
         *api_route_table(api_routes, settings.max_body_bytes),
         *challenges.routes(post_route),
-        *factor_routes(factors, devices, authenticate, post_route),
+        *factor_routes(factors, devices, authenticate, gated_key, post_route),
         *link_routes,
         ExactRoute("/health", health, methods=["GET"]),
         ExactRoute(JWKS_PATH, jwks_endpoint(results, clock), methods=["GET"]),

@@ -30,7 +30,14 @@ from otpserver.limits.rules import LimitPolicy
 from otpserver.observability import outcomes
 from otpserver.otp.credentials import Credential
 from otpserver.settings.proxies import TrustedProxies
-from otpserver.stores.base import Claim, CounterStore, IdStore
+from otpserver.stores.base import (
+    Claim,
+    CounterStore,
+    Gate,
+    IdStore,
+    raise_if_gate_refused,
+    take_gate,
+)
 from otpserver.stores.counters import Counter, Decision, retry_after_seconds
 
 log = logging.getLogger("otpserver.limits.limiter")
@@ -102,12 +109,15 @@ class Limiter:
         credential: Credential,
         address: str,
         now: int,
+        gate: Gate | None = None,
     ) -> bool:
         """Charge first, then file `file` (spending `spend` first when given).
 
         A refusal raises `RATE:LIMITED` before any ID changes, so it costs the client
         nothing. False when the spend lost (a replayed or superseded carrier) or the ID
-        could not be filed; the charge stands either way.
+        could not be filed; the charge stands either way. `gate`, unless already taken, is
+        charged before everything else in the same step (`Claim.gate`); its refusal is
+        raised as the gate's own error and changes nothing.
         """
         counters = self.plan(action, credential, address)
         outcome = await ids.claim(
@@ -117,10 +127,12 @@ class Limiter:
                 file=file,
                 ttl_seconds=ttl_seconds,
                 counters=counters,
+                gate=take_gate(gate),
             ),
             self.counters,
             now * 1000,
         )
+        raise_if_gate_refused(gate, outcome.gate)
         decision = outcome.decision
         if decision is not None and not decision.allowed:
             raise self._refusal(action, counters, decision)
@@ -137,6 +149,7 @@ class Limiter:
         credential: Credential,
         address: str,
         now: int,
+        gate: Gate | None = None,
     ) -> OtpError | None:
         """Spend a carrier's ID (filing `file` in its place) first, then charge `action`.
 
@@ -144,7 +157,9 @@ class Limiter:
         and nothing is charged. Once spent, returns the refusal (`RATE:LIMITED`, or
         `STORE:UNAVAILABLE` when the charge alone failed) instead of raising it, because the
         caller must hand the state back under `file`; None when the step may go ahead. A
-        correct code's step also clears its credential's consecutive failures.
+        correct code's step also clears its credential's consecutive failures. `gate`,
+        unless already taken, is charged before the spend in the same step; its refusal is
+        raised (nothing was spent, so there is nothing to hand back).
         """
         counters = self.plan(action, credential, address)
         resets = rules.failure_keys(self.secret, credential) if action == "correct" else ()
@@ -156,10 +171,12 @@ class Limiter:
                 ttl_seconds=ttl_seconds,
                 counters=counters,
                 resets=resets,
+                gate=take_gate(gate),
             ),
             self.counters,
             now * 1000,
         )
+        raise_if_gate_refused(gate, outcome.gate)
         if not outcome.claimed:
             raise InvalidCookie()
         if outcome.decision is None:

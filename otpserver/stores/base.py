@@ -5,7 +5,7 @@ markers, and the one steps that change an ID or a marker and charge the limits t
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple, Protocol
 
@@ -32,6 +32,10 @@ class Claim:
     file. `resets` are counter keys cleared once the step is allowed (a correct code clears
     its credential's consecutive failures). Keyword-only, so two IDs (both bytes) can never
     be passed in each other's place.
+
+    `gate`, whatever the order, is charged before anything else (the calling API key's
+    allowance, `Gate`): a refusal changes nothing at all and is reported as
+    `ClaimOutcome.gate`; once it has room it stays charged, whatever the rest decides.
     """
 
     order: Literal["charge_first", "spend_first"]
@@ -40,6 +44,7 @@ class Claim:
     ttl_seconds: float
     counters: tuple[Counter, ...]
     resets: tuple[bytes, ...] = ()
+    gate: Counter | None = None
 
 
 class ClaimOutcome(NamedTuple):
@@ -47,15 +52,65 @@ class ClaimOutcome(NamedTuple):
 
     `decision` is None only when the IDs changed but the charge after them could not be
     made (the store failed in between): the caller treats it as a store outage, with the
-    state handed back under the new ID.
+    state handed back under the new ID. A refused `gate` is the claim's whole answer: the
+    step stopped before anything else, so `claimed` is False and `decision` means nothing.
     """
 
     claimed: bool
     decision: Decision | None
+    gate: Decision = ALLOWED
 
 
 SPEND_LOST = ClaimOutcome(claimed=False, decision=ALLOWED)
 """A spend-first claim whose ID another caller (or nobody: a replay) had already spent."""
+
+
+def gate_refused(decision: Decision) -> ClaimOutcome:
+    """A claim stopped by its gate: nothing spent, filed or charged."""
+    return ClaimOutcome(claimed=False, decision=ALLOWED, gate=decision)
+
+
+class Gate:
+    """A request's allowance that one store step charges first, or, if the request never
+    reaches such a step, a charge of its own: either way exactly once.
+
+    `take` hands the counter out the first time only, so whichever comes first, the step or
+    the fallback charge, is the one charge; every later `take` gets None. `refusal` turns a
+    refused charge into the error the request answers with (429 with `Retry-After`).
+    """
+
+    __slots__ = ("_counter", "_refusal")
+
+    def __init__(self, counter: Counter, refusal: Callable[[Decision], Exception]) -> None:
+        self._counter: Counter | None = counter
+        self._refusal = refusal
+
+    @property
+    def taken(self) -> bool:
+        """Whether the counter was handed out (to a step, or to the fallback charge)."""
+        return self._counter is None
+
+    def take(self) -> Counter | None:
+        """The counter to charge, the first time only."""
+        counter, self._counter = self._counter, None
+        return counter
+
+    def refusal(self, decision: Decision) -> Exception:
+        """The error for a refused charge of this gate."""
+        return self._refusal(decision)
+
+
+def take_gate(gate: Gate | None) -> Counter | None:
+    """`gate`'s counter for the step about to run, if no step or charge has taken it."""
+    return None if gate is None else gate.take()
+
+
+def raise_if_gate_refused(gate: Gate | None, decision: Decision) -> None:
+    """Raise the gate's refusal when the step reports its gate refused."""
+    if not decision.allowed:
+        if gate is None:
+            raise RuntimeError("a step refused by a gate it was never given")
+        raise gate.refusal(decision)
 
 
 class IdStore(Protocol):
@@ -142,6 +197,11 @@ async def claim_in_steps(
     """`IdStore.claim` as a few calls in the claim's order, for stores that keep IDs and
     counters apart. The spend is still atomic (one `rotate`/`consume`), so exactly one
     concurrent caller wins it; only the charge happens in a call of its own."""
+    if claim.gate is not None:
+        # Alone and first: a refused key must not spend an ID or charge any other limit.
+        gated = await counters.hit([claim.gate], now_ms)
+        if not gated.allowed:
+            return gate_refused(gated)
     if claim.order == "charge_first":
         decision = await counters.hit(claim.counters, now_ms)
         if not decision.allowed:
@@ -265,23 +325,29 @@ class MarkerClaim:
     Charging before taking is what makes the lockout hold when the steps run apart: a
     locked credential never reaches its marker, whatever the number of parallel requests.
     Run as one step, the charge a right code makes is cleared before anyone can see it.
+
+    Before all of these, `gate` is charged (the calling API key's allowance, `Gate`): a
+    refusal stops the step with nothing read, charged or taken (`MarkerOutcome.gate`).
     """
 
     take: MarkerAdvance | MarkerPut | None
     failures: tuple[Counter, ...]
     not_before: tuple[bytes, ...] = ()
     issued_at_ms: int = 0
+    gate: Counter | None = None
 
 
 class MarkerOutcome(NamedTuple):
     """What a `MarkerClaim` did: whether the marker was taken, and what the charge decided.
 
-    `superseded` means the claim stopped at its first step: nothing was charged or taken.
+    `superseded` means the claim stopped at its first step: nothing was charged or taken
+    but the gate. A refused `gate` means it stopped before that: nothing at all changed.
     """
 
     taken: bool
     decision: Decision
     superseded: bool = False
+    gate: Decision = ALLOWED
 
 
 SUPERSEDED = MarkerOutcome(taken=False, decision=ALLOWED, superseded=True)
@@ -301,6 +367,10 @@ async def claim_marker_in_steps(
     markers and counters apart. The charge comes before the take and the take is atomic
     (one `advance`/`put_if_absent`), so at most one concurrent caller takes the marker and
     none of them once the failures are at their limit."""
+    if claim.gate is not None:
+        gated = await counters.hit([claim.gate], now_ms)
+        if not gated.allowed:
+            return MarkerOutcome(taken=False, decision=ALLOWED, gate=gated)
     for key in claim.not_before:
         if newer_than(await markers.get(key), claim.issued_at_ms):
             return SUPERSEDED

@@ -17,12 +17,14 @@ from otpserver.stores.base import (
     claim_marker_in_steps,
 )
 from otpserver.stores.connections import Argument, Script
+from otpserver.stores.counters import ALLOWED
 from otpserver.stores.redis import (
     _HIT_FUNCTION,
     TAG,
     RedisCounterStore,
     _counter_args,
     _decision,
+    _gate_args,
     _milliseconds,
     _RedisBackend,
 )
@@ -50,24 +52,32 @@ _ADVANCE = Script.of(
 )
 
 # `otpserver.stores.base.MarkerClaim` in one round trip, so no other client comes between
-# the lockout, the take and the reset. KEYS: the marker to take (a placeholder when there
-# is none), `n` failure counters, then the not-before markers. ARGV: how to take ('a'
-# advance, 'p' put if absent, '' nothing), the value, its TTL in ms, `n`, the instant the
-# not-before markers are held against, then `hit`'s arguments. A not-before marker counts
+# the gate, the lockout, the take and the reset. KEYS: the marker to take (a placeholder when
+# there is none), the gate's counter key if there is one, `n` failure counters, then the
+# not-before markers. ARGV: how to take ('a' advance, 'p' put if absent, '' nothing), the
+# value, its TTL in ms, `n`, the instant the not-before markers are held against, whether
+# there is a gate (`g`, 0 or 1), the gate's `hit` arguments if so, then the failures'. The
+# gate goes first and alone, so a refused one changes nothing. A not-before marker counts
 # only as decimal digits, as `newer_than` reads it (Lua's doubles are exact for any
-# millisecond instant). The answer: taken (1/0, or 2 for superseded), then the decision.
+# millisecond instant). The answer: taken (1/0, 2 for superseded, 3 when the gate refused
+# and the decision that follows is the gate's), then the decision.
 _MARKER_CLAIM = Script.of(
     _HIT_FUNCTION
     + _ADVANCE_FUNCTION
     + """
-local n = tonumber(ARGV[4])
-for i = 2 + n, #KEYS do
+local n, g = tonumber(ARGV[4]), tonumber(ARGV[6])
+local k0, a0 = 1 + g, 7 + 5 * g
+if g == 1 then
+  local gate = hit(1, 7, 1)
+  if gate[1] ~= 1 then return {3, unpack(gate)} end
+end
+for i = k0 + n + 1, #KEYS do
   local stored = redis.call('GET', KEYS[i])
   if stored and string.match(stored, '^%d+$') and tonumber(stored) > tonumber(ARGV[5]) then
     return {2, 1, 0}
   end
 end
-local decision = hit(1, 6, n)
+local decision = hit(k0, a0, n)
 if decision[1] ~= 1 then return {0, unpack(decision)} end
 local taken = false
 if ARGV[1] == 'a' then
@@ -76,10 +86,12 @@ elseif ARGV[1] == 'p' then
   taken = redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3], 'NX') and true or false
 end
 if not taken then return {0, 1, 0} end
-if n > 0 then redis.call('DEL', unpack(KEYS, 2, 1 + n)) end
+if n > 0 then redis.call('DEL', unpack(KEYS, k0 + 1, k0 + n)) end
 return {1, 1, 0}
 """
 )
+_MARKER_SUPERSEDED = 2
+_MARKER_GATE_REFUSED = 3
 
 
 class RedisMarkerStore(_RedisBackend):
@@ -122,9 +134,11 @@ class RedisMarkerStore(_RedisBackend):
             how, value, ttl_ms = b"a", str(take.value).encode(), _milliseconds(take.ttl_seconds)
         elif isinstance(take, MarkerPut):
             how, value, ttl_ms = b"p", take.value, _milliseconds(take.ttl_seconds)
+        gate_keys, gate_args = _gate_args(claim.gate, now_ms)
         counter_keys, counter_args = _counter_args(claim.failures, now_ms)
         keys = [
             MARKER_PREFIX + (b"" if take is None else take.key),
+            *gate_keys,
             *counter_keys,
             *(MARKER_PREFIX + key for key in claim.not_before),
         ]
@@ -134,12 +148,15 @@ class RedisMarkerStore(_RedisBackend):
             ttl_ms,
             len(claim.failures),
             claim.issued_at_ms,
+            *gate_args,
             *counter_args,
         ]
         taken, *decision = await self._call(
             self._guarded(len(keys), *keys, *args, script=_MARKER_CLAIM)
         )
-        if int(taken) == 2:
+        if int(taken) == _MARKER_GATE_REFUSED:
+            return MarkerOutcome(taken=False, decision=ALLOWED, gate=_decision(decision))
+        if int(taken) == _MARKER_SUPERSEDED:
             return SUPERSEDED
         return MarkerOutcome(taken=int(taken) == 1, decision=_decision(decision))
 

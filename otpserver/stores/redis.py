@@ -29,7 +29,13 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 from otpserver.errors import ConfigError, StoreUnavailable
 from otpserver.observability.outage import STORE
 from otpserver.settings.environment import Settings
-from otpserver.stores.base import Claim, ClaimOutcome, CounterStore, claim_in_steps
+from otpserver.stores.base import (
+    Claim,
+    ClaimOutcome,
+    CounterStore,
+    claim_in_steps,
+    gate_refused,
+)
 from otpserver.stores.clients import StoreClient, redis_client
 from otpserver.stores.connections import Argument, Script
 from otpserver.stores.counters import ALLOWED, Counter, Decision
@@ -114,15 +120,23 @@ end
 _HIT = Script.of(_HIT_FUNCTION + "return hit(0, 1, #KEYS)")
 
 # `otpserver.stores.base.Claim` in one round trip, so no other client can come between its
-# steps. KEYS: the ID to spend, the ID to file (each a placeholder when absent), `n` counter
-# keys, then the keys to reset. ARGV: the order ('c' charge first, 's' spend first), whether
-# there is an ID to spend and one to file, the new ID's TTL in ms, `n`, then `hit`'s
-# arguments. DEL returns how many keys it removed: exactly one concurrent caller sees 1, and
-# only that caller files the new ID. The answer: claimed (1/0), then `hit`'s decision.
+# steps. KEYS: the ID to spend, the ID to file (each a placeholder when absent), the gate's
+# counter key if there is one, `n` counter keys, then the keys to reset. ARGV: the order ('c'
+# charge first, 's' spend first), whether there is an ID to spend and one to file, the new
+# ID's TTL in ms, `n`, whether there is a gate (`g`, 0 or 1), the gate's `hit` arguments if
+# so, then the counters'. The gate goes first in either order, alone, so a refused one
+# changes nothing. DEL returns how many keys it removed: exactly one concurrent caller sees
+# 1, and only that caller files the new ID. The answer: claimed (1/0, or -1 when the gate
+# refused and the decision that follows is the gate's), then `hit`'s decision.
 _CLAIM = Script.of(
     _HIT_FUNCTION
     + """
-local n = tonumber(ARGV[5])
+local n, g = tonumber(ARGV[5]), tonumber(ARGV[6])
+local k0, a0 = 2 + g, 7 + 5 * g
+if g == 1 then
+  local gate = hit(2, 7, 1)
+  if gate[1] ~= 1 then return {-1, unpack(gate)} end
+end
 local function change_ids()
   if ARGV[2] == '1' and redis.call('DEL', KEYS[1]) ~= 1 then return false end
   if ARGV[3] == '1' and not redis.call('SET', KEYS[2], '1', 'PX', ARGV[4], 'NX') then
@@ -131,21 +145,33 @@ local function change_ids()
   return true
 end
 local function reset()
-  if #KEYS > 2 + n then redis.call('DEL', unpack(KEYS, 3 + n)) end
+  if #KEYS > k0 + n then redis.call('DEL', unpack(KEYS, k0 + n + 1)) end
 end
 if ARGV[1] == 'c' then
-  local decision = hit(2, 6, n)
+  local decision = hit(k0, a0, n)
   if decision[1] ~= 1 then return {0, unpack(decision)} end
   if not change_ids() then return {0, 1, 0} end
   reset()
   return {1, 1, 0}
 end
 if not change_ids() then return {0, 1, 0} end
-local decision = hit(2, 6, n)
+local decision = hit(k0, a0, n)
 if decision[1] == 1 then reset() end
 return {1, unpack(decision)}
 """
 )
+
+GATE_REFUSED = -1
+"""What `_CLAIM` answers first when the claim's gate refused."""
+
+
+def _gate_args(gate: Counter | None, now_ms: int) -> tuple[list[bytes], list[Argument]]:
+    """The keys and arguments a script reads for an optional gate: a flag (0 or 1), then
+    `_HIT_FUNCTION`'s arguments for the gate alone."""
+    if gate is None:
+        return [], [0]
+    keys, args = _counter_args((gate,), now_ms)
+    return keys, [1, *args]
 
 
 def _counter_args(counters: Sequence[Counter], now_ms: int) -> tuple[list[bytes], list[Argument]]:
@@ -376,10 +402,12 @@ class RedisIdStore(_RedisBackend):
         )
         if not same_redis:
             return await claim_in_steps(self, counters, claim, now_ms)
+        gate_keys, gate_args = _gate_args(claim.gate, now_ms)
         counter_keys, counter_args = _counter_args(claim.counters, now_ms)
         keys = [
             ID_PREFIX + (claim.spend or b""),
             ID_PREFIX + (claim.file or b""),
+            *gate_keys,
             *counter_keys,
             *(COUNTER_PREFIX + key for key in claim.resets),
         ]
@@ -389,9 +417,12 @@ class RedisIdStore(_RedisBackend):
             0 if claim.file is None else 1,
             _milliseconds(claim.ttl_seconds),
             len(claim.counters),
+            *gate_args,
             *counter_args,
         ]
         claimed, *decision = await self._call(self._guarded(len(keys), *keys, *args, script=_CLAIM))
+        if int(claimed) == GATE_REFUSED:
+            return gate_refused(_decision(decision))
         return ClaimOutcome(claimed=int(claimed) == 1, decision=_decision(decision))
 
 

@@ -1,16 +1,22 @@
 """Authenticating `/v1` calls: the bearer API key, its scope, and its own rate limit.
 
-`authenticate(request, scope)` is the first line of every `/v1` route. It reads only the
-`Authorization` header (never a cookie: `/v1` is for servers, and a browser's ambient
-credentials must not reach it), refuses with 401 or 403, then charges the key's own
-per-window allowance, which comes on top of every limit the route itself charges. The
-presented key is never logged, nor put into any error.
+`authenticate(request, scope)` or `gated_key(request, scope)` is the first line of every
+`/v1` route. Both read only the `Authorization` header (never a cookie: `/v1` is for
+servers, and a browser's ambient credentials must not reach it) and refuse with 401 or 403.
+Every request is charged once against the key's own per-window allowance, on top of every
+limit the route itself charges: `authenticate` charges at once, in a round trip of its own;
+`gated_key` hands the charge to the route's one store step as its gate, and charges it on
+its own, on the way out, if the request ended without that step. The presented key is never
+logged, nor put into any error.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import NamedTuple
 
 from starlette.requests import Request
 from starlette.types import Scope
@@ -18,13 +24,14 @@ from starlette.types import Scope
 from otpserver.crypto.mac import hmac_sha256
 from otpserver.errors import ApiForbidden, ApiUnauthorized, BodyInvalid, RateLimited
 from otpserver.limits.clientaddr import client_address, limit_bucket, parse_address
-from otpserver.stores.counters import Counter, retry_after_seconds
+from otpserver.stores.base import Gate
+from otpserver.stores.counters import Counter, Decision, retry_after_seconds
 from otpserver.v1.keys import ApiKey
 from otpserver.v1.services import ApiServices, api_services
 
 log = logging.getLogger("otpserver.v1.auth")
 
-__all__ = ["ApiKey", "address_bucket", "authenticate", "limits_scope"]
+__all__ = ["ApiKey", "GatedKey", "address_bucket", "authenticate", "gated_key", "limits_scope"]
 
 MAX_AUTHORIZATION_CHARS = 256
 
@@ -41,38 +48,96 @@ def presented_key(request: Request) -> str | None:
 
 
 async def authenticate(request: Request, scope: str) -> ApiKey:
-    """The calling key, if it may use `scope` and has allowance left in its window.
+    """The calling key, if it may use `scope` and has allowance left in its window, charged
+    now: for routes whose work is not one store step.
 
     Raises 401 `API:UNAUTHORIZED` (with `WWW-Authenticate: Bearer`), 403 `API:FORBIDDEN`,
     429 `RATE:LIMITED` (with `Retry-After`), or 503 `STORE:UNAVAILABLE`.
     """
     services = api_services(request)
+    key = authorised(request, scope, services)
+    await charge_key(services, key)
+    return key
+
+
+class GatedKey(NamedTuple):
+    """The calling key, and its allowance as the gate of the request's one store step."""
+
+    key: ApiKey
+    gate: Gate
+
+
+@asynccontextmanager
+async def gated_key(request: Request, scope: str) -> AsyncIterator[GatedKey]:
+    """The calling key, if it may use `scope`, with its charge still to make: for routes
+    whose work is one store step, which charges the gate first, in the same round trip.
+
+    Whatever ends the block without that step (a bad body or token, a refusal decided
+    before the store, an exception) charges the key here, on the way out, so every request
+    counts once, as with `authenticate`; the gate hands its counter out only once, so none
+    counts twice. A refused charge, either way, is the answer: 429 `RATE:LIMITED`.
+    """
+    services = api_services(request)
+    key = authorised(request, scope, services)
+    gate = Gate(key_counter(services, key), lambda decision: key_refused(services, key, decision))
+    try:
+        yield GatedKey(key, gate)
+    finally:
+        counter = gate.take()
+        if counter is not None:
+            await charge_key(services, key, counter)
+
+
+def authorised(request: Request, scope: str, services: ApiServices) -> ApiKey:
+    """The key the request presents, if it may use `scope` and is not known to be over its
+    allowance. Raises 401, 403, or 429 when this worker saw the key refused in the current
+    window: no store call and no work for a key that would be refused anyway, which matters
+    where the work comes before the step that charges it (a backup code's scrypt)."""
     presented = presented_key(request)
     key = None if presented is None else services.keys.find(presented)
     if key is None:
         raise ApiUnauthorized()
     if scope not in key.scopes:
         raise ApiForbidden()
-    await charge_key(services, key)
+    wait_ms = services.refused_keys.wait_ms(key.id, int(services.clock() * 1000))
+    if wait_ms:
+        raise rate_limited(Decision(allowed=False, retry_after_ms=wait_ms))
     return key
 
 
-async def charge_key(services: ApiServices, key: ApiKey) -> None:
-    """Count one request against `key`'s own allowance; refuse when it is spent."""
-    counter = Counter(
+def key_counter(services: ApiServices, key: ApiKey) -> Counter:
+    """`key`'s own allowance: requests per window, whatever the route."""
+    return Counter(
         kind="api_key",
         key=hmac_sha256(services.limit_secret, b"api-key\x00" + key.id.encode()),
         limit=services.key_requests,
         window_ms=services.key_window_seconds * 1000,
     )
-    decision = await services.counters.hit([counter], int(services.clock() * 1000))
+
+
+async def charge_key(services: ApiServices, key: ApiKey, counter: Counter | None = None) -> None:
+    """Count one request against `key`'s own allowance; refuse when it is spent."""
+    now_ms = int(services.clock() * 1000)
+    decision = await services.counters.hit([counter or key_counter(services, key)], now_ms)
     if not decision.allowed:
-        log.info("rate limited: api key %s refused by api_key", key.id)
-        retry_after = retry_after_seconds(decision)
-        raise RateLimited(
-            extra={"retryAfter": retry_after},
-            headers={"Retry-After": str(retry_after), "RateLimit": f'"otp";r=0;t={retry_after}'},
-        )
+        raise key_refused(services, key, decision)
+
+
+def key_refused(services: ApiServices, key: ApiKey, decision: Decision) -> RateLimited:
+    """The answer to a refused charge of `key`, remembered until the refusal ends."""
+    log.info("rate limited: api key %s refused by api_key", key.id)
+    now_ms = int(services.clock() * 1000)
+    services.refused_keys.remember(key.id, now_ms + decision.retry_after_ms)
+    return rate_limited(decision)
+
+
+def rate_limited(decision: Decision) -> RateLimited:
+    retry_after = retry_after_seconds(decision)
+    return RateLimited(
+        extra={"retryAfter": retry_after},
+        headers={"Retry-After": str(retry_after), "RateLimit": f'"otp";r=0;t={retry_after}'},
+        refused_by=("api_key",),
+    )
 
 
 def end_user_address(

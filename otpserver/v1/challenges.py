@@ -10,6 +10,10 @@ newest token, like a cookie jar: an older copy answers `invalid` and never gains
 Every domain outcome of a check is a 200 with a `status`; HTTP errors are left for
 transport problems (a malformed body or code, a refused key, limits other than the
 credential's lockout, a failed send, an unavailable store).
+
+Create, resend, check and cancel each make one store step, and the calling key's charge
+rides in it as its gate (`gated_key`): one round trip in all. Status reads the link's
+approval markers first, so it charges the key up front.
 """
 
 from __future__ import annotations
@@ -45,7 +49,14 @@ from otpserver.otp.credentials import CredentialBody
 from otpserver.otp.payload import TokenList
 from otpserver.results.signer import ResultSigner, code_method
 from otpserver.settings.links import LinkSettings
-from otpserver.v1.auth import ApiKey, address_bucket, authenticate, end_user_address
+from otpserver.stores.base import Gate
+from otpserver.v1.auth import (
+    ApiKey,
+    address_bucket,
+    authenticate,
+    end_user_address,
+    gated_key,
+)
 from otpserver.v1.idempotency import run_idempotent
 from otpserver.verification.links import LinkApprovals
 from otpserver.verification.sealing import PendingSealer
@@ -250,9 +261,8 @@ def model(data: dict[str, Any], kind: type[BaseModel]) -> Any:
 
 
 class NamedToken(NamedTuple):
-    """A request naming a challenge token: who calls, the token, what it holds, when."""
+    """A request naming a challenge token: the token, what it holds, when."""
 
-    key: ApiKey
     token: str
     held: Pending | None
     now: int
@@ -288,7 +298,10 @@ class Challenges:
 
     async def create(self, request: Request) -> Response:
         """Send a code and answer 201 with the first challenge token."""
-        key = await authenticate(request, SCOPE)
+        async with gated_key(request, SCOPE) as (key, gate):
+            return await self._create(request, key, gate)
+
+    async def _create(self, request: Request, key: ApiKey, gate: Gate) -> Response:
         raw, data = await json_object(request)
 
         async def run() -> Response:
@@ -322,6 +335,7 @@ class Challenges:
                 requester=self._requester(request, key, address),
                 now=now,
                 link_base=link_base,
+                gate=gate,
             )
             pending = Pending(started.state, nonce, address, link)
             token = await self.tokens.seal(pending, key.id, now)
@@ -333,7 +347,11 @@ class Challenges:
 
     async def resend(self, request: Request) -> Response:
         """Send a fresh code for the challenge; the old code and token stop working."""
-        key, _, held, now = await self._named_token(request)
+        async with gated_key(request, SCOPE) as (key, gate):
+            return await self._resend(request, key, gate)
+
+    async def _resend(self, request: Request, key: ApiKey, gate: Gate) -> Response:
+        _, held, now = await self._named_token(request, key)
         if held is None:
             return status("invalid")
         requester = self._requester(request, key, held.address)
@@ -343,6 +361,7 @@ class Challenges:
                 requester=requester,
                 now=now,
                 link_base=self._link_base(request) if held.link else None,
+                gate=gate,
             )
         except HandBack as handback:
             raise await self._handed_back(handback, held, key.id, now) from None
@@ -358,7 +377,10 @@ class Challenges:
 
     async def check(self, request: Request) -> Response:
         """Check a code: 200 with the outcome, and a signed result when approved."""
-        key = await authenticate(request, SCOPE)
+        async with gated_key(request, SCOPE) as (key, gate):
+            return await self._check_request(request, key, gate)
+
+    async def _check_request(self, request: Request, key: ApiKey, gate: Gate) -> Response:
         raw, data = await json_object(request)
 
         async def run() -> Response:
@@ -370,14 +392,17 @@ class Challenges:
                 held = await self.tokens.open(body.challenge, key.id, now)
             except InvalidCookie:
                 return status("invalid")
-            return await self._check(request, key, held, code, body.challenge, body.nonce, now)
+            return await self._check(
+                request, key, held, code, body.challenge, body.nonce, now, gate
+            )
 
         return await run_idempotent(request, key, raw, run)
 
     async def status(self, request: Request) -> Response:
         """A challenge created with `link`: still waiting (with the number to show), or,
         once the link was approved by that number, the check itself with the link's code."""
-        key, token, held, now = await self._named_token(request)
+        key = await authenticate(request, SCOPE)
+        token, held, now = await self._named_token(request, key)
         if held is None:
             return status("invalid")
         entry = held.state.current_entry
@@ -404,11 +429,16 @@ class Challenges:
         challenge: str,
         nonce: str | None,
         now: int,
+        gate: Gate | None = None,
     ) -> Response:
         """One check of `code` against the challenge, typed or from an approved link."""
         try:
             approved = await self.verifications.check(
-                held.state, code, requester=self._requester(request, key, held.address), now=now
+                held.state,
+                code,
+                requester=self._requester(request, key, held.address),
+                now=now,
+                gate=gate,
             )
         except HandBack as handback:
             return await self._refused_after_spend(handback, held, key.id, now)
@@ -439,17 +469,17 @@ class Challenges:
 
     async def cancel(self, request: Request) -> Response:
         """Spend the challenge's ID, so no copy of its token works again."""
-        held = (await self._named_token(request)).held
-        if held is None:
-            return status("invalid")
-        if not await self.verifications.cancel(held.state):
-            return status("invalid")
-        return status("canceled")
+        async with gated_key(request, SCOPE) as (key, gate):
+            _, held, now = await self._named_token(request, key)
+            if held is None:
+                return status("invalid")
+            if not await self.verifications.cancel(held.state, now=now, gate=gate):
+                return status("invalid")
+            return status("canceled")
 
-    async def _named_token(self, request: Request) -> NamedToken:
-        """The calling key, the token the body names and its state (None when it does not
-        open for this key: tampered, replayed, another key's), and the time now."""
-        key = await authenticate(request, SCOPE)
+    async def _named_token(self, request: Request, key: ApiKey) -> NamedToken:
+        """The token the body names and its state (None when it does not open for `key`:
+        tampered, replayed, another key's), and the time now."""
         _, data = await json_object(request)
         body: TokenBody = model(data, TokenBody)
         now = int(self.clock())
@@ -457,7 +487,7 @@ class Challenges:
             held = await self.tokens.open(body.challenge, key.id, now)
         except InvalidCookie:
             held = None
-        return NamedToken(key, body.challenge, held, now)
+        return NamedToken(body.challenge, held, now)
 
     async def _refused_after_spend(
         self, handback: HandBack, held: Pending, key_id: str, now: int

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
 from otpserver.crypto.atrest import AtRestRing
+from otpserver.limits.refusals import RefusalMemo
 from otpserver.results.signer import ResultSigner
 from otpserver.settings.proxies import TrustedProxies
 from otpserver.stores.base import CounterStore, MarkerStore
@@ -32,6 +33,8 @@ class ApiServices:
     """Key the names of idempotency memos: the current master key's first, then those of
     `OTP_MASTER_KEY_PREVIOUS`, so memos kept before a rotation are still found."""
     clock: Callable[[], float]
+    refused_keys: RefusalMemo = field(default_factory=RefusalMemo)
+    """API key ids refused until an instant: answered 429 before any work or store call."""
 
 
 def api_services(request: Request) -> ApiServices:

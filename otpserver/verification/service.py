@@ -15,6 +15,10 @@ carrier to seal.
 - A check compares the code before its store step and lets that one step spend the ID and
   either charge a failure or clear the failures: one round trip, and the outcome still
   counts only for the one caller whose spend succeeded.
+
+Each step takes an optional `Gate` (a `/v1` caller's API key allowance), charged first in
+the step's one claim, so the key costs no round trip of its own; a step that ends before its
+claim leaves the gate untaken, for its owner to charge.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from otpserver.otp.codes import code_digest, digest_matches
 from otpserver.otp.credentials import Credential
 from otpserver.otp.payload import LIST_ID_BYTES, Entry, TokenList
 from otpserver.otp.policy import CodeGenerator, OtpPolicy
-from otpserver.stores.base import IdStore
+from otpserver.stores.base import Claim, Gate, IdStore, raise_if_gate_refused, take_gate
 from otpserver.verification.links import LinkTokens
 
 log = logging.getLogger("otpserver.verification")
@@ -117,6 +121,7 @@ class Verifications:
         requester: Requester,
         now: int,
         link_base: str | None = None,
+        gate: Gate | None = None,
     ) -> Started:
         """Send a code to `credential`, or make an already pending one current again.
 
@@ -138,6 +143,7 @@ class Verifications:
                     credential=credential,
                     address=requester.address,
                     now=now,
+                    gate=gate,
                 ):
                     return Started(current, sent=False)
                 held = None
@@ -155,6 +161,7 @@ class Verifications:
             credential=credential,
             address=requester.address,
             now=now,
+            gate=gate,
         )
         if held is not None and not filed:
             held, kept = None, ()
@@ -177,7 +184,13 @@ class Verifications:
         return Started(updated, sent=True)
 
     async def resend(
-        self, held: TokenList, *, requester: Requester, now: int, link_base: str | None = None
+        self,
+        held: TokenList,
+        *,
+        requester: Requester,
+        now: int,
+        link_base: str | None = None,
+        gate: Gate | None = None,
     ) -> TokenList:
         """Send a fresh code for the current credential; the old code (and link) stops working."""
         entry = held.current_entry
@@ -191,7 +204,7 @@ class Verifications:
             self.policy,
         )
         updated = flow.replace_current(held, fresh, new_list_id())
-        await self._spend("send", held, updated, requester, now)
+        await self._spend("send", held, updated, requester, now, gate)
         await self._deliver(
             fresh,
             code,
@@ -205,7 +218,13 @@ class Verifications:
         return updated
 
     async def check(
-        self, held: TokenList, code: str, *, requester: Requester, now: int
+        self,
+        held: TokenList,
+        code: str,
+        *,
+        requester: Requester,
+        now: int,
+        gate: Gate | None = None,
     ) -> Approved:
         """Check `code` (already format-checked) against the current entry.
 
@@ -222,22 +241,38 @@ class Verifications:
         new_id = new_list_id()
         if not correct:
             failed_state = flow.replace_current(held, flow.failed(entry, now, self.policy), new_id)
-            await self._spend("guess", held, failed_state, requester, now)
+            await self._spend("guess", held, failed_state, requester, now, gate)
             outcomes.code_failed(entry.credential, method="code", outcome="incorrect")
             raise HandBack(flow.incorrect(failed_state.current_entry, now), failed_state)
         # The unchanged entries are filed under the new ID, so a refusal can hand them
         # back; after a success the other pending credentials live on under it.
         unchanged = TokenList(new_id, held.current, held.entries)
-        await self._spend("correct", held, unchanged, requester, now)
+        await self._spend("correct", held, unchanged, requester, now, gate)
         outcomes.code_verified(
             entry.credential, method="code", seconds_since_sent=now - entry.issued_at
         )
         return Approved(entry.credential, now, flow.without_current(held, new_id, now))
 
-    async def cancel(self, held: TokenList) -> bool:
+    async def cancel(self, held: TokenList, *, now: int, gate: Gate | None = None) -> bool:
         """Spend the state's ID, so no copy of its carrier works again; False when it was
         already spent (replayed or superseded)."""
-        return await self.ids.consume(held.list_id)
+        if gate is None:
+            return await self.ids.consume(held.list_id)
+        # A claim with nothing to file or charge is the same consume, with the gate in it.
+        outcome = await self.ids.claim(
+            Claim(
+                order="spend_first",
+                spend=held.list_id,
+                file=None,
+                ttl_seconds=0,
+                counters=(),
+                gate=take_gate(gate),
+            ),
+            self.limiter.counters,
+            now_ms=now * 1000,
+        )
+        raise_if_gate_refused(gate, outcome.gate)
+        return outcome.claimed
 
     async def _spend(
         self,
@@ -246,6 +281,7 @@ class Verifications:
         updated: TokenList,
         requester: Requester,
         now: int,
+        gate: Gate | None,
     ) -> None:
         """Spend `held`'s ID for `updated`'s, and charge `action` for the current credential."""
         refusal = await self.limiter.spend_then_charge(
@@ -257,6 +293,7 @@ class Verifications:
             credential=held.current_entry.credential,
             address=requester.address,
             now=now,
+            gate=gate,
         )
         if refusal is not None:
             raise HandBack(refusal, TokenList(updated.list_id, held.current, held.entries))
