@@ -58,7 +58,16 @@ SCALING_ENV = {"OTP_TTL_SECONDS": "600"}
 COUNTED_REQUESTS = 1000
 """Requests per scenario in the instructions phase: enough that per-process costs (the key
 ring's refresh every 30 s, a collection of the oldest generation) spread thin."""
-PACKAGES = ("starlette", "uvicorn", "uvloop", "httptools", "granian", "redis", "cryptography")
+PACKAGES = (
+    "starlette",
+    "uvicorn",
+    "uvloop",
+    "httptools",
+    "granian",
+    "redis",
+    "cryptography",
+    "pynacl",
+)
 
 
 def machine() -> dict[str, str]:
@@ -104,6 +113,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--stacks", default=",".join(COMPARED_STACKS), help="stacks for the stacks phase"
     )
     parser.add_argument("--setups", default="", help="only main setups whose name has this")
+    parser.add_argument(
+        "--counted",
+        type=int,
+        default=COUNTED_REQUESTS,
+        help="requests per scenario in the instructions phase",
+    )
     parser.add_argument("--smoke", action="store_true", help="one short round of everything")
     parser.add_argument("--out", type=Path, default=procs.ROOT / "bench" / "results")
     return parser.parse_args(argv)
@@ -123,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     setups = [s for s in MAIN_SETUPS if args.setups in s.name]
     stacks = [s for s in args.stacks.split(",") if s]
     levels: tuple[int, ...] = LIVE_SESSION_LEVELS
-    counted, counted_warmup = COUNTED_REQUESTS, instructions.WARMUP_REQUESTS
+    counted, counted_warmup = args.counted, instructions.WARMUP_REQUESTS
     if args.smoke:
         # Eight connections per run: enough that each of two workers is all but sure to get
         # some, so the smoke run shows both in the requests per worker.
