@@ -149,6 +149,52 @@ async def test_an_allowed_claim_resets_and_a_refused_one_does_not(stores: Stores
     assert (await counters.hit([failures], NOW)).allowed  # counting starts over
 
 
+async def test_correct_codes_racing_wrong_ones_keep_exactly_once_and_the_lockout(
+    stores: Stores,
+) -> None:
+    """Ten copies of one cookie carrying the right code race thirty cookies of the same
+    credential guessed wrong, as the claim seam sees them: every request spends its own
+    cookie's ID; a guess charges the failure count, a right code is refused while the
+    credential is locked and otherwise clears the count. Whatever the order: one copy of
+    the right cookie spends it, every guess spends its own, the count never passes the
+    limit, and a right code that got through wiped at most the limit minus one failures
+    (those before it); when none got through, exactly the limit of guesses counted."""
+    ids, counters = stores
+    limit = 5
+    failures = counter(b"t:race-failures", limit=limit)
+    locked = counter(b"t:race-failures", limit=limit, cost=0)
+    right_id = b"r" * 16
+    assert await ids.add(right_id, 60)
+    wrong_ids = [bytes([i]) * 16 for i in range(30)]
+    for spent in wrong_ids:
+        assert await ids.add(spent, 60)
+    rights = [
+        spend_first(right_id, bytes([100 + i]) * 16, locked, resets=(b"t:race-failures",))
+        for i in range(10)
+    ]
+    wrongs = [
+        spend_first(spent, bytes([200 - i]) * 16, failures) for i, spent in enumerate(wrong_ids)
+    ]
+    # Half the guesses are sent first, so even a store that runs them in order meets a
+    # right code at a locked credential.
+    steps = [*wrongs[:15], *rights, *wrongs[15:]]
+    outcomes = await asyncio.gather(*(claim(stores, step) for step in steps))
+    right_outcomes, wrong_outcomes = outcomes[15:25], outcomes[:15] + outcomes[25:]
+    assert sum(o.claimed for o in right_outcomes) == 1
+    assert all(o.claimed for o in wrong_outcomes)
+    approved = [o for o in right_outcomes if o.claimed and o.decision and o.decision.allowed]
+    charged = sum(bool(o.decision and o.decision.allowed) for o in wrong_outcomes)
+    left = 0
+    while (await counters.hit([counter(b"t:race-failures", limit=limit)], NOW)).allowed:
+        left += 1
+    counted = limit - left
+    assert counted <= limit
+    if approved:
+        assert charged - counted <= limit - 1
+    else:
+        assert charged == counted == limit
+
+
 async def test_a_spend_without_a_successor_only_consumes(stores: Stores) -> None:
     """A claim with nothing to file spends the old ID and files nothing."""
     ids, _ = stores
