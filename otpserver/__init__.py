@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     )
     from otpserver.delivery.message import DeliveryError, OutgoingCode, Sender
     from otpserver.errors import ConfigError, OtpError, StoreUnavailable
-    from otpserver.hooks import Hooks, VerifiedCredential
+    from otpserver.hooks import Hooks, JSONResponse, VerifiedCredential
     from otpserver.http.app import create_app
     from otpserver.limits.rules import LimitPolicy
     from otpserver.otp.addresses import EmailAddress, PhoneNumber, normalize_email, normalize_phone
@@ -54,6 +54,7 @@ _HOMES: dict[str, str] = {
     "EmailAddress": "otpserver.otp.addresses",
     "Hooks": "otpserver.hooks",
     "IdStore": "otpserver.stores.base",
+    "JSONResponse": "otpserver.hooks",
     "KeyStore": "otpserver.stores.base",
     "LimitPolicy": "otpserver.limits.rules",
     "MemoryCounterStore": "otpserver.stores",
@@ -97,6 +98,7 @@ __all__ = [
     "EmailAddress",
     "Hooks",
     "IdStore",
+    "JSONResponse",
     "KeyStore",
     "LimitPolicy",
     "MarkerStore",
