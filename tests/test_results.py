@@ -16,12 +16,14 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from jwt import PyJWKClient, PyJWKSet
 
 from otpserver.errors import ConfigError
 from otpserver.http.app import OtpApp, create_app
 from otpserver.otp.credentials import Credential
-from otpserver.results.keys import PeriodKey
+from otpserver.results.keys import PeriodKey, b64url
 from otpserver.results.signer import ResultSigner
 from otpserver.settings.api import ApiSettings
 from otpserver.settings.environment import Settings
@@ -301,6 +303,12 @@ def test_results_are_signed_as_rfc_8032_and_openssl_sign() -> None:
     assert key.sodium_secret[32:] == vector["public"]
     for message in (b"", b"header.claims", bytes(range(256)) * 5):
         assert key.sign(message) == key.private_key.sign(message)
+
+
+@given(st.binary(max_size=200))
+def test_parts_are_base64url_without_padding(data: bytes) -> None:
+    """RFC 7515 §2's encoding, as the standard library spells it."""
+    assert b64url(data) == base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def test_a_signing_seed_replaces_the_master_key() -> None:
