@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-import redis
 
 from otpserver.errors import StoreUnavailable
 from otpserver.stores import (
@@ -22,7 +21,7 @@ from tests.conftest import TEST_STORE_TIMEOUT_SECONDS as TIMEOUT
 from tests.contracts.marker_claims import NOW, MarkerClaimContract, Stores, failures
 from tests.contracts.markers import MarkerStoreContract, new_key
 from tests.support.fakes import FakeClock
-from tests.support.redis_server import BACKENDS, Deployments, plain_client
+from tests.support.redis_server import BACKENDS, Deployments, emptied_database, plain_client
 
 REDIS_BACKENDS = BACKENDS
 
@@ -109,10 +108,7 @@ class TestRedisMarkerClaimsApart(MarkerClaimContract):
     async def stores(self, redis_deployments: Deployments) -> AsyncIterator[Stores]:
         """Markers in database 0 and counters in an emptied database 1 of one Redis."""
         url = redis_deployments.url("redis")
-        counters_url = url.rpartition("/")[0] + "/1"
-        flushing = redis.Redis.from_url(counters_url)
-        flushing.flushdb()
-        flushing.close()
+        counters_url = emptied_database(url)
         markers = RedisMarkerStore(redis_client(url, TIMEOUT), TIMEOUT)
         counters = RedisCounterStore(redis_client(counters_url, TIMEOUT), TIMEOUT)
         yield markers, counters

@@ -22,7 +22,7 @@ from otpserver.stores import (
 from otpserver.stores.base import Claim, ClaimOutcome, CounterStore, IdStore
 from otpserver.stores.counters import Counter, Decision
 from tests.conftest import TEST_STORE_TIMEOUT_SECONDS as TIMEOUT
-from tests.support.redis_server import BACKENDS
+from tests.support.redis_server import BACKENDS, emptied_database
 
 NOW = 1_800_000_000_000
 MINUTE = 60_000
@@ -63,11 +63,7 @@ async def stores(request: pytest.FixtureRequest) -> AsyncIterator[Stores]:
     apart = request.param == "redis-apart"
     url: str = request.getfixturevalue("redis_deployments").url("redis" if apart else request.param)
     ids = RedisIdStore(redis_client(url, TIMEOUT), TIMEOUT)
-    counters_url = url.rpartition("/")[0] + "/1" if apart else url
-    if apart:
-        flushing = redis.Redis.from_url(counters_url)
-        flushing.flushdb()
-        flushing.close()
+    counters_url = emptied_database(url) if apart else url
     counters = RedisCounterStore(redis_client(counters_url, TIMEOUT), TIMEOUT)
     yield ids, counters
     await ids.aclose()

@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-import redis
 
 from otpserver.stores import (
     MemoryCounterStore,
@@ -18,8 +17,9 @@ from otpserver.stores import (
 )
 from otpserver.stores.markers_memory import MemoryMarkerStore
 from otpserver.stores.markers_redis import RedisMarkerStore
+from tests.conftest import TEST_STORE_TIMEOUT_SECONDS as TIMEOUT
 from tests.contracts.gates import NOW, GateContract, Stores
-from tests.support.redis_server import BACKENDS, Deployments
+from tests.support.redis_server import BACKENDS, Deployments, emptied_database
 
 REDIS_BACKENDS = BACKENDS
 
@@ -44,9 +44,9 @@ class TestRedisGates(GateContract):
     @pytest.fixture
     async def stores(self, redis_url: str) -> AsyncIterator[Stores]:
         """IDs, markers and counters on one empty database of the deployment under test."""
-        ids = RedisIdStore(redis_client(redis_url, 1.0))
-        markers = RedisMarkerStore(redis_client(redis_url, 1.0))
-        counters = RedisCounterStore(redis_client(redis_url, 1.0))
+        ids = RedisIdStore(redis_client(redis_url, TIMEOUT), TIMEOUT)
+        markers = RedisMarkerStore(redis_client(redis_url, TIMEOUT), TIMEOUT)
+        counters = RedisCounterStore(redis_client(redis_url, TIMEOUT), TIMEOUT)
         yield ids, markers, counters
         for store in (ids, markers, counters):
             await store.aclose()
@@ -59,13 +59,10 @@ class TestRedisGatesApart(GateContract):
     async def stores(self, redis_deployments: Deployments) -> AsyncIterator[Stores]:
         """IDs and markers in database 0, counters in an emptied database 1 of one Redis."""
         url = redis_deployments.url("redis")
-        counters_url = url.rpartition("/")[0] + "/1"
-        flushing = redis.Redis.from_url(counters_url)
-        flushing.flushdb()
-        flushing.close()
-        ids = RedisIdStore(redis_client(url, 1.0))
-        markers = RedisMarkerStore(redis_client(url, 1.0))
-        counters = RedisCounterStore(redis_client(counters_url, 1.0))
+        counters_url = emptied_database(url)
+        ids = RedisIdStore(redis_client(url, TIMEOUT), TIMEOUT)
+        markers = RedisMarkerStore(redis_client(url, TIMEOUT), TIMEOUT)
+        counters = RedisCounterStore(redis_client(counters_url, TIMEOUT), TIMEOUT)
         yield ids, markers, counters
         for store in (ids, markers, counters):
             await store.aclose()

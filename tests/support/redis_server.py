@@ -403,3 +403,15 @@ def plain_client(url: str) -> Iterator[Any]:
 def external_redis_url() -> str | None:
     """`OTP_TEST_REDIS_URL`, when the environment provides a server."""
     return os.environ.get("OTP_TEST_REDIS_URL") or None
+
+
+def emptied_database(url: str, database: int = 1) -> str:
+    """The URL of another numbered database of the single Redis `url` names, emptied: where
+    a test keeps counters apart from IDs and markers on one server."""
+    other = f"{url.rpartition('/')[0]}/{database}"
+    flushing = redis.Redis.from_url(other)
+    try:
+        flushing.flushdb()
+    finally:
+        flushing.close()
+    return other
