@@ -360,6 +360,11 @@ def newer_than(stored: bytes | None, issued_at_ms: int) -> bool:
     return stored is not None and stored.isdigit() and int(stored) > issued_at_ms
 
 
+def marker_gate_refused(decision: Decision) -> MarkerOutcome:
+    """A marker claim stopped by its gate: nothing read, taken or charged."""
+    return MarkerOutcome(taken=False, decision=ALLOWED, gate=decision)
+
+
 async def claim_marker_in_steps(
     markers: MarkerStore, counters: CounterStore, claim: MarkerClaim, now_ms: int
 ) -> MarkerOutcome:
@@ -370,7 +375,7 @@ async def claim_marker_in_steps(
     if claim.gate is not None:
         gated = await counters.hit([claim.gate], now_ms)
         if not gated.allowed:
-            return MarkerOutcome(taken=False, decision=ALLOWED, gate=gated)
+            return marker_gate_refused(gated)
     for key in claim.not_before:
         if newer_than(await markers.get(key), claim.issued_at_ms):
             return SUPERSEDED

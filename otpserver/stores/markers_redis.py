@@ -15,13 +15,12 @@ from otpserver.stores.base import (
     MarkerOutcome,
     MarkerPut,
     claim_marker_in_steps,
+    marker_gate_refused,
 )
 from otpserver.stores.connections import Argument, Script
-from otpserver.stores.counters import ALLOWED
 from otpserver.stores.redis import (
     _HIT_FUNCTION,
     TAG,
-    RedisCounterStore,
     _counter_args,
     _decision,
     _gate_args,
@@ -122,11 +121,7 @@ class RedisMarkerStore(_RedisBackend):
     async def claim(self, claim: MarkerClaim, counters: CounterStore, now_ms: int) -> MarkerOutcome:
         """One script when `counters` keeps its counts in this very Redis (one round trip,
         nothing in between); otherwise the claim's steps one call each."""
-        same_redis = (
-            isinstance(counters, RedisCounterStore)
-            and counters.client.server == self._client.server
-        )
-        if not same_redis:
+        if not self.shares_server_with(counters):
             return await claim_marker_in_steps(self, counters, claim, now_ms)
         take = claim.take
         how, value, ttl_ms = b"", b"", 1
@@ -155,7 +150,7 @@ class RedisMarkerStore(_RedisBackend):
             self._guarded(len(keys), *keys, *args, script=_MARKER_CLAIM)
         )
         if int(taken) == _MARKER_GATE_REFUSED:
-            return MarkerOutcome(taken=False, decision=ALLOWED, gate=_decision(decision))
+            return marker_gate_refused(_decision(decision))
         if int(taken) == _MARKER_SUPERSEDED:
             return SUPERSEDED
         return MarkerOutcome(taken=int(taken) == 1, decision=_decision(decision))

@@ -233,6 +233,14 @@ class _RedisBackend:
         """The client this store sends through."""
         return self._client
 
+    def shares_server_with(self, counters: CounterStore) -> bool:
+        """Whether `counters` keeps its counts in this very Redis, so a claim can charge them
+        in its own script (one round trip, nothing in between)."""
+        return (
+            isinstance(counters, RedisCounterStore)
+            and counters.client.server == self._client.server
+        )
+
     async def _call(self, operation: Awaitable[T]) -> T:
         """The one way every Redis call is made: bounded, and fails closed."""
         try:
@@ -396,11 +404,7 @@ class RedisIdStore(_RedisBackend):
     async def claim(self, claim: Claim, counters: CounterStore, now_ms: int) -> ClaimOutcome:
         """One script when `counters` keeps its counts in this very Redis (one round trip,
         nothing in between); otherwise the claim's steps one call each."""
-        same_redis = (
-            isinstance(counters, RedisCounterStore)
-            and counters.client.server == self._client.server
-        )
-        if not same_redis:
+        if not self.shares_server_with(counters):
             return await claim_in_steps(self, counters, claim, now_ms)
         gate_keys, gate_args = _gate_args(claim.gate, now_ms)
         counter_keys, counter_args = _counter_args(claim.counters, now_ms)
