@@ -259,8 +259,8 @@ def _totp_verifies(client: Client, slots: list[str]) -> list[int]:
     statuses = []
     for slot in slots:
         enrolled = json.loads(slot)
-        step = step_at(time.time(), TotpParameters().period) + 1
         parameters = TotpParameters()
+        step = step_at(time.time(), parameters.period) + 1
         code = totp(bytes.fromhex(enrolled["secret"]), step * parameters.period, parameters)
         body = {"subject": enrolled["subject"], "enrolment": enrolled["enrolment"], "code": code}
         status, answer = client.api("/v1/totp/verify", body)
