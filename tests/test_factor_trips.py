@@ -55,7 +55,7 @@ async def test_each_check_is_one_round_trip_api_key_included(
 ) -> None:
     """Right, wrong, replayed, locked and superseded alike: the check's answer and the key's
     charge come from one round trip; an enrolment (no store step of its own) costs the
-    charge alone, and a confirmation the charge and its claim."""
+    charge alone, and a confirmation is one claim like a verification."""
     client = client_for(make_app("redis", api=ApiSettings(issuer=ISSUER, keys=api_keys())))
     secret, enrolment = await enrolled(client, clock.now)
 
@@ -78,7 +78,7 @@ async def test_each_check_is_one_round_trip_api_key_included(
 
     started = await call(client, "/v1/totp/enrolments", {"subject": SUBJECT, **enrol})
     confirm = {"pending": started["pending"], "code": app_code(started["secret"], clock.now)}
-    assert await trips("/v1/totp/enrolments/confirm", confirm) == (2, "approved")
+    assert await trips("/v1/totp/enrolments/confirm", confirm) == (1, "approved")
 
     redeem = "/v1/backup-codes/redeem"
     made = await call(client, "/v1/backup-codes", {"subject": SUBJECT, "count": 5})
@@ -101,8 +101,9 @@ async def test_each_challenge_step_is_one_round_trip_api_key_included(
     sent: list[int],
 ) -> None:
     """Create, a wrong and a right check, a resend and a cancel: each one claim, with the
-    key's charge in it. A request that never reaches a claim (a bad body, a resend inside
-    its cooldown) costs the key's charge alone."""
+    key's charge in it, and so is an invalid create's metering. A request that never
+    reaches a claim (a bad check body, a resend inside its cooldown) costs the key's charge
+    alone."""
     keys = (ApiKeyEntry(KEY_ID, hashlib.sha256(API_KEY.encode()).digest(), frozenset({SCOPE})),)
     client = client_for(make_app("redis", api=ApiSettings(issuer=ISSUER, keys=keys)))
 
@@ -123,6 +124,9 @@ async def test_each_challenge_step_is_one_round_trip_api_key_included(
     count, _, approved = await trips(check, {"challenge": incorrect["challenge"], "code": code})
     assert (count, approved["status"]) == (1, "approved")
     count, status, _ = await trips(check, {"challenge": incorrect["challenge"]})
+    assert (count, status) == (1, 400)
+    # A create refused as invalid is metered against its address, the key's charge with it.
+    count, status, _ = await trips("/v1/challenges", {"email": "not an address"})
     assert (count, status) == (1, 400)
 
     count, _, second = await trips("/v1/challenges", {"email": "bob@example.com"})

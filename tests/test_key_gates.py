@@ -103,17 +103,20 @@ async def test_a_check_past_the_key_limit_is_refused_and_spends_nothing(
 async def test_garbage_alone_is_charged_once_a_request_and_then_refused(
     limited: Callable[[int], httpx.AsyncClient],
 ) -> None:
-    """Requests that never reach a claim (a bad body, a token that does not open, a
-    malformed code) are each charged once on the way out, and refused past the limit."""
-    client = limited(4)
+    """Requests that never reach a step of their own (a bad body, a token that does not
+    open, a malformed code) are each charged once, on the way out or in the claim that
+    meters a refused create, and refused past the limit."""
+    client = limited(5)
     endings: list[tuple[str, dict[str, Any]]] = [
         ("/v1/challenges/check", {"challenge": "x"}),
         ("/v1/challenges/check", {"challenge": "not-a-token", "code": "123456"}),
         ("/v1/challenges/resend", {"challenge": "not-a-token"}),
         ("/v1/challenges/cancel", {"nope": 1}),
+        # Charged in the claim that meters the refused body against its address.
+        ("/v1/challenges", {"email": "not an address"}),
     ]
     answers = [(await post(client, path, body)).status_code for path, body in endings]
-    assert answers == [400, 200, 200, 400]
+    assert answers == [400, 200, 200, 400, 400]
     assert_key_refused(await post(client, "/v1/challenges", {"email": "not an address"}))
 
 

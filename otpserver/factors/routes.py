@@ -3,8 +3,8 @@
 Each route needs an API key with its scope (`totp`, `backup_codes` or `devices`), takes a
 strict JSON body and answers JSON: 201 for what it creates, 200 with the outcome of every
 check (`status`, or `trusted` and a `reason` for devices). `routes` returns plain
-Starlette routes for the application to mount. A TOTP verification and a backup-code
-redemption are one store step each, so they charge the key as that step's gate
+Starlette routes for the application to mount. A TOTP confirmation or verification and a
+backup-code redemption are one store step each, so they charge the key as that step's gate
 (`GatedAuthenticate`); the other routes charge it up front.
 """
 
@@ -106,11 +106,13 @@ def routes(
         return _json(answer, 201)
 
     async def totp_confirm(request: Request) -> Response:
-        await authenticate(request, TOTP_SCOPE)
-        body = await read_model(request, TotpConfirmRequest)
-        return _json(
-            await factors.confirm(subject=body.subject, pending=body.pending, code=body.code)
-        )
+        async with gated(request, TOTP_SCOPE) as (_, gate):
+            body = await read_model(request, TotpConfirmRequest)
+            return _json(
+                await factors.confirm(
+                    subject=body.subject, pending=body.pending, code=body.code, gate=gate
+                )
+            )
 
     async def totp_verify(request: Request) -> Response:
         async with gated(request, TOTP_SCOPE) as (caller, gate):

@@ -164,8 +164,11 @@ class SecondFactors:
             "qr": qr_svg(uri),
         }
 
-    async def confirm(self, *, subject: str, pending: str, code: str) -> Body:
-        """Activate a pending enrolment with a code from the app; its step is spent."""
+    async def confirm(
+        self, *, subject: str, pending: str, code: str, gate: Gate | None = None
+    ) -> Body:
+        """Activate a pending enrolment with a code from the app; its step is spent. `gate`
+        (the caller's API key allowance) is charged first in the check's one store step."""
         now = self.clock()
         try:
             opened = self._open(PENDING_PURPOSE, pending, subject)
@@ -174,7 +177,7 @@ class SecondFactors:
             return {"status": "invalid"}
         if expires_at <= now:
             return {"status": "expired"}
-        refusal = await self._check_totp(new, code, now)
+        refusal = await self._check_totp(new, code, now, gate)
         if refusal is not None:
             return refusal
         blob = self._seal_enrolment(new, subject, now)

@@ -53,7 +53,7 @@ class BrowserEndpoints:
         try:
             body = self.credential_body.model_validate(data)
         except ValidationError as error:
-            await limiter.charge_refused(requester.address, now)
+            await limiter.charge_refused(self.verifications.ids, requester.address, now)
             fields = sorted({str(e["loc"][0]) for e in error.errors() if e["loc"]})
             raise CredentialInvalid(extra={"fields": fields}) from None
         credential = body.credential()

@@ -192,12 +192,31 @@ class Limiter:
         if wait_ms:
             raise self._refusal("create", (), Decision(False, wait_ms))
 
-    async def charge_refused(self, address: str, now: int) -> None:
+    async def charge_refused(
+        self, ids: IdStore, address: str, now: int, gate: Gate | None = None
+    ) -> None:
         """Charge a create refused as invalid against its address and networks; raise
-        `RATE:LIMITED` (and remember the address) once they are over their allowance."""
+        `RATE:LIMITED` (and remember the address) once they are over their allowance.
+
+        A claim that spends and files nothing: `gate`, unless already taken, is charged
+        first in the same step, so a refused body costs one round trip like any request.
+        """
         counters = rules.refused_counters(self.policy, self.secret, address)
-        decision = await self.counters.hit(counters, now * 1000)
-        if not decision.allowed:
+        outcome = await ids.claim(
+            Claim(
+                order="charge_first",
+                spend=None,
+                file=None,
+                ttl_seconds=0,
+                counters=counters,
+                gate=take_gate(gate),
+            ),
+            self.counters,
+            now * 1000,
+        )
+        raise_if_gate_refused(gate, outcome.gate)
+        decision = outcome.decision
+        if decision is not None and not decision.allowed:
             self.refused.remember(address, now * 1000 + decision.retry_after_ms)
             raise self._refusal("create", counters, decision)
 

@@ -314,7 +314,7 @@ class Challenges:
             try:
                 body = self.create_body.model_validate(data)
             except ValidationError as error:
-                await limiter.charge_refused(caller, now)
+                await limiter.charge_refused(self.verifications.ids, caller, now, gate)
                 fields = sorted({str(e["loc"][0]) for e in error.errors() if e["loc"]})
                 if set(fields) <= set(RESERVED_FIELDS):
                     raise BodyInvalid(extra={"fields": fields}) from None
