@@ -5,6 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from otpserver.http.app import OtpApp
+from otpserver.stores import MemoryIdStore, RedisIdStore
+from otpserver.stores.redis import ID_PREFIX
 from tests.support.api import Browser, wrong
 from tests.support.fakes import FakeClock, RecordingSender
 
@@ -25,6 +28,35 @@ async def test_correct_code_runs_final_hook_and_clears_cookie(
     assert body == {"verified": True, "credential": "ada@example.com", "channel": "email"}
     assert "Max-Age=0" in response.headers["set-cookie"]
     assert browser.cookie is None
+
+
+async def test_an_approval_that_ends_the_flow_leaves_no_live_id(
+    app: OtpApp, client: httpx.AsyncClient, sender: RecordingSender
+) -> None:
+    """Nothing else pending: the approval spends the cookie's ID and files no successor, so
+    the store holds no ID for a finished flow (none to expire later, on Redis no key)."""
+    ids = app.state.verifications.ids
+    browser = Browser(client)
+    await browser.create()
+    cookie = browser.cookie
+    assert (await browser.verify(sender.last_code)).status_code == 200
+    assert await live_ids(ids) == 0
+    replayed = await browser.verify(sender.last_code, cookie=cookie)
+    assert replayed.json()["error"] == "OTP:INVALID_COOKIE"
+
+
+async def live_ids(ids: object) -> int:
+    """How many token-list IDs the store holds (the memory store's size, Redis's keys)."""
+    if isinstance(ids, MemoryIdStore):
+        return len(ids)
+    assert isinstance(ids, RedisIdStore)
+    count = 0
+    cursor = b"0"
+    while True:
+        cursor, names = await ids.client.execute(b"SCAN", cursor, b"MATCH", ID_PREFIX + b"*")
+        count += len(names)
+        if cursor in (b"0", 0):
+            return count
 
 
 async def test_json_bodies_are_accepted(client: httpx.AsyncClient, sender: RecordingSender) -> None:

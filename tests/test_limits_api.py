@@ -159,6 +159,23 @@ async def test_verifies_per_address_are_capped_and_a_refusal_costs_nothing(
         assert (await elsewhere.verify(wrong(codes[i]))).json()["attemptsLeft"] == 2
 
 
+async def test_a_right_code_refused_by_a_limit_hands_back_a_cookie_that_still_takes_it(
+    make_app: AppFactory, store: str, peers: Peers, sender: RecordingSender
+) -> None:
+    """The refused check of a code that would end the flow still files the handed-back
+    state's ID (an approval alone files none): from another address, the same code works."""
+    app = make_app(store, limit_overrides=limits(address_verifies=1))
+    creator = peers.browser(app, address(1))
+    await creator.create("ada@example.com")
+    code = sender.last_code
+    assert (await creator.verify(wrong(code))).status_code == 403
+    refused = await creator.verify(code)
+    assert_rate_limited(refused)
+    elsewhere = Browser(peers.client(app, address(2)))
+    elsewhere.cookie = creator.cookie
+    assert (await elsewhere.verify(code)).status_code == 200
+
+
 async def test_the_channel_budget_caps_all_users_together(
     make_app: AppFactory, store: str, peers: Peers, sender: RecordingSender, clock: FakeClock
 ) -> None:

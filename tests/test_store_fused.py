@@ -38,7 +38,11 @@ def counter(key: bytes = b"t:f", limit: int = 2, cost: int = 1) -> Counter:
 
 
 def spend_first(
-    spend: bytes | None, file: bytes | None, *counters: Counter, resets: tuple[bytes, ...] = ()
+    spend: bytes | None,
+    file: bytes | None,
+    *counters: Counter,
+    resets: tuple[bytes, ...] = (),
+    file_when_refused: bool = False,
 ) -> Claim:
     return Claim(
         order="spend_first",
@@ -47,6 +51,7 @@ def spend_first(
         ttl_seconds=60,
         counters=counters,
         resets=resets,
+        file_when_refused=file_when_refused,
     )
 
 
@@ -198,6 +203,52 @@ async def test_a_spend_without_a_successor_only_consumes(stores: Stores) -> None
     assert (await claim(stores, spend_first(b"o" * 16, None, counter()))).claimed
     assert not await ids.consume(b"o" * 16)
     assert not (await claim(stores, spend_first(b"o" * 16, None, counter()))).claimed
+
+
+async def test_a_successor_for_a_hand_back_only_is_filed_only_when_refused(
+    stores: Stores,
+) -> None:
+    """`file_when_refused`: an allowed step spends and charges but leaves no successor
+    behind (a correct code that ends the flow); a refused one files it, for the state handed
+    back under it; a lost spend files and charges nothing."""
+    ids, counters = stores
+    assert await ids.add(b"o" * 16, 60)
+    allowed = await claim(
+        stores, spend_first(b"o" * 16, b"n" * 16, counter(limit=2), file_when_refused=True)
+    )
+    assert allowed == ClaimOutcome(True, Decision(True))
+    assert not await ids.consume(b"o" * 16)
+    assert not await ids.consume(b"n" * 16)
+
+    assert await ids.add(b"p" * 16, 60)
+    refused = await claim(
+        stores, spend_first(b"p" * 16, b"q" * 16, counter(limit=1), file_when_refused=True)
+    )
+    assert refused == ClaimOutcome(True, Decision(False, MINUTE, (0,)))
+    assert not await ids.consume(b"p" * 16)
+    assert await ids.consume(b"q" * 16)
+
+    lost = await claim(
+        stores, spend_first(b"x" * 16, b"y" * 16, counter(b"t:g", 1), file_when_refused=True)
+    )
+    assert not lost.claimed
+    assert not await ids.consume(b"y" * 16)
+    assert (await counters.hit([counter(b"t:g", 1)], NOW)).allowed
+
+
+def test_only_a_spend_first_claim_files_for_a_hand_back() -> None:
+    """A charge-first step files only when allowed; the flag the other way is a mistake."""
+    with pytest.raises(ValueError, match="spend-first"):
+        Claim(
+            order="charge_first",
+            spend=None,
+            file=b"n" * 16,
+            ttl_seconds=60,
+            counters=(),
+            file_when_refused=True,
+        )
+    with pytest.raises(ValueError, match="spend-first"):
+        spend_first(b"o" * 16, None, file_when_refused=True)
 
 
 async def test_a_charge_first_files_the_new_id_only_when_allowed(stores: Stores) -> None:

@@ -150,6 +150,7 @@ class Limiter:
         address: str,
         now: int,
         gate: Gate | None = None,
+        file_when_refused: bool = False,
     ) -> OtpError | None:
         """Spend a carrier's ID (filing `file` in its place) first, then charge `action`.
 
@@ -159,7 +160,9 @@ class Limiter:
         caller must hand the state back under `file`; None when the step may go ahead. A
         correct code's step also clears its credential's consecutive failures. `gate`,
         unless already taken, is charged before the spend in the same step; its refusal is
-        raised (nothing was spent, so there is nothing to hand back).
+        raised (nothing was spent, so there is nothing to hand back). With
+        `file_when_refused`, `file` is filed only when the state is handed back under it
+        (`Claim.file_when_refused`).
         """
         counters = self.plan(action, credential, address)
         resets = rules.failure_keys(self.secret, credential) if action == "correct" else ()
@@ -172,6 +175,7 @@ class Limiter:
                 counters=counters,
                 resets=resets,
                 gate=take_gate(gate),
+                file_when_refused=file_when_refused,
             ),
             self.counters,
             now * 1000,

@@ -33,6 +33,11 @@ class Claim:
     its credential's consecutive failures). Keyword-only, so two IDs (both bytes) can never
     be passed in each other's place.
 
+    `file_when_refused` (spend-first only) files `file` only when the caller will hand the
+    state back under it: when the charge refuses, or cannot be made. A correct code that
+    leaves nothing pending needs no successor once it is allowed, and an ID filed anyway
+    would sit in the store, dead, for the rest of its lifetime.
+
     `gate`, whatever the order, is charged before anything else (the calling API key's
     allowance, `Gate`): a refusal changes nothing at all and is reported as
     `ClaimOutcome.gate`; once it has room it stays charged, whatever the rest decides.
@@ -45,6 +50,12 @@ class Claim:
     counters: tuple[Counter, ...]
     resets: tuple[bytes, ...] = ()
     gate: Counter | None = None
+    file_when_refused: bool = False
+
+    def __post_init__(self) -> None:
+        if self.file_when_refused and (self.order != "spend_first" or self.file is None):
+            # A charge-first step files only when allowed: the reverse would be a mistake.
+            raise ValueError("file_when_refused needs a spend-first claim with an ID to file")
 
 
 class ClaimOutcome(NamedTuple):
@@ -215,13 +226,31 @@ async def claim_in_steps(
     try:
         decision = await counters.hit(claim.counters, now_ms)
     except StoreUnavailable:
+        await _file_for_hand_back(ids, claim)
         return ClaimOutcome(claimed=True, decision=None)
     if decision.allowed:
         await _reset(counters, claim.resets)
+    else:
+        await _file_for_hand_back(ids, claim)
     return ClaimOutcome(claimed=True, decision=decision)
 
 
+async def _file_for_hand_back(ids: IdStore, claim: Claim) -> None:
+    """File a `file_when_refused` claim's ID, now that the state is handed back under it."""
+    if not claim.file_when_refused or claim.file is None:
+        return
+    try:
+        await ids.add(claim.file, claim.ttl_seconds)
+    except StoreUnavailable:
+        # The refusal still stands and is answered; only the handed-back state is lost,
+        # as any state is in an outage: the next request starts afresh.
+        log.warning("could not file the handed-back state's ID after a refused step")
+
+
 async def _change_ids(ids: IdStore, claim: Claim) -> bool:
+    if claim.file_when_refused:
+        # Spend only; the successor is filed once the charge has refused (see above).
+        return claim.spend is None or await ids.consume(claim.spend)
     if claim.spend is not None and claim.file is not None:
         return await ids.rotate(claim.spend, claim.file, claim.ttl_seconds)
     if claim.spend is not None:

@@ -122,12 +122,13 @@ _HIT = Script.of(_HIT_FUNCTION + "return hit(0, 1, #KEYS)")
 # `otpserver.stores.base.Claim` in one round trip, so no other client can come between its
 # steps. KEYS: the ID to spend, the ID to file (each a placeholder when absent), the gate's
 # counter key if there is one, `n` counter keys, then the keys to reset. ARGV: the order ('c'
-# charge first, 's' spend first), whether there is an ID to spend and one to file, the new
-# ID's TTL in ms, `n`, whether there is a gate (`g`, 0 or 1), the gate's `hit` arguments if
-# so, then the counters'. The gate goes first in either order, alone, so a refused one
-# changes nothing. DEL returns how many keys it removed: exactly one concurrent caller sees
-# 1, and only that caller files the new ID. The answer: claimed (1/0, or -1 when the gate
-# refused and the decision that follows is the gate's), then `hit`'s decision.
+# charge first, 's' spend first), whether there is an ID to spend (1/0) and one to file
+# (1/0, or 'r': only once the charge refused, `Claim.file_when_refused`), the new ID's TTL
+# in ms, `n`, whether there is a gate (`g`, 0 or 1), the gate's `hit` arguments if so, then
+# the counters'. The gate goes first in either order, alone, so a refused one changes
+# nothing. DEL returns how many keys it removed: exactly one concurrent caller sees 1, and
+# only that caller files the new ID. The answer: claimed (1/0, or -1 when the gate refused
+# and the decision that follows is the gate's), then `hit`'s decision.
 _CLAIM = Script.of(
     _HIT_FUNCTION
     + """
@@ -137,11 +138,12 @@ if g == 1 then
   local gate = hit(2, 7, 1)
   if gate[1] ~= 1 then return {-1, unpack(gate)} end
 end
+local function file_id()
+  return redis.call('SET', KEYS[2], '1', 'PX', ARGV[4], 'NX')
+end
 local function change_ids()
   if ARGV[2] == '1' and redis.call('DEL', KEYS[1]) ~= 1 then return false end
-  if ARGV[3] == '1' and not redis.call('SET', KEYS[2], '1', 'PX', ARGV[4], 'NX') then
-    return false
-  end
+  if ARGV[3] == '1' and not file_id() then return false end
   return true
 end
 local function reset()
@@ -156,7 +158,7 @@ if ARGV[1] == 'c' then
 end
 if not change_ids() then return {0, 1, 0} end
 local decision = hit(k0, a0, n)
-if decision[1] == 1 then reset() end
+if decision[1] == 1 then reset() elseif ARGV[3] == 'r' then file_id() end
 return {1, unpack(decision)}
 """
 )
@@ -418,7 +420,8 @@ class RedisIdStore(_RedisBackend):
         args: list[Argument] = [
             b"c" if claim.order == "charge_first" else b"s",
             0 if claim.spend is None else 1,
-            0 if claim.file is None else 1,
+            # 'r': filed only if the charge refuses (`Claim.file_when_refused`).
+            b"r" if claim.file_when_refused else 0 if claim.file is None else 1,
             _milliseconds(claim.ttl_seconds),
             len(claim.counters),
             *gate_args,

@@ -244,14 +244,18 @@ class Verifications:
             await self._spend("guess", held, failed_state, requester, now, gate)
             outcomes.code_failed(entry.credential, method="code", outcome="incorrect")
             raise HandBack(flow.incorrect(failed_state.current_entry, now), failed_state)
-        # The unchanged entries are filed under the new ID, so a refusal can hand them
-        # back; after a success the other pending credentials live on under it.
+        # The unchanged entries go under the new ID, so a refusal can hand them back; after
+        # a success the other pending credentials live on under it. With none left, the ID
+        # is filed only for a refusal: an approval that ends the flow leaves nothing behind.
         unchanged = TokenList(new_id, held.current, held.entries)
-        await self._spend("correct", held, unchanged, requester, now, gate)
+        remaining = flow.without_current(held, new_id, now)
+        await self._spend(
+            "correct", held, unchanged, requester, now, gate, file_when_refused=remaining is None
+        )
         outcomes.code_verified(
             entry.credential, method="code", seconds_since_sent=now - entry.issued_at
         )
-        return Approved(entry.credential, now, flow.without_current(held, new_id, now))
+        return Approved(entry.credential, now, remaining)
 
     async def cancel(self, held: TokenList, *, now: int, gate: Gate | None = None) -> bool:
         """Spend the state's ID, so no copy of its carrier works again; False when it was
@@ -282,8 +286,11 @@ class Verifications:
         requester: Requester,
         now: int,
         gate: Gate | None,
+        *,
+        file_when_refused: bool = False,
     ) -> None:
-        """Spend `held`'s ID for `updated`'s, and charge `action` for the current credential."""
+        """Spend `held`'s ID for `updated`'s, and charge `action` for the current credential
+        (`updated`'s ID filed only for a refusal when `file_when_refused`)."""
         refusal = await self.limiter.spend_then_charge(
             self.ids,
             action,
@@ -294,6 +301,7 @@ class Verifications:
             address=requester.address,
             now=now,
             gate=gate,
+            file_when_refused=file_when_refused,
         )
         if refusal is not None:
             raise HandBack(refusal, TokenList(updated.list_id, held.current, held.entries))
