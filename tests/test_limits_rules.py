@@ -10,11 +10,14 @@ import pytest
 
 from otpserver.errors import ConfigError
 from otpserver.limits.rules import (
+    FAILURE_KINDS,
     MAX_FAILURES_CEILING,
     LimitPolicy,
+    correct_code_counters,
     counter_key,
     credential_keys,
     destination_allowed,
+    failure_keys,
     lockout,
     phone_prefix,
     send_counters,
@@ -121,6 +124,15 @@ def test_a_credentials_two_keys_are_the_halves_of_one_hmac() -> None:
     assert b"ada" not in failures + sends
     assert credential_keys(b"\1" * 32, EMAIL) != (failures, sends)
     assert lockout(LimitPolicy(), SECRET, EMAIL, cost=1).key == failures
+
+
+@pytest.mark.parametrize("credential", [EMAIL, PHONE])
+def test_a_correct_codes_plan_names_the_failure_counts_it_clears(credential: Credential) -> None:
+    """A correct code clears the counts its own plan keyed (the limiter takes them from
+    the plan by kind): exactly `failure_keys`, both of them."""
+    planned = correct_code_counters(LimitPolicy(), SECRET, credential, "198.51.100.7")
+    clears = tuple(c.key for c in planned if c.kind in FAILURE_KINDS)
+    assert clears == failure_keys(SECRET, credential)
 
 
 def test_a_send_touches_lockout_credential_address_and_channel() -> None:

@@ -236,19 +236,23 @@ async def test_a_successor_for_a_hand_back_only_is_filed_only_when_refused(
     assert (await counters.hit([counter(b"t:g", 1)], NOW)).allowed
 
 
-def test_only_a_spend_first_claim_files_for_a_hand_back() -> None:
-    """A charge-first step files only when allowed; the flag the other way is a mistake."""
-    with pytest.raises(ValueError, match="spend-first"):
-        Claim(
-            order="charge_first",
-            spend=None,
-            file=b"n" * 16,
-            ttl_seconds=60,
-            counters=(),
-            file_when_refused=True,
-        )
-    with pytest.raises(ValueError, match="spend-first"):
-        spend_first(b"o" * 16, None, file_when_refused=True)
+async def test_a_charge_first_files_when_allowed_whatever_it_asks(stores: Stores) -> None:
+    """`file_when_refused` is for spend-first steps: a charge-first one files its ID only
+    when allowed, as always, and nothing when refused."""
+    ids, _ = stores
+    step = Claim(
+        order="charge_first",
+        spend=None,
+        file=b"n" * 16,
+        ttl_seconds=60,
+        counters=(counter(limit=1),),
+        file_when_refused=True,
+    )
+    assert await claim(stores, step) == ClaimOutcome(True, Decision(True))
+    assert await ids.consume(b"n" * 16)
+    refused = await claim(stores, step)
+    assert not refused.claimed
+    assert not await ids.consume(b"n" * 16)
 
 
 async def test_a_charge_first_files_the_new_id_only_when_allowed(stores: Stores) -> None:

@@ -165,7 +165,12 @@ class Limiter:
         (`Claim.file_when_refused`).
         """
         counters = self.plan(action, credential, address)
-        resets = rules.failure_keys(self.secret, credential) if action == "correct" else ()
+        # The failure counts the plan already keyed (`rules.failure_keys`): one HMAC less.
+        resets = (
+            tuple(c.key for c in counters if c.kind in rules.FAILURE_KINDS)
+            if action == "correct"
+            else ()
+        )
         outcome = await ids.claim(
             Claim(
                 order="spend_first",

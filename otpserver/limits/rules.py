@@ -192,6 +192,10 @@ def credential_keys(secret: bytes, credential: Credential) -> tuple[bytes, bytes
     return b"f:" + digest[:16].hex().encode(), b"s:" + digest[16:].hex().encode()
 
 
+FAILURE_KINDS = frozenset({"failures", "failure-cap"})
+"""The kinds of the two counts `failure_keys` names, as the plans build them."""
+
+
 def failure_keys(secret: bytes, credential: Credential) -> tuple[bytes, bytes]:
     """Both failure counts of a credential: the short lockout's and the long cap's (`t:`,
     the same digest under another prefix), which a correct code or the host clears."""

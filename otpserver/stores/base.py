@@ -33,10 +33,11 @@ class Claim:
     its credential's consecutive failures). Keyword-only, so two IDs (both bytes) can never
     be passed in each other's place.
 
-    `file_when_refused` (spend-first only) files `file` only when the caller will hand the
-    state back under it: when the charge refuses, or cannot be made. A correct code that
-    leaves nothing pending needs no successor once it is allowed, and an ID filed anyway
-    would sit in the store, dead, for the rest of its lifetime.
+    `file_when_refused` files `file` only when the caller will hand the state back under
+    it: when the charge refuses, or cannot be made. A correct code that leaves nothing
+    pending needs no successor once it is allowed, and an ID filed anyway would sit in the
+    store, dead, for the rest of its lifetime. Spend-first only: a charge-first step files
+    only when allowed, whatever this says.
 
     `gate`, whatever the order, is charged before anything else (the calling API key's
     allowance, `Gate`): a refusal changes nothing at all and is reported as
@@ -51,11 +52,6 @@ class Claim:
     resets: tuple[bytes, ...] = ()
     gate: Counter | None = None
     file_when_refused: bool = False
-
-    def __post_init__(self) -> None:
-        if self.file_when_refused and (self.order != "spend_first" or self.file is None):
-            # A charge-first step files only when allowed: the reverse would be a mistake.
-            raise ValueError("file_when_refused needs a spend-first claim with an ID to file")
 
 
 class ClaimOutcome(NamedTuple):
@@ -221,7 +217,11 @@ async def claim_in_steps(
         if claimed:
             await _reset(counters, claim.resets)
         return ClaimOutcome(claimed=claimed, decision=decision)
-    if not await _change_ids(ids, claim):
+    if claim.file_when_refused:
+        # Spend only; the successor is filed once the charge has refused (below).
+        if claim.spend is not None and not await ids.consume(claim.spend):
+            return SPEND_LOST
+    elif not await _change_ids(ids, claim):
         return SPEND_LOST
     try:
         decision = await counters.hit(claim.counters, now_ms)
@@ -248,9 +248,6 @@ async def _file_for_hand_back(ids: IdStore, claim: Claim) -> None:
 
 
 async def _change_ids(ids: IdStore, claim: Claim) -> bool:
-    if claim.file_when_refused:
-        # Spend only; the successor is filed once the charge has refused (see above).
-        return claim.spend is None or await ids.consume(claim.spend)
     if claim.spend is not None and claim.file is not None:
         return await ids.rotate(claim.spend, claim.file, claim.ttl_seconds)
     if claim.spend is not None:

@@ -421,7 +421,11 @@ class RedisIdStore(_RedisBackend):
             b"c" if claim.order == "charge_first" else b"s",
             0 if claim.spend is None else 1,
             # 'r': filed only if the charge refuses (`Claim.file_when_refused`).
-            b"r" if claim.file_when_refused else 0 if claim.file is None else 1,
+            0
+            if claim.file is None
+            else b"r"
+            if claim.file_when_refused and claim.order == "spend_first"
+            else 1,
             _milliseconds(claim.ttl_seconds),
             len(claim.counters),
             *gate_args,
