@@ -30,8 +30,19 @@ from otpserver.stores.markers_redis import _ADVANCE, _MARKER_CLAIM
 from otpserver.stores.redis import _CLAIM, _HIT, _ROTATE, KEY_PREFIX, SEQUENCE_KEY
 
 BROWSER_KINDS = ("create", "resend", "verify_wrong", "verify_correct")
-CHALLENGE_KINDS = ("challenge_create", "challenge_check_wrong", "challenge_check_right")
-FACTOR_KINDS = ("totp_verify_wrong", "totp_verify_right", "backup_wrong", "backup_right")
+CHALLENGE_KINDS = (
+    "challenge_create",
+    "challenge_create_invalid",
+    "challenge_check_wrong",
+    "challenge_check_right",
+)
+FACTOR_KINDS = (
+    "totp_confirm",
+    "totp_verify_wrong",
+    "totp_verify_right",
+    "backup_wrong",
+    "backup_right",
+)
 API_KINDS = CHALLENGE_KINDS + FACTOR_KINDS
 KINDS = BROWSER_KINDS + API_KINDS
 API_SAMPLES = 10
@@ -163,6 +174,10 @@ def challenges(http: httpx.Client, echo: Callable[[str], object], first: int) ->
     for i in range(first, first + API_SAMPLES):
         echo("bench:challenge_create")
         created = call("/v1/challenges", {"email": f"{FLOW_PREFIX}{i}@example.com"}, "pending")
+        # Refused as invalid, yet metered against the caller's address like any create.
+        echo("bench:challenge_create_invalid")
+        invalid = http.post("/v1/challenges", json={"email": "not an address"}, headers=headers)
+        assert invalid.status_code == 400, invalid.text
         echo("bench:challenge_check_wrong")
         body = {"challenge": created["challenge"], "code": WRONG_CODE}
         wrong = call("/v1/challenges/check", body, "incorrect")
@@ -171,10 +186,11 @@ def challenges(http: httpx.Client, echo: Callable[[str], object], first: int) ->
 
 
 def factors(http: httpx.Client, echo: Callable[[str], object]) -> None:
-    """TOTP verifications and backup-code redemptions, a wrong code then a right one each
-    time (the right one clears the failure the wrong one charged, so nothing locks)."""
+    """TOTP confirmations, then verifications and backup-code redemptions, a wrong code
+    then a right one each time (the right one clears the failure the wrong one charged, so
+    nothing locks)."""
     headers = {"Authorization": f"Bearer {API_KEY}"}
-    # Enrolling, confirming and generating are not counted, and load the scripts.
+    # Enrolling and generating are not counted; a first confirmation loads the script.
     echo("bench:setup")
 
     def call(path: str, body: dict[str, Any], expected: str | None = None) -> dict[str, Any]:
@@ -184,15 +200,20 @@ def factors(http: httpx.Client, echo: Callable[[str], object]) -> None:
         assert expected is None or answer["status"] == expected, answer
         return answer
 
-    enrolments = []
-    for i in range(API_SAMPLES):
-        subject = f"bench-totp-{i}"
+    def enrol(subject: str, *, counted: bool) -> tuple[str, bytes, str]:
+        echo("bench:setup")
         started = call("/v1/totp/enrolments", {"subject": subject, "account": "a@example.com"})
         secret = base64.b32decode(started["secret"] + "=" * (-len(started["secret"]) % 8))
         code = totp(secret, time.time(), TotpParameters())
         body = {"subject": subject, "pending": started["pending"], "code": code}
+        if counted:
+            echo("bench:totp_confirm")
         confirmed = call("/v1/totp/enrolments/confirm", body, "approved")
-        enrolments.append((subject, secret, confirmed["enrolment"]))
+        return subject, secret, confirmed["enrolment"]
+
+    enrol("bench-totp-warm", counted=False)
+    enrolments = [enrol(f"bench-totp-{i}", counted=True) for i in range(API_SAMPLES)]
+    echo("bench:setup")
     made = call("/v1/backup-codes", {"subject": "bench-backup", "count": API_SAMPLES})
     for subject, secret, enrolment in enrolments:
         # The step after the confirmed one: still inside the window a step from now.

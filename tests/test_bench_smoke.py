@@ -72,8 +72,19 @@ def test_the_harness_drives_every_scenario_and_reports_it(tmp_path: Path) -> Non
     assert len(served) == 2, "the requests all reached one worker"
     trips = data["round_trips"]
     browser = {"create", "resend", "verify_wrong", "verify_correct"}
-    challenges = {"challenge_create", "challenge_check_wrong", "challenge_check_right"}
-    factors = {"totp_verify_wrong", "totp_verify_right", "backup_wrong", "backup_right"}
+    challenges = {
+        "challenge_create",
+        "challenge_create_invalid",
+        "challenge_check_wrong",
+        "challenge_check_right",
+    }
+    factors = {
+        "totp_confirm",
+        "totp_verify_wrong",
+        "totp_verify_right",
+        "backup_wrong",
+        "backup_right",
+    }
     assert set(trips) == browser | challenges | factors
     # One round trip for every request in total, a correct verify included (the claim seam),
     # and on `/v1` the API key's own charge included (the gate of the same claim).
