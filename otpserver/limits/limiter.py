@@ -32,6 +32,7 @@ from otpserver.otp.credentials import Credential
 from otpserver.settings.proxies import TrustedProxies
 from otpserver.stores.base import (
     Claim,
+    ClaimOutcome,
     CounterStore,
     Gate,
     IdStore,
@@ -120,6 +121,23 @@ class Limiter:
         raised as the gate's own error and changes nothing.
         """
         counters = self.plan(action, credential, address)
+        outcome = await self._charge_first(ids, counters, spend, file, ttl_seconds, gate, now)
+        decision = outcome.decision
+        if decision is not None and not decision.allowed:
+            raise self._refusal(action, counters, decision)
+        return outcome.claimed
+
+    async def _charge_first(
+        self,
+        ids: IdStore,
+        counters: tuple[Counter, ...],
+        spend: bytes | None,
+        file: bytes | None,
+        ttl_seconds: float,
+        gate: Gate | None,
+        now: int,
+    ) -> ClaimOutcome:
+        """One charge-first claim, the gate's refusal raised as its own error."""
         outcome = await ids.claim(
             Claim(
                 order="charge_first",
@@ -133,10 +151,7 @@ class Limiter:
             now * 1000,
         )
         raise_if_gate_refused(gate, outcome.gate)
-        decision = outcome.decision
-        if decision is not None and not decision.allowed:
-            raise self._refusal(action, counters, decision)
-        return outcome.claimed
+        return outcome
 
     async def spend_then_charge(
         self,
@@ -211,19 +226,7 @@ class Limiter:
         first in the same step, so a refused body costs one round trip like any request.
         """
         counters = rules.refused_counters(self.policy, self.secret, address)
-        outcome = await ids.claim(
-            Claim(
-                order="charge_first",
-                spend=None,
-                file=None,
-                ttl_seconds=0,
-                counters=counters,
-                gate=take_gate(gate),
-            ),
-            self.counters,
-            now * 1000,
-        )
-        raise_if_gate_refused(gate, outcome.gate)
+        outcome = await self._charge_first(ids, counters, None, None, 0, gate, now)
         decision = outcome.decision
         if decision is not None and not decision.allowed:
             self.refused.remember(address, now * 1000 + decision.retry_after_ms)
