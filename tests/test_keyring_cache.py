@@ -1,9 +1,14 @@
-"""The key ring's cache: a cookie naming a key that does not exist yet leaves nothing behind."""
+"""The key ring's cache: a cookie naming a key that does not exist yet leaves nothing behind,
+and a key the store made again after losing it is found within a second."""
 
 from __future__ import annotations
 
+import pytest
+
 from otpserver.crypto.keyring import KeyRing
+from otpserver.errors import InvalidCookie
 from otpserver.stores.memory import MemoryKeyStore
+from otpserver.verification.sealing import PendingSealer
 from tests.conftest import MASTER_KEY
 from tests.support.fakes import FakeClock
 
@@ -33,3 +38,73 @@ async def test_a_found_key_is_still_cached() -> None:
     key_id, kek = await ring.current(clock.now)
     await store.delete(key_id)
     assert await ring.find(key_id, clock.now + 1) == kek
+
+
+class CountingKeyStore(MemoryKeyStore):
+    """A memory key store that counts its `get` calls."""
+
+    gets = 0
+
+    async def get(self, key_id: int) -> bytes | None:
+        self.gets += 1
+        return await super().get(key_id)
+
+
+PURPOSE = b"cookie"
+
+
+async def test_a_key_the_store_made_again_opens_on_an_instance_that_cached_the_old_one() -> None:
+    """The store loses its keys (a restart without persistence): an instance that sealed
+    before keeps its copy of the old key, another instance makes a new one under the same
+    id and seals with it. The first opens that cookie as soon as its copy is a second old,
+    not only when the 30-second cache runs out."""
+    clock = FakeClock()
+    store = MemoryKeyStore(clock=clock)
+    earlier, later = KeyRing(store, MASTER_KEY, DAY), KeyRing(store, MASTER_KEY, DAY)
+    key_id, old = await earlier.current(clock.now)
+    await store.delete(key_id)
+    clock.advance(2)
+    sealed = await PendingSealer(later).seal_bytes(b"state", clock.now, purpose=PURPOSE)
+    assert (await later.current(clock.now))[1] != old
+    opened = await PendingSealer(earlier).open_bytes(sealed, clock.now, purpose=PURPOSE)
+    assert opened == b"state"
+
+
+async def test_values_that_never_open_ask_the_store_at_most_once_a_second() -> None:
+    """Junk naming a real key (or a tampered cookie) fails to open with the cached key; the
+    store is asked again at most once a second per key, however many arrive."""
+    clock = FakeClock()
+    store = CountingKeyStore(clock=clock)
+    ring = KeyRing(store, MASTER_KEY, DAY)
+    sealer = PendingSealer(ring)
+    sealed = await sealer.seal_bytes(b"state", clock.now, purpose=PURPOSE)
+    clock.advance(2)
+    tampered = sealed[:-2] + ("A" if sealed[-2] != "A" else "B") + sealed[-1]
+    for _ in range(20):
+        with pytest.raises(InvalidCookie):
+            await sealer.open_bytes(tampered, clock.now, purpose=PURPOSE)
+    assert store.gets == 1
+    clock.advance(1)
+    with pytest.raises(InvalidCookie):
+        await sealer.open_bytes(tampered, clock.now, purpose=PURPOSE)
+    assert store.gets == 2
+    assert await sealer.open_bytes(sealed, clock.now, purpose=PURPOSE) == b"state"
+
+
+async def test_a_key_gone_from_the_store_is_forgotten_once_a_value_fails() -> None:
+    """A deleted (revoked) key stops opening at once on the first value it fails to open,
+    instead of when the cache runs out."""
+    clock = FakeClock()
+    store = MemoryKeyStore(clock=clock)
+    ring = KeyRing(store, MASTER_KEY, DAY)
+    sealer = PendingSealer(ring)
+    sealed = await sealer.seal_bytes(b"state", clock.now, purpose=PURPOSE)
+    key_id, _ = await ring.current(clock.now)
+    await store.delete(key_id)
+    clock.advance(2)
+    with pytest.raises(InvalidCookie):
+        await sealer.open_bytes(
+            sealed[:-1] + ("A" if sealed[-1] != "A" else "B"), clock.now, purpose=PURPOSE
+        )
+    with pytest.raises(InvalidCookie):
+        await sealer.open_bytes(sealed, clock.now, purpose=PURPOSE)

@@ -147,6 +147,32 @@ class KeyRing:
             self._remember(now, key_id, kek)
         return kek
 
+    async def find_again(self, key_id: int, failed: bytes, now: float) -> bytes | None:
+        """After the cached KEK `failed` could not open a value naming `key_id`: the store's
+        KEK for it, if that is another one, else None.
+
+        A store that lost its keys (a restart without persistence) makes new ones under the
+        same ids, and an instance that only opens would keep its copy for
+        `KEY_CACHE_SECONDS`, refusing every cookie sealed since. Asking again bounds that
+        split to `CURRENT_KEY_CACHE_SECONDS`, like sealing's; a copy fetched more recently
+        is not asked about again, so values that never open (junk, tampering) cost at most
+        one store call a second per key. A key gone from the store is forgotten at once.
+        """
+        cached = self._cache.get(key_id)
+        if (
+            cached is None
+            or cached.kek != failed
+            or now - cached.fetched_at < CURRENT_KEY_CACHE_SECONDS
+        ):
+            return None
+        wrapped = await self._store.get(key_id)
+        kek = None if wrapped is None else self._unwrap(wrapped)
+        if kek is None:
+            del self._cache[key_id]
+            return None
+        self._remember(now, key_id, kek)
+        return None if kek == failed else kek
+
     async def inventory(self, now: float) -> list[tuple[int, bytes | None]]:
         """The KEKs in the store that may still open cookies, oldest first: each epoch with
         the fingerprint of the master key that opens it (None when no configured key does).

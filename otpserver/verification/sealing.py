@@ -57,10 +57,18 @@ class PendingSealer:
     async def open_bytes(self, text: str, now: float, *, purpose: bytes) -> bytes:
         """The plaintext of a value sealed for `purpose`."""
         blob = b64decode(text)
-        kek = await self._keyring.find(envelope.peek_key_id(blob), now)
+        key_id = envelope.peek_key_id(blob)
+        kek = await self._keyring.find(key_id, now)
         if kek is None:
             raise InvalidCookie()
-        return envelope.unseal(blob, purpose=purpose, kek=kek)
+        try:
+            return envelope.unseal(blob, purpose=purpose, kek=kek)
+        except InvalidCookie:
+            # Perhaps sealed under a key the store made again after losing this one.
+            fresh = await self._keyring.find_again(key_id, kek, now)
+            if fresh is None:
+                raise
+            return envelope.unseal(blob, purpose=purpose, kek=fresh)
 
     async def seal_bytes(self, plaintext: bytes, now: float, *, purpose: bytes) -> str:
         """`plaintext` sealed for `purpose` under the current KEK, with a fresh data key
