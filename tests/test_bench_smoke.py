@@ -115,3 +115,24 @@ def test_the_harness_drives_every_scenario_and_reports_it(tmp_path: Path) -> Non
     assert "## Requests per worker" in text
     assert "| redis, 2 workers | create | " in text
     assert "## Instructions per request" in text
+
+
+@pytest.mark.usefixtures("tools_installed")
+def test_the_phase_counter_counts_every_phase_with_a_part_swapped_out() -> None:
+    """`python -m bench.phases` counts creates, right and wrong verifies under callgrind,
+    here without the result's signature: every phase counted, none near zero."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.phases", "--requests", "20", "--without", "signature"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    figures = {
+        name: int(value.replace(",", ""))
+        for name, value in (line.split() for line in result.stdout.splitlines()[1:])
+    }
+    assert set(figures) == {"create", "right", "wrong"}, result.stdout
+    assert all(count > 100_000 for count in figures.values()), figures
