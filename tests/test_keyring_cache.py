@@ -3,6 +3,8 @@ and a key the store made again after losing it is found within a second."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from otpserver.crypto.keyring import KeyRing
@@ -41,12 +43,14 @@ async def test_a_found_key_is_still_cached() -> None:
 
 
 class CountingKeyStore(MemoryKeyStore):
-    """A memory key store that counts its `get` calls."""
+    """A memory key store that counts its `get` calls and, like a network store, lets other
+    tasks run while one is under way."""
 
     gets = 0
 
     async def get(self, key_id: int) -> bytes | None:
         self.gets += 1
+        await asyncio.sleep(0)
         return await super().get(key_id)
 
 
@@ -80,7 +84,12 @@ async def test_values_that_never_open_ask_the_store_at_most_once_a_second() -> N
     sealed = await sealer.seal_bytes(b"state", clock.now, purpose=PURPOSE)
     clock.advance(2)
     tampered = sealed[:-2] + ("A" if sealed[-2] != "A" else "B") + sealed[-1]
-    for _ in range(20):
+    at_once = await asyncio.gather(
+        *(sealer.open_bytes(tampered, clock.now, purpose=PURPOSE) for _ in range(10)),
+        return_exceptions=True,
+    )
+    assert all(isinstance(outcome, InvalidCookie) for outcome in at_once), at_once
+    for _ in range(10):
         with pytest.raises(InvalidCookie):
             await sealer.open_bytes(tampered, clock.now, purpose=PURPOSE)
     assert store.gets == 1
@@ -108,3 +117,22 @@ async def test_a_key_gone_from_the_store_is_forgotten_once_a_value_fails() -> No
         )
     with pytest.raises(InvalidCookie):
         await sealer.open_bytes(sealed, clock.now, purpose=PURPOSE)
+
+
+async def test_values_failing_at_once_after_a_deletion_are_each_refused() -> None:
+    """Several requests whose values fail together, after their key was deleted, each get
+    the one opaque refusal: the key is forgotten once, whichever asked first."""
+    clock = FakeClock()
+    store = CountingKeyStore(clock=clock)
+    ring = KeyRing(store, MASTER_KEY, DAY)
+    sealer = PendingSealer(ring)
+    sealed = await sealer.seal_bytes(b"state", clock.now, purpose=PURPOSE)
+    key_id, _ = await ring.current(clock.now)
+    await store.delete(key_id)
+    clock.advance(2)
+    tampered = sealed[:-1] + ("A" if sealed[-1] != "A" else "B")
+    outcomes = await asyncio.gather(
+        *(sealer.open_bytes(tampered, clock.now, purpose=PURPOSE) for _ in range(5)),
+        return_exceptions=True,
+    )
+    assert all(isinstance(outcome, InvalidCookie) for outcome in outcomes), outcomes

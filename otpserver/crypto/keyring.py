@@ -165,10 +165,13 @@ class KeyRing:
             or now - cached.fetched_at < CURRENT_KEY_CACHE_SECONDS
         ):
             return None
+        # Marked fresh before asking, so values failing together ask only once.
+        cached.fetched_at = now
         wrapped = await self._store.get(key_id)
         kek = None if wrapped is None else self._unwrap(wrapped)
         if kek is None:
-            del self._cache[key_id]
+            # Another request may have forgotten it while this one waited for the store.
+            self._cache.pop(key_id, None)
             return None
         self._remember(now, key_id, kek)
         return None if kek == failed else kek
