@@ -151,7 +151,7 @@ def server_env(setup: Setup, port: int, store_url: str) -> dict[str, str]:
         + ","
         + identities(WRONG_PREFIX, WRONG_IDENTITIES),
         "OTP_API_KEYS": f"bench:{hashlib.sha256(API_KEY.encode()).hexdigest()}:"
-        + "challenges+totp+backup_codes",
+        + "challenges+totp+backup_codes+devices",
         "OTP_API_KEY_REQUESTS": UNLIMITED,
         **LIMITS_ENV,
         **setup.extra_env,

@@ -26,7 +26,7 @@ import redis
 
 from bench.harness import API_KEY, CODE, COOKIE_NAME, FLOW_PREFIX, WRONG_CODE
 from otpserver.factors.totp import TotpParameters, step_at, totp
-from otpserver.stores.markers_redis import _ADVANCE, _MARKER_CLAIM
+from otpserver.stores.markers_redis import _ADVANCE, _GATED_READ, _MARKER_CLAIM
 from otpserver.stores.redis import _CLAIM, _HIT, _ROTATE, KEY_PREFIX, SEQUENCE_KEY
 
 BROWSER_KINDS = ("create", "resend", "verify_wrong", "verify_correct")
@@ -42,6 +42,7 @@ FACTOR_KINDS = (
     "totp_verify_right",
     "backup_wrong",
     "backup_right",
+    "device_check",
 )
 API_KINDS = CHALLENGE_KINDS + FACTOR_KINDS
 KINDS = BROWSER_KINDS + API_KINDS
@@ -59,6 +60,7 @@ SCRIPTS = {
         (_ROTATE, "rotate"),
         (_ADVANCE, "advance"),
         (_MARKER_CLAIM, "marker claim"),
+        (_GATED_READ, "gated read"),
     )
 }
 WRONG_BACKUP_CODE = "0000-0000-0000-0000"
@@ -188,7 +190,7 @@ def challenges(http: httpx.Client, echo: Callable[[str], object], first: int) ->
 def factors(http: httpx.Client, echo: Callable[[str], object]) -> None:
     """TOTP confirmations, then verifications and backup-code redemptions, a wrong code
     then a right one each time (the right one clears the failure the wrong one charged, so
-    nothing locks)."""
+    nothing locks), then checks of a trusted device."""
     headers = {"Authorization": f"Bearer {API_KEY}"}
     # Enrolling and generating are not counted; a first confirmation loads the script.
     echo("bench:setup")
@@ -235,3 +237,11 @@ def factors(http: httpx.Client, echo: Callable[[str], object]) -> None:
         echo("bench:backup_right")
         body = {"subject": "bench-backup", "set": code_set, "code": code}
         code_set = call("/v1/backup-codes/redeem", body, "approved")["set"]
+    echo("bench:setup")
+    trusted = call("/v1/devices/trust", {"subject": "bench-device"})
+    check = {"subject": "bench-device", "device": trusted["device"]}
+    call("/v1/devices/check", check)  # loads the script
+    for _ in range(API_SAMPLES):
+        echo("bench:device_check")
+        if call("/v1/devices/check", check)["trusted"] is not True:
+            raise AssertionError("the trusted device did not check trusted")

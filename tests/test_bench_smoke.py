@@ -84,6 +84,7 @@ def test_the_harness_drives_every_scenario_and_reports_it(tmp_path: Path) -> Non
         "totp_verify_right",
         "backup_wrong",
         "backup_right",
+        "device_check",
     }
     assert set(trips) == browser | challenges | factors
     # One round trip for every request in total, a correct verify included (the claim seam),

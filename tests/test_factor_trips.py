@@ -164,3 +164,33 @@ async def test_a_key_seen_refused_is_answered_without_a_round_trip(
     clock.advance(61)
     approved = await client.post("/v1/backup-codes/redeem", json=redeem, headers=auth())
     assert approved.json()["status"] == "approved", approved.text
+
+
+async def test_a_trusted_device_check_is_one_round_trip_api_key_included(
+    make_app: AppFactory,
+    client_for: Callable[..., httpx.AsyncClient],
+    sent: list[int],
+) -> None:
+    """Trusted, revoked one by one, revoked all at once: the key's charge and every
+    revocation marker (the current master key's names and a previous one's) come from one
+    round trip; a device token that does not open reads nothing and costs the charge alone."""
+    api = ApiSettings(issuer=ISSUER, keys=api_keys("devices"), previous_master_keys=(bytes(32),))
+    client = client_for(make_app("redis", api=api))
+
+    async def trips(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        before = sent[0]
+        answer = await call(client, "/v1/devices/check", {"subject": SUBJECT, **body})
+        return sent[0] - before, answer
+
+    first = await call(client, "/v1/devices/trust", {"subject": SUBJECT})
+    second = await call(client, "/v1/devices/trust", {"subject": SUBJECT})
+    await trips({"device": first["device"]})  # loads the script into this Redis
+    count, answer = await trips({"device": first["device"]})
+    assert (count, answer["trusted"]) == (1, True)
+    await call(client, "/v1/devices/revoke", {"subject": SUBJECT, "deviceId": first["deviceId"]})
+    assert await trips({"device": first["device"]}) == (1, {"trusted": False, "reason": "revoked"})
+    count, answer = await trips({"device": second["device"]})
+    assert (count, answer["trusted"]) == (1, True)
+    await call(client, "/v1/devices/revoke", {"subject": SUBJECT})
+    assert await trips({"device": second["device"]}) == (1, {"trusted": False, "reason": "revoked"})
+    assert await trips({"device": "not-a-device"}) == (1, {"trusted": False, "reason": "invalid"})

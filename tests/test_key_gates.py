@@ -1,10 +1,11 @@
 """The API key's charge as the gate of a request's one store step (SPEC §10).
 
-Challenge steps, TOTP verifications and backup-code redemptions charge their key inside
-their one claim; every way such a request can end before its claim charges the key on its
-own. Either way a request counts exactly once: a key with room for `n` gets `n` answers,
-then 429, whatever mix of steps and garbage it sends, and a refused key spends nothing (the
-same token or code still works once the window ends). Every test runs on both stores.
+Challenge steps, TOTP confirmations and verifications, backup-code redemptions and
+trusted-device checks charge their key inside their one store step; every way such a
+request can end before that step charges the key on its own. Either way a request counts
+exactly once: a key with room for `n` gets `n` answers, then 429, whatever mix of steps and
+garbage it sends, and a refused key spends nothing (the same token or code still works once
+the window ends). Every test runs on both stores.
 """
 
 from __future__ import annotations
@@ -182,3 +183,23 @@ async def test_a_backup_code_refused_by_the_key_limit_is_not_spent(
     assert approved.json()["status"] == "approved", approved.text
     again = await call(client, redeem, first)
     assert again.json()["status"] == "incorrect"
+
+
+async def test_a_device_check_past_the_key_limit_is_refused_in_its_read(
+    make_app: AppFactory, store: str, client_for: Clients, clock: FakeClock
+) -> None:
+    """A trusted-device check charges its key in the step that reads the revocations: past
+    the limit it is the key's 429, and once the window ends the device checks trusted."""
+    api = ApiSettings(
+        issuer=ISSUER, keys=api_keys("devices"), key_requests=2, key_window_seconds=WINDOW
+    )
+    client = client_for(make_app(store, api=api))
+    trusted = await client.post("/v1/devices/trust", json={"subject": SUBJECT}, headers=auth())
+    assert trusted.status_code == 201, trusted.text
+    check = {"subject": SUBJECT, "device": trusted.json()["device"]}
+    answer = await client.post("/v1/devices/check", json=check, headers=auth())
+    assert answer.json()["trusted"] is True, answer.text
+    assert_key_refused(await client.post("/v1/devices/check", json=check, headers=auth()))
+    clock.advance(WINDOW + 1)
+    again = await client.post("/v1/devices/check", json=check, headers=auth())
+    assert again.json()["trusted"] is True, again.text

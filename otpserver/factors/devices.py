@@ -27,7 +27,7 @@ from otpserver.factors.events import audit
 from otpserver.factors.service import BLOB_TEXT, name, name_key
 from otpserver.otp.timefmt import iso
 from otpserver.settings.factors import FactorSettings
-from otpserver.stores.base import MarkerStore
+from otpserver.stores.base import CounterStore, Gate, MarkerStore, raise_if_gate_refused, take_gate
 
 DEVICE_PURPOSE = "trusted-device"
 _VERSION = 1
@@ -110,6 +110,8 @@ class TrustedDevices:
 
     ring: AtRestRing
     markers: MarkerStore
+    counters: CounterStore
+    """Where the calling key's allowance is charged, when a check carries it as a gate."""
     settings: FactorSettings
     name_key: bytes
     previous_name_keys: Sequence[bytes] = ()
@@ -124,12 +126,14 @@ class TrustedDevices:
         previous_master_keys: Sequence[bytes],
         ring: AtRestRing,
         markers: MarkerStore,
+        counters: CounterStore,
         clock: Callable[[], float],
     ) -> TrustedDevices:
         """The service with revocation names keyed from the current and previous master keys."""
         return cls(
             ring=ring,
             markers=markers,
+            counters=counters,
             settings=settings,
             name_key=name_key(master_key),
             previous_name_keys=tuple(name_key(key) for key in previous_master_keys),
@@ -159,8 +163,11 @@ class TrustedDevices:
         )
         return {"device": device, "deviceId": token.public_id, "expires": iso(token.expires_at)}
 
-    async def check(self, *, subject: str, device: str, generation: int | None) -> Body:
-        """Whether `device` is trusted for `subject` now, else why not."""
+    async def check(
+        self, *, subject: str, device: str, generation: int | None, gate: Gate | None = None
+    ) -> Body:
+        """Whether `device` is trusted for `subject` now, else why not. `gate` (the caller's
+        API key allowance) is charged first in the same step that reads the revocations."""
         now = self.clock()
         opened = self._open(device, subject)
         if opened is None:
@@ -170,7 +177,7 @@ class TrustedDevices:
             return {"trusted": False, "reason": "expired"}
         if generation is not None and generation > token.generation:
             return {"trusted": False, "reason": "revoked"}
-        if await self._revoked(subject, token):
+        if await self._revoked(subject, token, gate):
             return {"trusted": False, "reason": "revoked"}
         answer: Body = {
             "trusted": True,
@@ -213,14 +220,27 @@ class TrustedDevices:
             return None
         return (token, opened.stale) if token.subject == subject else None
 
-    async def _revoked(self, subject: str, token: DeviceToken) -> bool:
-        for key in (self.name_key, *self.previous_name_keys):
-            before = await self.markers.get(self._all_name(key, subject))
-            if before is not None and before.isdigit() and token.issued_at_ms <= int(before):
-                return True
-            if await self.markers.get(self._one_name(key, subject, token.device_id)) is not None:
-                return True
-        return False
+    async def _revoked(self, subject: str, token: DeviceToken, gate: Gate | None) -> bool:
+        """Whether a revocation covers `token`, under the current or a previous master key's
+        names: every marker read in one step, the gate charged first in it."""
+        keys = (self.name_key, *self.previous_name_keys)
+        names = tuple(
+            name
+            for key in keys
+            for name in (
+                self._all_name(key, subject),
+                self._one_name(key, subject, token.device_id),
+            )
+        )
+        read = await self.markers.read(
+            names, take_gate(gate), self.counters, int(self.clock() * 1000)
+        )
+        raise_if_gate_refused(gate, read.gate)
+        every_device, one_device = read.values[0::2], read.values[1::2]
+        return any(
+            before is not None and before.isdigit() and token.issued_at_ms <= int(before)
+            for before in every_device
+        ) or any(revoked is not None for revoked in one_device)
 
     @staticmethod
     def _all_name(key: bytes, subject: str) -> bytes:

@@ -3,9 +3,9 @@
 Each route needs an API key with its scope (`totp`, `backup_codes` or `devices`), takes a
 strict JSON body and answers JSON: 201 for what it creates, 200 with the outcome of every
 check (`status`, or `trusted` and a `reason` for devices). `routes` returns plain
-Starlette routes for the application to mount. A TOTP confirmation or verification and a
-backup-code redemption are one store step each, so they charge the key as that step's gate
-(`GatedAuthenticate`); the other routes charge it up front.
+Starlette routes for the application to mount. A TOTP confirmation or verification, a
+backup-code redemption and a trusted-device check are one store step each, so they charge
+the key as that step's gate (`GatedAuthenticate`); the other routes charge it up front.
 """
 
 from __future__ import annotations
@@ -158,13 +158,13 @@ def routes(
         return _json(answer, 201)
 
     async def device_check(request: Request) -> Response:
-        await authenticate(request, DEVICES_SCOPE)
-        body = await read_model(request, DeviceCheckRequest)
-        return _json(
-            await devices.check(
-                subject=body.subject, device=body.device, generation=body.generation
+        async with gated(request, DEVICES_SCOPE) as (_, gate):
+            body = await read_model(request, DeviceCheckRequest)
+            return _json(
+                await devices.check(
+                    subject=body.subject, device=body.device, generation=body.generation, gate=gate
+                )
             )
-        )
 
     async def device_revoke(request: Request) -> Response:
         await authenticate(request, DEVICES_SCOPE)

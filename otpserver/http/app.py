@@ -241,6 +241,7 @@ def create_app(
         previous_master_keys=settings.api.previous_master_keys,
         ring=atrest,
         markers=markers,
+        counters=counters,
         clock=clock,
     )
     challenges = Challenges(

@@ -299,6 +299,23 @@ class MarkerStore(Protocol):
         """Store `value` under `key`, replacing whatever is there."""
         ...
 
+    async def read(
+        self,
+        names: tuple[bytes, ...],
+        gate: Counter | None,
+        counters: CounterStore,
+        now_ms: int,
+    ) -> MarkerRead:
+        """The live markers under `names`, in order (None where there is none), with `gate`
+        (the calling API key's allowance, `Gate`) charged first in the same step: when it
+        refuses, nothing is read and the read says so (`MarkerRead.gate`).
+
+        A store that cannot charge and read in one step returns `read_markers_in_steps(self,
+        counters, names, gate, now_ms)`: reading changes nothing, so only the round trips
+        differ.
+        """
+        ...
+
     async def claim(self, claim: MarkerClaim, counters: CounterStore, now_ms: int) -> MarkerOutcome:
         """Run `claim` against these markers and `counters`, as its docstring orders.
 
@@ -389,6 +406,29 @@ def newer_than(stored: bytes | None, issued_at_ms: int) -> bool:
 def marker_gate_refused(decision: Decision) -> MarkerOutcome:
     """A marker claim stopped by its gate: nothing read, taken or charged."""
     return MarkerOutcome(taken=False, decision=ALLOWED, gate=decision)
+
+
+class MarkerRead(NamedTuple):
+    """What `MarkerStore.read` found: each named marker's live value, in order; nothing when
+    its gate refused, whose decision it then carries."""
+
+    values: tuple[bytes | None, ...]
+    gate: Decision = ALLOWED
+
+
+async def read_markers_in_steps(
+    markers: MarkerStore,
+    counters: CounterStore,
+    names: tuple[bytes, ...],
+    gate: Counter | None,
+    now_ms: int,
+) -> MarkerRead:
+    """`MarkerStore.read` as a few calls: the gate's charge, then one `get` a name."""
+    if gate is not None:
+        gated = await counters.hit([gate], now_ms)
+        if not gated.allowed:
+            return MarkerRead((), gated)
+    return MarkerRead(tuple([await markers.get(name) for name in names]))
 
 
 async def claim_marker_in_steps(

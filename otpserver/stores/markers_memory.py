@@ -11,7 +11,15 @@ from __future__ import annotations
 import time
 
 from otpserver.errors import StoreUnavailable
-from otpserver.stores.base import CounterStore, MarkerClaim, MarkerOutcome, claim_marker_in_steps
+from otpserver.stores.base import (
+    CounterStore,
+    MarkerClaim,
+    MarkerOutcome,
+    MarkerRead,
+    claim_marker_in_steps,
+    read_markers_in_steps,
+)
+from otpserver.stores.counters import Counter
 from otpserver.stores.memory import _SECONDS_SWEPT_PER_CALL, Clock, _ExpiryWheel
 
 
@@ -55,6 +63,16 @@ class MemoryMarkerStore:
 
     async def put(self, key: bytes, value: bytes, ttl_seconds: float) -> None:
         self._file(key, value, self._now(), ttl_seconds)
+
+    async def read(
+        self,
+        names: tuple[bytes, ...],
+        gate: Counter | None,
+        counters: CounterStore,
+        now_ms: int,
+    ) -> MarkerRead:
+        """The steps in order: on one event loop nothing else runs in between."""
+        return await read_markers_in_steps(self, counters, names, gate, now_ms)
 
     async def claim(self, claim: MarkerClaim, counters: CounterStore, now_ms: int) -> MarkerOutcome:
         """The claim's steps in order: on one event loop nothing else runs in between,

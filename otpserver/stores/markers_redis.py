@@ -14,10 +14,13 @@ from otpserver.stores.base import (
     MarkerClaim,
     MarkerOutcome,
     MarkerPut,
+    MarkerRead,
     claim_marker_in_steps,
     marker_gate_refused,
+    read_markers_in_steps,
 )
 from otpserver.stores.connections import Argument, Script
+from otpserver.stores.counters import Counter
 from otpserver.stores.redis import (
     _HIT_FUNCTION,
     TAG,
@@ -92,6 +95,18 @@ return {1, 1, 0}
 _MARKER_SUPERSEDED = 2
 _MARKER_GATE_REFUSED = 3
 
+# `MarkerStore.read` with a gate, in one round trip: the gate's charge, then the markers.
+# KEYS: the gate's counter key, then the markers. ARGV: the gate's `hit` arguments. The
+# answer: 1 and the values (false where none), or 0 and the gate's refusing decision.
+_GATED_READ = Script.of(
+    _HIT_FUNCTION
+    + """
+local gate = hit(0, 1, 1)
+if gate[1] ~= 1 then return {0, gate} end
+return {1, redis.call('MGET', unpack(KEYS, 2))}
+"""
+)
+
 
 class RedisMarkerStore(_RedisBackend):
     """Markers as Redis strings with a TTL, so they expire by themselves."""
@@ -117,6 +132,31 @@ class RedisMarkerStore(_RedisBackend):
             )
         )
         return bool(result == 1)
+
+    async def read(
+        self,
+        names: tuple[bytes, ...],
+        gate: Counter | None,
+        counters: CounterStore,
+        now_ms: int,
+    ) -> MarkerRead:
+        """One `MGET`, or with a gate one script when `counters` keeps its counts in this
+        very Redis; otherwise the gate's charge, then the reads."""
+        keys = [MARKER_PREFIX + name for name in names]
+        if gate is None:
+            if not keys:
+                return MarkerRead(())
+            values = await self._call(self._client.execute(b"MGET", *keys))
+            return MarkerRead(tuple(values))
+        if not keys or not self.shares_server_with(counters):
+            return await read_markers_in_steps(self, counters, names, gate, now_ms)
+        gate_keys, gate_args = _counter_args((gate,), now_ms)
+        allowed, found = await self._call(
+            self._guarded(1 + len(keys), *gate_keys, *keys, *gate_args, script=_GATED_READ)
+        )
+        if int(allowed) != 1:
+            return MarkerRead((), _decision(found))
+        return MarkerRead(tuple(found))
 
     async def claim(self, claim: MarkerClaim, counters: CounterStore, now_ms: int) -> MarkerOutcome:
         """One script when `counters` keeps its counts in this very Redis (one round trip,

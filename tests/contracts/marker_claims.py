@@ -1,7 +1,8 @@
 """The `MarkerStore.claim` contract as a test class to subclass once per store pairing.
 
 A marker claim is the one store step of a TOTP verification or a backup-code redemption
-(`otpserver.stores.base.MarkerClaim`). To check a marker store of your own, subclass
+(`otpserver.stores.base.MarkerClaim`); a gated read (`MarkerStore.read`) is a trusted-device
+check's. To check a marker store of your own, subclass
 `MarkerClaimContract` in a `test_*.py` file under a name starting with `Test`, and give it
 a `stores` fixture that yields a fresh, empty marker store and the counter store it is
 deployed with. Every test below then runs against that pairing; `tests/test_markers.py`
@@ -25,6 +26,7 @@ from otpserver.stores.base import (
     MarkerClaim,
     MarkerOutcome,
     MarkerPut,
+    MarkerRead,
     MarkerStore,
 )
 from otpserver.stores.counters import ALLOWED, Counter, Decision
@@ -68,6 +70,29 @@ class MarkerClaimContract:
         """A fresh marker store and its counter store (a subclass provides them)."""
         raise NotImplementedError("subclass MarkerClaimContract and define `stores`")
         yield  # noqa: PT022 -- an async generator, so subclasses' overrides type-check
+
+    async def test_a_read_answers_each_named_marker_in_order(self, stores: Stores) -> None:
+        """Live values where there are markers, None where there are none; no gate, no charge."""
+        markers, counters = stores
+        first, missing, last = new_key(), new_key(), new_key()
+        await markers.put(first, b"1800000000000", 3600)
+        await markers.put(last, b"1", 3600)
+        read = await markers.read((first, missing, last), None, counters, NOW)
+        assert read == MarkerRead((b"1800000000000", None, b"1"))
+
+    async def test_a_read_charges_its_gate_first_and_reads_nothing_once_refused(
+        self, stores: Stores
+    ) -> None:
+        """The gate is charged in the read's step; past its limit the read says so and
+        hands back no value."""
+        markers, counters = stores
+        gate, key = failures(new_key(), limit=1), new_key()
+        await markers.put(key, b"7", 3600)
+        assert await markers.read((key,), gate, counters, NOW) == MarkerRead((b"7",))
+        refused = await markers.read((key,), gate, counters, NOW)
+        assert refused.values == ()
+        assert not refused.gate.allowed
+        assert 0 < refused.gate.retry_after_ms <= WINDOW_MS
 
     async def test_a_taken_advance_clears_the_failures(self, stores: Stores) -> None:
         """A right code's step is stored and its credential's failure count starts over."""
