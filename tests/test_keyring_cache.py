@@ -57,6 +57,12 @@ class CountingKeyStore(MemoryKeyStore):
 PURPOSE = b"cookie"
 
 
+def tampered(sealed: str) -> str:
+    """`sealed` with one character changed (not the last, which may carry spare bits): still
+    the one canonical spelling of some bytes, so it reaches the key, and no longer opens."""
+    return sealed[:-2] + ("A" if sealed[-2] != "A" else "B") + sealed[-1]
+
+
 async def test_a_key_the_store_made_again_opens_on_an_instance_that_cached_the_old_one() -> None:
     """The store loses its keys (a restart without persistence): an instance that sealed
     before keeps its copy of the old key, another instance makes a new one under the same
@@ -83,45 +89,26 @@ async def test_values_that_never_open_ask_the_store_at_most_once_a_second() -> N
     sealer = PendingSealer(ring)
     sealed = await sealer.seal_bytes(b"state", clock.now, purpose=PURPOSE)
     clock.advance(2)
-    tampered = sealed[:-2] + ("A" if sealed[-2] != "A" else "B") + sealed[-1]
+    junk = tampered(sealed)
     at_once = await asyncio.gather(
-        *(sealer.open_bytes(tampered, clock.now, purpose=PURPOSE) for _ in range(10)),
+        *(sealer.open_bytes(junk, clock.now, purpose=PURPOSE) for _ in range(10)),
         return_exceptions=True,
     )
     assert all(isinstance(outcome, InvalidCookie) for outcome in at_once), at_once
     for _ in range(10):
         with pytest.raises(InvalidCookie):
-            await sealer.open_bytes(tampered, clock.now, purpose=PURPOSE)
+            await sealer.open_bytes(junk, clock.now, purpose=PURPOSE)
     assert store.gets == 1
     clock.advance(1)
     with pytest.raises(InvalidCookie):
-        await sealer.open_bytes(tampered, clock.now, purpose=PURPOSE)
+        await sealer.open_bytes(junk, clock.now, purpose=PURPOSE)
     assert store.gets == 2
     assert await sealer.open_bytes(sealed, clock.now, purpose=PURPOSE) == b"state"
 
 
-async def test_a_key_gone_from_the_store_is_forgotten_once_a_value_fails() -> None:
-    """A deleted (revoked) key stops opening at once on the first value it fails to open,
-    instead of when the cache runs out."""
-    clock = FakeClock()
-    store = MemoryKeyStore(clock=clock)
-    ring = KeyRing(store, MASTER_KEY, DAY)
-    sealer = PendingSealer(ring)
-    sealed = await sealer.seal_bytes(b"state", clock.now, purpose=PURPOSE)
-    key_id, _ = await ring.current(clock.now)
-    await store.delete(key_id)
-    clock.advance(2)
-    with pytest.raises(InvalidCookie):
-        await sealer.open_bytes(
-            sealed[:-1] + ("A" if sealed[-1] != "A" else "B"), clock.now, purpose=PURPOSE
-        )
-    with pytest.raises(InvalidCookie):
-        await sealer.open_bytes(sealed, clock.now, purpose=PURPOSE)
-
-
-async def test_values_failing_at_once_after_a_deletion_are_each_refused() -> None:
-    """Several requests whose values fail together, after their key was deleted, each get
-    the one opaque refusal: the key is forgotten once, whichever asked first."""
+async def sealed_then_key_deleted() -> tuple[FakeClock, PendingSealer, str]:
+    """A value sealed, then its key deleted from the store (revoked) two seconds ago, while
+    the instance that sealed it still holds the key in its cache."""
     clock = FakeClock()
     store = CountingKeyStore(clock=clock)
     ring = KeyRing(store, MASTER_KEY, DAY)
@@ -130,9 +117,25 @@ async def test_values_failing_at_once_after_a_deletion_are_each_refused() -> Non
     key_id, _ = await ring.current(clock.now)
     await store.delete(key_id)
     clock.advance(2)
-    tampered = sealed[:-1] + ("A" if sealed[-1] != "A" else "B")
+    return clock, sealer, sealed
+
+
+async def test_a_key_gone_from_the_store_is_forgotten_once_a_value_fails() -> None:
+    """A deleted (revoked) key stops opening at once on the first value it fails to open,
+    instead of when the cache runs out."""
+    clock, sealer, sealed = await sealed_then_key_deleted()
+    with pytest.raises(InvalidCookie):
+        await sealer.open_bytes(tampered(sealed), clock.now, purpose=PURPOSE)
+    with pytest.raises(InvalidCookie):
+        await sealer.open_bytes(sealed, clock.now, purpose=PURPOSE)
+
+
+async def test_values_failing_at_once_after_a_deletion_are_each_refused() -> None:
+    """Several requests whose values fail together, after their key was deleted, each get
+    the one opaque refusal: the key is forgotten once, whichever asked first."""
+    clock, sealer, sealed = await sealed_then_key_deleted()
     outcomes = await asyncio.gather(
-        *(sealer.open_bytes(tampered, clock.now, purpose=PURPOSE) for _ in range(5)),
+        *(sealer.open_bytes(tampered(sealed), clock.now, purpose=PURPOSE) for _ in range(5)),
         return_exceptions=True,
     )
     assert all(isinstance(outcome, InvalidCookie) for outcome in outcomes), outcomes
