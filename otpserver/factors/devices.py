@@ -177,7 +177,7 @@ class TrustedDevices:
             return {"trusted": False, "reason": "expired"}
         if generation is not None and generation > token.generation:
             return {"trusted": False, "reason": "revoked"}
-        if await self._revoked(subject, token, gate):
+        if await self._revoked(subject, token, gate, now):
             return {"trusted": False, "reason": "revoked"}
         answer: Body = {
             "trusted": True,
@@ -220,7 +220,9 @@ class TrustedDevices:
             return None
         return (token, opened.stale) if token.subject == subject else None
 
-    async def _revoked(self, subject: str, token: DeviceToken, gate: Gate | None) -> bool:
+    async def _revoked(
+        self, subject: str, token: DeviceToken, gate: Gate | None, now: float
+    ) -> bool:
         """Whether a revocation covers `token`, under the current or a previous master key's
         names: every marker read in one step, the gate charged first in it."""
         keys = (self.name_key, *self.previous_name_keys)
@@ -232,9 +234,7 @@ class TrustedDevices:
                 self._one_name(key, subject, token.device_id),
             )
         )
-        read = await self.markers.read(
-            names, take_gate(gate), self.counters, int(self.clock() * 1000)
-        )
+        read = await self.markers.read(names, take_gate(gate), self.counters, int(now * 1000))
         raise_if_gate_refused(gate, read.gate)
         every_device, one_device = read.values[0::2], read.values[1::2]
         return any(

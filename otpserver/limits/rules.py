@@ -192,7 +192,11 @@ def credential_keys(secret: bytes, credential: Credential) -> tuple[bytes, bytes
     return b"f:" + digest[:16].hex().encode(), b"s:" + digest[16:].hex().encode()
 
 
-FAILURE_KINDS = frozenset({"failures", "failure-cap"})
+LOCKOUT_KIND = "failures"
+"""The kind of the count whose refusal locks a credential (`lockout`)."""
+FAILURE_CAP_KIND = "failure-cap"
+"""The kind of the long count beside it, which a lockout that ends does not restart."""
+FAILURE_KINDS = frozenset({LOCKOUT_KIND, FAILURE_CAP_KIND})
 """The kinds of the two counts `failure_keys` names, as the plans build them."""
 
 
@@ -224,7 +228,7 @@ def _lockout(policy: LimitPolicy, key: bytes, cost: int) -> Counter:
     # built from keywords costs twice as much. The field order is `Counter`'s. Failure
     # counts are always kept, even in a full store: losing one would hand out guesses.
     return Counter(
-        "failures",
+        LOCKOUT_KIND,
         key,
         policy.max_failures,
         policy.failure_window_seconds * 1000,
@@ -238,7 +242,7 @@ def _failure_cap(policy: LimitPolicy, failures_key: bytes, cost: int) -> Counter
     """The long count beside the lockout: a lockout that ends does not restart it."""
     window_ms = policy.failure_cap_window_seconds * 1000
     return Counter(
-        "failure-cap",
+        FAILURE_CAP_KIND,
         _cap_key(failures_key),
         policy.failure_cap,
         window_ms,

@@ -43,6 +43,7 @@ from otpserver.errors import (
     VerificationNotAllowed,
 )
 from otpserver.limits.clientaddr import limit_bucket
+from otpserver.limits.rules import LOCKOUT_KIND
 from otpserver.otp import flow, payload
 from otpserver.otp.codes import parse_code
 from otpserver.otp.credentials import CredentialBody
@@ -72,8 +73,6 @@ MAX_NONCE_CHARS = 255
 MAX_TOKEN_CHARS = 2048
 """Far above a real token (one pending code seals to about 250 characters), and small enough
 that a body holding one stays under the smallest body limit (`OTP_MAX_BODY_BYTES`)."""
-LOCKOUT_LIMIT = "failures"
-"""The limit whose refusal is the credential's lockout: a domain outcome (`locked`)."""
 RESERVED_FIELDS = ("end_user_ip", "nonce", "link")
 """Fields of a create body that belong to the API, not to the credential schema."""
 
@@ -503,7 +502,8 @@ class Challenges:
                 otpBlock=error.extra["otpBlock"],
                 challenge=token,
             )
-        if isinstance(error, RateLimited) and LOCKOUT_LIMIT in error.refused_by:
+        # The lockout's refusal is a domain outcome (`locked`), not a transport error.
+        if isinstance(error, RateLimited) and LOCKOUT_KIND in error.refused_by:
             return status("locked", retryAfter=error.extra["retryAfter"], challenge=token)
         raise error
 
