@@ -43,6 +43,7 @@ FACTOR_KINDS = (
     "backup_wrong",
     "backup_right",
     "device_check",
+    "device_revoke",
 )
 API_KINDS = CHALLENGE_KINDS + FACTOR_KINDS
 KINDS = BROWSER_KINDS + API_KINDS
@@ -190,7 +191,7 @@ def challenges(http: httpx.Client, echo: Callable[[str], object], first: int) ->
 def factors(http: httpx.Client, echo: Callable[[str], object]) -> None:
     """TOTP confirmations, then verifications and backup-code redemptions, a wrong code
     then a right one each time (the right one clears the failure the wrong one charged, so
-    nothing locks), then checks of a trusted device."""
+    nothing locks), then checks of a trusted device and revocations."""
     headers = {"Authorization": f"Bearer {API_KEY}"}
     # Enrolling and generating are not counted; a first confirmation loads the script.
     echo("bench:setup")
@@ -245,3 +246,14 @@ def factors(http: httpx.Client, echo: Callable[[str], object]) -> None:
         echo("bench:device_check")
         if call("/v1/devices/check", check)["trusted"] is not True:
             raise AssertionError("the trusted device did not check trusted")
+    for index in range(API_SAMPLES):
+        echo("bench:setup")
+        device_id = call("/v1/devices/trust", {"subject": "bench-device"})["deviceId"]
+        # One device at a time, then every device of the subject: both are one marker write.
+        revoke = (
+            {"subject": "bench-device", "deviceId": device_id}
+            if index % 2
+            else {"subject": "bench-device"}
+        )
+        echo("bench:device_revoke")
+        call("/v1/devices/revoke", revoke)

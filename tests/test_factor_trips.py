@@ -166,14 +166,16 @@ async def test_a_key_seen_refused_is_answered_without_a_round_trip(
     assert approved.json()["status"] == "approved", approved.text
 
 
-async def test_a_trusted_device_check_is_one_round_trip_api_key_included(
+async def test_a_device_check_and_a_revocation_are_one_round_trip_each_api_key_included(
     make_app: AppFactory,
     client_for: Callable[..., httpx.AsyncClient],
     sent: list[int],
 ) -> None:
     """Trusted, revoked one by one, revoked all at once: the key's charge and every
     revocation marker (the current master key's names and a previous one's) come from one
-    round trip; a device token that does not open reads nothing and costs the charge alone."""
+    round trip; a device token that does not open reads nothing and costs the charge alone.
+    A revocation, one device or all, is one round trip too: its marker write with the key's
+    charge in front."""
     api = ApiSettings(issuer=ISSUER, keys=api_keys("devices"), previous_master_keys=(bytes(32),))
     client = client_for(make_app("redis", api=api))
 
@@ -182,15 +184,21 @@ async def test_a_trusted_device_check_is_one_round_trip_api_key_included(
         answer = await call(client, "/v1/devices/check", {"subject": SUBJECT, **body})
         return sent[0] - before, answer
 
+    async def revoke_trips(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        before = sent[0]
+        answer = await call(client, "/v1/devices/revoke", body)
+        return sent[0] - before, answer
+
     first = await call(client, "/v1/devices/trust", {"subject": SUBJECT})
     second = await call(client, "/v1/devices/trust", {"subject": SUBJECT})
     await trips({"device": first["device"]})  # loads the script into this Redis
     count, answer = await trips({"device": first["device"]})
     assert (count, answer["trusted"]) == (1, True)
-    await call(client, "/v1/devices/revoke", {"subject": SUBJECT, "deviceId": first["deviceId"]})
+    revoke_one = {"subject": SUBJECT, "deviceId": first["deviceId"]}
+    assert await revoke_trips(revoke_one) == (1, {"revoked": first["deviceId"]})
     assert await trips({"device": first["device"]}) == (1, {"trusted": False, "reason": "revoked"})
     count, answer = await trips({"device": second["device"]})
     assert (count, answer["trusted"]) == (1, True)
-    await call(client, "/v1/devices/revoke", {"subject": SUBJECT})
+    assert await revoke_trips({"subject": SUBJECT}) == (1, {"revoked": "all"})
     assert await trips({"device": second["device"]}) == (1, {"trusted": False, "reason": "revoked"})
     assert await trips({"device": "not-a-device"}) == (1, {"trusted": False, "reason": "invalid"})

@@ -1,7 +1,7 @@
 """The API key's charge as the gate of a request's one store step (SPEC §10).
 
-Challenge steps, TOTP confirmations and verifications, backup-code redemptions and
-trusted-device checks charge their key inside their one store step; every way such a
+Challenge steps, TOTP confirmations and verifications, backup-code redemptions,
+trusted-device checks and revocations charge their key inside their one store step; every way such a
 request can end before that step charges the key on its own. Either way a request counts
 exactly once: a key with room for `n` gets `n` answers, then 429, whatever mix of steps and
 garbage it sends, and a refused key spends nothing (the same token or code still works once
@@ -203,3 +203,31 @@ async def test_a_device_check_past_the_key_limit_is_refused_in_its_read(
     clock.advance(WINDOW + 1)
     again = await client.post("/v1/devices/check", json=check, headers=auth())
     assert again.json()["trusted"] is True, again.text
+
+
+async def test_a_revocation_past_the_key_limit_is_refused_and_revokes_nothing(
+    make_app: AppFactory, store: str, client_for: Clients, clock: FakeClock
+) -> None:
+    """A revocation charges its key in the step that writes its marker: past the limit it is
+    the key's 429 and the device stays trusted; after the window the same call revokes it,
+    and a revocation with a bad body counts once like any other request."""
+    api = ApiSettings(
+        issuer=ISSUER, keys=api_keys("devices"), key_requests=3, key_window_seconds=WINDOW
+    )
+    client = client_for(make_app(store, api=api))
+    trusted = await client.post("/v1/devices/trust", json={"subject": SUBJECT}, headers=auth())
+    device, device_id = trusted.json()["device"], trusted.json()["deviceId"]
+    revoke = {"subject": SUBJECT, "deviceId": device_id}
+    garbage = await client.post("/v1/devices/revoke", json={"deviceId": 7}, headers=auth())
+    assert garbage.status_code == 400, garbage.text
+    one = await client.post("/v1/devices/revoke", json={"subject": "other"}, headers=auth())
+    assert one.json() == {"revoked": "all"}, one.text
+    assert_key_refused(await client.post("/v1/devices/revoke", json=revoke, headers=auth()))
+    clock.advance(WINDOW + 1)
+    check = {"subject": SUBJECT, "device": device}
+    still = await client.post("/v1/devices/check", json=check, headers=auth())
+    assert still.json()["trusted"] is True, still.text
+    revoked = await client.post("/v1/devices/revoke", json=revoke, headers=auth())
+    assert revoked.json() == {"revoked": device_id}, revoked.text
+    after = await client.post("/v1/devices/check", json=check, headers=auth())
+    assert after.json() == {"trusted": False, "reason": "revoked"}

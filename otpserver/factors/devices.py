@@ -27,7 +27,16 @@ from otpserver.factors.events import audit
 from otpserver.factors.service import BLOB_TEXT, name, name_key
 from otpserver.otp.timefmt import iso
 from otpserver.settings.factors import FactorSettings
-from otpserver.stores.base import CounterStore, Gate, MarkerStore, raise_if_gate_refused, take_gate
+from otpserver.stores.base import (
+    CounterStore,
+    Gate,
+    MarkerAdvance,
+    MarkerClaim,
+    MarkerPut,
+    MarkerStore,
+    raise_if_gate_refused,
+    take_gate,
+)
 
 DEVICE_PURPOSE = "trusted-device"
 _VERSION = 1
@@ -190,21 +199,31 @@ class TrustedDevices:
             )
         return answer
 
-    async def revoke(self, *, subject: str, device_id: str | None) -> Body:
-        """Revoke one device of `subject`, or every device trusted until now."""
+    async def revoke(
+        self, *, subject: str, device_id: str | None, gate: Gate | None = None
+    ) -> Body:
+        """Revoke one device of `subject`, or every device trusted until now. `gate` (the
+        caller's API key allowance) is charged in the same store step as the marker."""
         now = self.clock()
+        take: MarkerAdvance | MarkerPut | None = None
         if device_id is None:
-            await self.markers.advance(
+            take = MarkerAdvance(
                 self._all_name(self.name_key, subject), int(now * 1000), self.max_seconds
             )
             revoked = "all"
         else:
             raw = decode_public_id(device_id)
             if raw is not None:
-                await self.markers.put(
+                # Put only if absent: a marker already there was written for the same
+                # device, whose every token it outlives, so there is nothing to refresh.
+                take = MarkerPut(
                     self._one_name(self.name_key, subject, raw), b"1", self.max_seconds
                 )
             revoked = device_id
+        if take is not None:
+            claim = MarkerClaim(take=take, failures=(), gate=take_gate(gate))
+            outcome = await self.markers.claim(claim, self.counters, int(now * 1000))
+            raise_if_gate_refused(gate, outcome.gate)
         audit("device.revoked", {"subject_hmac": self._subject_mac(subject), "device_id": revoked})
         return {"revoked": revoked}
 

@@ -4,8 +4,10 @@ Each route needs an API key with its scope (`totp`, `backup_codes` or `devices`)
 strict JSON body and answers JSON: 201 for what it creates, 200 with the outcome of every
 check (`status`, or `trusted` and a `reason` for devices). `routes` returns plain
 Starlette routes for the application to mount. A TOTP confirmation or verification, a
-backup-code redemption and a trusted-device check are one store step each, so they charge
-the key as that step's gate (`GatedAuthenticate`); the other routes charge it up front.
+backup-code redemption, a trusted-device check and a revocation are one store step each, so
+they charge the key as that step's gate (`GatedAuthenticate`); the other routes charge it up
+front. A backup-code generation does too, on purpose: its codes are hashed with scrypt
+(costly) before its one marker write, and the key's charge must refuse before that work.
 """
 
 from __future__ import annotations
@@ -167,9 +169,11 @@ def routes(
             )
 
     async def device_revoke(request: Request) -> Response:
-        await authenticate(request, DEVICES_SCOPE)
-        body = await read_model(request, DeviceRevokeRequest)
-        return _json(await devices.revoke(subject=body.subject, device_id=body.deviceId))
+        async with gated(request, DEVICES_SCOPE) as (_, gate):
+            body = await read_model(request, DeviceRevokeRequest)
+            return _json(
+                await devices.revoke(subject=body.subject, device_id=body.deviceId, gate=gate)
+            )
 
     return [
         route("/v1/devices/trust", device_trust),
