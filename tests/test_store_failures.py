@@ -22,10 +22,14 @@ from otpserver.settings.environment import Settings
 from otpserver.settings.store import RedisOptions
 from otpserver.stores import RedisIdStore, RedisKeyStore, redis_client
 from otpserver.stores.redis import (
+    _REVOKED_SEQUENCE,
+    _STAMP,
     COUNTER_PREFIX,
     ID_PREFIX,
     KEY_PREFIX,
     SEQUENCE_KEY,
+    STAMP_STEPS_PER_MS,
+    STAMPED_FLOOR,
     TAG,
     check_store,
 )
@@ -181,6 +185,79 @@ async def test_a_restored_snapshot_is_caught_and_what_it_revived_is_revoked() ->
     finally:
         await ids.aclose()
         await keys.aclose()
+        server.close()
+
+
+async def test_a_restart_without_persistence_revokes_nothing_minted_after_it() -> None:
+    """Two instances, a store restarted empty: whichever instance's step comes first, the
+    other takes the new start for an emptied store, not one gone back, so a code sent
+    through one right after the restart still verifies through the other. Before stamps,
+    an instance that missed the sequence's 1 revoked everything, fresh sign-ins included."""
+    server = RedisServer()
+    server.start()
+    first = RedisIdStore(redis_client(server.url, 0.5), 0.5)
+    second = RedisIdStore(redis_client(server.url, 0.5), 0.5)
+    try:
+        for store in (first, second, first, second):
+            assert await store.consume(new_id()) is False  # steps: each floor goes up
+        server.stop()
+        server.start()  # nothing saved: an empty store
+        with plain_client(server.url) as plain:
+            plain.incr(SEQUENCE_KEY)  # a third instance's step, the first after the restart
+        fresh = new_id()
+        assert await first.add(fresh, 600)
+        assert await second.consume(new_id()) is False
+        assert await second.consume(fresh)
+        later = new_id()
+        assert await second.add(later, 600)
+        assert await first.consume(later)
+    finally:
+        await first.aclose()
+        await second.aclose()
+        server.close()
+
+
+def test_a_stamp_lands_above_every_value_of_the_store_before() -> None:
+    """A store stamped, stepped, emptied and stamped again: the new stamp is above the old
+    store's last value (the clock moved on), and a revocation lands on the clock's next
+    stamp, not far past it, so a restart after a revocation still stamps above it."""
+    server = RedisServer()
+    server.start()
+    try:
+        with plain_client(server.url) as plain:
+            stamp = plain.register_script(_STAMP.source.decode())
+            old = int(stamp(keys=[SEQUENCE_KEY]))
+            assert old >= STAMPED_FLOOR
+            assert int(stamp(keys=[SEQUENCE_KEY])) == old  # stamped once
+            for _ in range(1000):
+                last = int(plain.incr(SEQUENCE_KEY))
+            plain.flushall()
+            time.sleep(0.002)
+            assert int(stamp(keys=[SEQUENCE_KEY])) > last
+            revoked = plain.register_script(_REVOKED_SEQUENCE.source.decode())
+            moved = int(revoked(keys=[SEQUENCE_KEY]))
+            seconds, micros = plain.time()
+            now_ms = seconds * 1000 + micros // 1000
+            assert moved <= (now_ms + 1) * STAMP_STEPS_PER_MS
+            plain.flushall()
+            time.sleep(0.002)
+            assert int(stamp(keys=[SEQUENCE_KEY])) > moved
+    finally:
+        server.close()
+
+
+async def test_an_instance_stamps_the_sequence_it_finds_unstamped() -> None:
+    """The first step on an empty store finds the sequence at 1 and stamps it before it
+    answers, so a snapshot or a replica taken from then on carries the stamp."""
+    server = RedisServer()
+    server.start()
+    ids = RedisIdStore(redis_client(server.url, 0.5), 0.5)
+    try:
+        assert await ids.consume(new_id()) is False
+        with plain_client(server.url) as plain:
+            assert int(plain.get(SEQUENCE_KEY)) >= STAMPED_FLOOR
+    finally:
+        await ids.aclose()
         server.close()
 
 

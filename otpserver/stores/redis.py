@@ -11,8 +11,10 @@ slot and every script's keys are on one node; one primary carries the load eithe
 A consumed ID must never come back (SPEC §17). Every consuming or charging step also
 advances a store sequence, `{otp}:seq`, in the same round trip; a process that sees the
 sequence go back (a restored snapshot, a failover to a lagging replica) refuses, deletes
-every pending ID and key (`revoke_pending`) and moves the sequence far ahead so the other
-instances agree. With `OTP_REDIS_WAIT_REPLICAS=n` those steps also wait, still in the same
+every pending ID and key (`revoke_pending`) and moves the sequence past every value handed
+out so the other instances agree. The sequence is stamped with the store's clock, so a
+store that restarts empty (and starts over at 1, unstamped) is told apart from one that
+went back. With `OTP_REDIS_WAIT_REPLICAS=n` those steps also wait, still in the same
 round trip, until n replicas hold them, so a failover cannot lose them.
 """
 
@@ -51,7 +53,16 @@ KEY_PREFIX = TAG + b":kek:"
 COUNTER_PREFIX = TAG + b":rl:"
 SEQUENCE_KEY = TAG + b":seq"
 SEQUENCE_JUMP = 1 << 40
-"""How far a revocation moves the sequence: past anything an instance may remember."""
+"""How far a revocation moves a sequence that is not yet stamped (below `STAMPED_FLOOR`)."""
+STAMP_STEPS_PER_MS = 1024
+"""A stamped sequence starts at (the store's clock in ms + 1) * 1024. Catching up with the
+clock would take over a million steps a second, more than one Redis primary runs, so every
+value handed out before a given millisecond stays below that millisecond's stamp, and a
+store stamped again after a restart lands above every value of the one before."""
+STAMPED_FLOOR = 1 << 50
+"""Sequences from here up are stamped (every stamp since 2005 is). Lower ones come from a
+store emptied since it was stamped, or from versions before the stamp; the first instance
+that sees one stamps it. Lua's doubles hold every stamp exactly (below 2**53 until 2248)."""
 EVICTING_POLICIES = ("allkeys-", "volatile-")
 """`maxmemory-policy` prefixes that may evict a limit counter (which hands out guesses)."""
 
@@ -63,6 +74,43 @@ if redis.call('DEL', KEYS[1]) == 1 then
 end
 return 0
 """)
+
+# The stamp of the store's next millisecond, by its own clock (one clock for every instance).
+_NEXT_STAMP = f"""
+local function next_stamp()
+  local now = redis.call('TIME')
+  local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  return (ms + 1) * {STAMP_STEPS_PER_MS}
+end
+"""
+
+# Moves the store sequence to the next millisecond's stamp, unless it is stamped already (so
+# instances racing to it stamp once). KEYS: the sequence. The answer: where it is.
+_STAMP = Script.of(
+    _NEXT_STAMP
+    + f"""
+local stored = tonumber(redis.call('GET', KEYS[1]) or '0')
+if stored >= {STAMPED_FLOOR} then return stored end
+local stamped = string.format('%d', next_stamp())
+redis.call('SET', KEYS[1], stamped)
+return tonumber(stamped)
+"""
+)
+
+# After a restore: past the highest value any instance may remember. Every value handed out
+# so far is below the next stamp, so moving there is enough, and no further: a far jump
+# would run ahead of the stamps a store emptied later gets. An unstamped sequence also moves
+# by `SEQUENCE_JUMP`, as before stamps. KEYS: the sequence. The answer: where it is.
+_REVOKED_SEQUENCE = Script.of(
+    _NEXT_STAMP
+    + f"""
+local stored = tonumber(redis.call('INCR', KEYS[1]))
+if stored < {STAMPED_FLOOR} then stored = stored + {SEQUENCE_JUMP} end
+local moved = string.format('%d', math.max(stored, next_stamp()))
+redis.call('SET', KEYS[1], moved)
+return tonumber(moved)
+"""
+)
 
 # Every instance offers its own candidate; the first write wins and all read the winner.
 _GET_OR_CREATE = Script.of("""
@@ -214,10 +262,12 @@ class _Timeline:
 
     highest: int = 0
     emptied: int = 0
-    """How often the sequence started over at 1: a store emptied (a restart without
+    """How often the sequence was found emptied: a store emptied (a restart without
     persistence, a flush) holds no ID at all, so it cannot bring one back."""
     broken: bool = False
     repair: asyncio.Task[None] | None = None
+    unstamped: bool = False
+    """A step found the sequence unstamped (`STAMPED_FLOOR`): stamp it before answering."""
 
 
 class _RedisBackend:
@@ -246,12 +296,15 @@ class _RedisBackend:
     async def _call(self, operation: Awaitable[T]) -> T:
         """The one way every Redis call is made: bounded, and fails closed."""
         try:
-            return await STORE.timed(self._bounded(operation))
+            answer = await STORE.timed(self._bounded(operation))
         except StoreWentBack as error:
             self._went_back(error)
             raise StoreUnavailable() from None
         except (RedisError, OSError, TimeoutError):
             raise StoreUnavailable() from None
+        if self._timeline.unstamped:
+            await self._stamp()
+        return answer
 
     async def _bounded(self, operation: Awaitable[T]) -> T:
         # Inside the outage record, so a call cut off by its deadline counts as a failure.
@@ -284,8 +337,10 @@ class _RedisBackend:
             if isinstance(answer, ResponseError):
                 raise answer
         sequence = int(answers[1])
-        if sequence == 1:
-            timeline.highest, timeline.emptied = 1, timeline.emptied + 1
+        if sequence < STAMPED_FLOOR:
+            timeline.unstamped = True
+        if _emptied(sequence, floor):
+            timeline.highest, timeline.emptied = sequence, timeline.emptied + 1
         elif timeline.emptied == emptied:
             # Whatever this store had seen before sending was written before this INCR ran,
             # so a store that kept its writes answers more; equal or less means it lost some.
@@ -295,6 +350,21 @@ class _RedisBackend:
         if wait and int(answers[2]) < wait:
             raise ReplicasBehind(f"{int(answers[2])} of {wait} replicas confirmed in time")
         return answers[0]
+
+    async def _stamp(self) -> None:
+        """Stamp the sequence, after the step that found it unstamped and apart from it: that
+        step is done and answers whatever becomes of the stamp, and if the stamp fails, the
+        next step that finds the sequence unstamped tries again. Once per emptied store and
+        instance, give or take instances racing to it (the script stamps once)."""
+        self._timeline.unstamped = False
+        try:
+            async with asyncio.timeout(self._timeout_seconds):
+                stamped = int(await self._client.run_script(_STAMP, (SEQUENCE_KEY,), ()))
+        except (RedisError, OSError, TimeoutError) as error:
+            log.warning("stamping the store sequence failed (%s); retried on a later step", error)
+            return
+        # What the next step would raise the floor to anyway.
+        self._timeline.highest = max(self._timeline.highest, stamped)
 
     def _went_back(self, error: StoreWentBack) -> None:
         timeline = self._timeline
@@ -323,6 +393,19 @@ class _RedisBackend:
         await self._client.aclose()
 
 
+def _emptied(sequence: int, floor: int) -> bool:
+    """Whether a step's sequence says the store was emptied rather than sent back in time.
+
+    An emptied store holds no ID, key or marker at all, so nothing can come back from it,
+    and its sequence starts over at 1, unstamped. Once an instance has seen a stamped
+    sequence, any unstamped one is such a new start, also when other instances' steps came
+    first (they would have seen 1). A restored snapshot or a lagging replica keeps its stamp
+    and answers at or below the floor: gone back. Stamps follow the store's clock, so a
+    store emptied and stamped again lands above every value of the one before.
+    """
+    return sequence == 1 or (sequence < STAMPED_FLOOR <= floor)
+
+
 @dataclass(frozen=True, slots=True)
 class Revoked:
     """What `revoke_pending` removed, and where it left the store sequence."""
@@ -341,7 +424,7 @@ async def revoke_pending(client: StoreClient) -> Revoked:
     itself leaves their caches within `otpserver.crypto.keyring.KEY_CACHE_SECONDS`."""
     ids = await client.delete_matching(ID_PREFIX + b"*")
     keys = await client.delete_matching(KEY_PREFIX + b"*")
-    sequence = int(await client.execute(b"INCRBY", SEQUENCE_KEY, SEQUENCE_JUMP))
+    sequence = int(await client.run_script(_REVOKED_SEQUENCE, (SEQUENCE_KEY,), ()))
     return Revoked(ids, keys, sequence)
 
 
