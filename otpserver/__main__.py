@@ -91,7 +91,10 @@ def serve(
     options["port"] = port
     # Each worker is one uvicorn server on its own socket: a worker count of one to uvicorn.
     config = uvicorn.Config(factory, factory=True, workers=1, **options)
-    status = workers.Supervisor(config, settings.workers).run()
+    supervisor = workers.Supervisor(
+        config, settings.workers, silent_after_seconds=settings.worker_timeout_seconds
+    )
+    status = supervisor.run()
     if status != 0:
         raise SystemExit(status)
 

@@ -149,3 +149,12 @@ def test_python_m_otpserver_prints_every_problem() -> None:
         "OTP_WORKERS",
     ]
     assert all(line.startswith("otpserver: configuration error: ") for line in lines)
+
+
+def test_a_worker_timeout_is_a_positive_number_of_seconds() -> None:
+    """`OTP_WORKER_TIMEOUT_SECONDS` takes seconds above 0 (a worker is never killed at once)
+    up to an hour; the supervisor reads it as given."""
+    assert problems_of({"OTP_WORKER_TIMEOUT_SECONDS": "0"}) == (
+        "OTP_WORKER_TIMEOUT_SECONDS must be a number of seconds above 0 and at most 3600",
+    )
+    assert Settings.from_env({"OTP_WORKER_TIMEOUT_SECONDS": "7.5"}).worker_timeout_seconds == 7.5

@@ -127,6 +127,31 @@ def test_a_killed_worker_is_replaced_while_the_other_serves(two_workers: ServerP
     assert httpx.get(f"{two_workers.url}/health", timeout=10).status_code == 200
 
 
+def test_a_frozen_worker_is_killed_and_replaced(redis_url: str) -> None:
+    """A worker that stops being heard from (frozen here with SIGSTOP; a loop blocked by a
+    stuck call looks the same) would keep its socket and its share of new connections
+    forever; after `OTP_WORKER_TIMEOUT_SECONDS` of silence the supervisor kills it, says
+    why, and a replacement takes its place. The other worker keeps beating and is left be."""
+    env = {**server_env(redis_url), "OTP_WORKER_TIMEOUT_SECONDS": "4"}
+    server = ServerProcess(env)
+    server.start()
+    try:
+        workers = listening_workers(server)
+        frozen, survivor = sorted(workers)
+        os.kill(frozen, signal.SIGSTOP)
+        wait_until(lambda: sockets.has_exited(frozen), f"worker {frozen} killed", server)
+        replaced = listening_workers(server)
+        assert survivor in replaced
+        assert frozen not in replaced
+        output = server.output()
+        assert f"worker [{frozen}] sent no heartbeat for " in output, output
+        assert f"worker [{frozen}] exited with status -9 while serving" in output
+        assert f"worker [{survivor}] sent no heartbeat" not in output
+        assert all(serving_worker(server) in replaced for _ in range(8))
+    finally:
+        server.stop()
+
+
 @pytest.mark.parametrize("share_port", [False, True], ids=["plain", "reuseport"])
 def test_a_port_in_use_stops_start_up(redis_url: str, share_port: bool) -> None:
     """Something already listening on the port, even a socket that would share it (as a

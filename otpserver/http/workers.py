@@ -11,10 +11,17 @@ does), forwards SIGTERM and SIGINT to them as SIGTERM (each then finishes its re
 flight), replaces a worker that dies, later and later while they keep dying, and gives up
 when workers keep failing before they serve. A worker whose supervisor is gone stops too,
 so a killed supervisor leaves no worker holding the port.
+
+A worker that hangs is worse than one that dies: its socket stays open, so the kernel keeps
+handing it its share of new connections, and they wait forever. Every worker's event loop
+therefore sends the supervisor a heartbeat several times within `OTP_WORKER_TIMEOUT_SECONDS`;
+a serving worker not heard from for that long (a loop blocked by a stuck call, a frozen
+process) is killed and replaced like one that died.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import logging
@@ -46,7 +53,12 @@ MAX_FAILED_STARTS = 5
 """Workers in a row that exit before serving: then the fault is the configuration or the
 machine, not a worker, and the supervisor stops instead of restarting forever."""
 
+BEATS_PER_TIMEOUT = 5
+"""Heartbeats a worker sends within one timeout: a few late ones on a busy machine never
+add up to a kill."""
+
 _READY = b"ready"
+_BEAT = b"beat"
 
 
 def listening_socket(host: str, port: int, *, share_port: bool) -> socket.socket:
@@ -80,9 +92,17 @@ def claim_port(host: str, port: int) -> int:
 class _Worker:
     process: BaseProcess
     connection: Connection
-    """The supervisor's end of a pipe: the worker says when it serves, and sees the pipe
-    close when the supervisor is gone."""
+    """The supervisor's end of a pipe the worker sees close when the supervisor is gone."""
+    heartbeat: Connection
+    """The supervisor's end of a one-way pipe on which the worker says when it serves, then
+    that its event loop still runs."""
+    heard_at: float
+    """When the worker was last heard from (`time.monotonic`)."""
     ready: bool = False
+    deaf: bool = False
+    """Its heartbeat pipe has closed: nothing more will come (the worker is exiting)."""
+    silenced: bool = False
+    """Killed for being silent too long; its exit is on its way."""
 
     @property
     def pid(self) -> int:
@@ -93,9 +113,12 @@ class Supervisor:
     """Runs `workers` copies of the uvicorn server `config` describes, each listening on
     `config.host`:`config.port` with its own socket, until SIGTERM or SIGINT."""
 
-    def __init__(self, config: uvicorn.Config, workers: int) -> None:
+    def __init__(
+        self, config: uvicorn.Config, workers: int, *, silent_after_seconds: float = 30.0
+    ) -> None:
         self.config = config
         self.workers = workers
+        self.silent_after_seconds = silent_after_seconds
         self._context = multiprocessing.get_context("spawn")
         self._stop_signal: int | None = None
         self._deaths: collections.deque[float] = collections.deque()
@@ -139,10 +162,11 @@ class Supervisor:
             live = [worker for worker in slots if worker is not None]
             waitables: list[Connection | socket.socket | int] = [wake_reader]
             waitables += [worker.process.sentinel for worker in live]
-            waitables += [worker.connection for worker in live if not worker.ready]
+            waitables += [worker.heartbeat for worker in live if not worker.deaf]
+            deadlines = [*restart_at.values(), *self._silence_deadlines(live)]
             timeout = None
-            if restart_at:
-                timeout = max(0.0, min(restart_at.values()) - time.monotonic())
+            if deadlines:
+                timeout = max(0.0, min(deadlines) - time.monotonic())
             wait(waitables, timeout)
             with contextlib.suppress(BlockingIOError):
                 wake_reader.recv(64)
@@ -151,11 +175,13 @@ class Supervisor:
             for index, worker in enumerate(slots):
                 if worker is None:
                     continue
-                self._note_ready(worker)
+                self._hear(worker)
                 if worker.process.is_alive():
+                    self._kill_if_silent(worker)
                     continue
                 worker.process.join()
                 worker.connection.close()
+                worker.heartbeat.close()
                 slots[index] = None
                 if not worker.ready:
                     self._failed_starts += 1
@@ -188,18 +214,43 @@ class Supervisor:
         )
         return 0
 
-    def _note_ready(self, worker: _Worker) -> None:
-        if worker.ready:
+    def _hear(self, worker: _Worker) -> None:
+        """Take in whatever the worker sent: that it serves, and heartbeats."""
+        if worker.deaf:
             return
         try:
-            if not worker.connection.poll():
-                return
-            message = worker.connection.recv_bytes()
+            while worker.heartbeat.poll():
+                message = worker.heartbeat.recv_bytes()
+                worker.heard_at = time.monotonic()
+                if message == _READY and not worker.ready:
+                    worker.ready = True
+                    self._failed_starts = 0
         except (EOFError, OSError):
+            worker.deaf = True
+
+    def _silence_deadlines(self, live: list[_Worker]) -> list[float]:
+        # Only serving workers: importing the application may take long, and a worker that
+        # never gets to serve is the failed-start count's business.
+        return [
+            worker.heard_at + self.silent_after_seconds
+            for worker in live
+            if worker.ready and not worker.silenced
+        ]
+
+    def _kill_if_silent(self, worker: _Worker) -> None:
+        if not worker.ready or worker.silenced:
             return
-        if message == _READY:
-            worker.ready = True
-            self._failed_starts = 0
+        silent_for = time.monotonic() - worker.heard_at
+        if silent_for <= self.silent_after_seconds:
+            return
+        log.error(
+            "worker [%d] sent no heartbeat for %.1f s (OTP_WORKER_TIMEOUT_SECONDS): its event "
+            "loop is blocked or the process is frozen; killing it",
+            worker.pid,
+            silent_for,
+        )
+        worker.silenced = True
+        worker.process.kill()
 
     def _restart_delay(self) -> float:
         now = time.monotonic()
@@ -211,14 +262,19 @@ class Supervisor:
 
     def _start(self) -> _Worker:
         ours, theirs = self._context.Pipe()
+        heard, beating = self._context.Pipe(duplex=False)
+        beat_seconds = self.silent_after_seconds / BEATS_PER_TIMEOUT
         process = self._context.Process(
-            target=serve_worker, args=(self.config, theirs), name="otpserver-worker"
+            target=serve_worker,
+            args=(self.config, theirs, beating, beat_seconds),
+            name="otpserver-worker",
         )
         process.start()
-        # The worker holds the only other end now: its EOF tells it the supervisor is gone.
+        # The worker holds the only other ends now: its EOF tells it the supervisor is gone.
         theirs.close()
+        beating.close()
         log.info("started worker [%d]", process.pid)
-        return _Worker(process, ours)
+        return _Worker(process, ours, heard, heard_at=time.monotonic())
 
     def _stop_all(self, slots: list[_Worker | None]) -> None:
         live = [worker for worker in slots if worker is not None]
@@ -228,25 +284,43 @@ class Supervisor:
         for worker in live:
             worker.process.join()
             worker.connection.close()
+            worker.heartbeat.close()
         if live:
             log.info("all workers stopped")
 
 
 class _WorkerServer(uvicorn.Server):
-    """uvicorn's server, telling the supervisor once it serves."""
+    """uvicorn's server, telling the supervisor once it serves, then beating while its
+    event loop runs."""
 
-    def __init__(self, config: uvicorn.Config, supervisor: Connection) -> None:
+    def __init__(self, config: uvicorn.Config, heartbeat: Connection, beat_seconds: float) -> None:
         super().__init__(config)
-        self._supervisor = supervisor
+        self._heartbeat = heartbeat
+        self._beat_seconds = beat_seconds
+        self._beating: asyncio.Task[None] | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
         if self.started:
-            with contextlib.suppress(OSError):
-                self._supervisor.send_bytes(_READY)
+            self._tell(_READY)
+            self._beating = asyncio.get_running_loop().create_task(self._beat())
+
+    async def _beat(self) -> None:
+        # From the event loop itself, not a thread: a beat proves the loop still turns.
+        while True:
+            await asyncio.sleep(self._beat_seconds)
+            self._tell(_BEAT)
+
+    def _tell(self, message: bytes) -> None:
+        # The pipe does not block (`serve_worker`): should the supervisor stop reading, a
+        # full pipe drops the beat instead of stopping the loop that sends it.
+        with contextlib.suppress(OSError):
+            self._heartbeat.send_bytes(message)
 
 
-def serve_worker(config: uvicorn.Config, supervisor: Connection) -> None:
+def serve_worker(
+    config: uvicorn.Config, supervisor: Connection, heartbeat: Connection, beat_seconds: float
+) -> None:
     """One worker process: its own socket on the shared port, then uvicorn until SIGTERM."""
     # A fresh interpreter: the supervisor's logging setup did not come along.
     config.configure_logging()
@@ -256,9 +330,10 @@ def serve_worker(config: uvicorn.Config, supervisor: Connection) -> None:
         # The reason is the whole story; a traceback of `bind` would add nothing.
         log.error("worker cannot listen on %s:%d: %s", config.host, config.port, error)  # noqa: TRY400
         sys.exit(STARTUP_FAILURE)
+    os.set_blocking(heartbeat.fileno(), False)
     threading.Thread(target=_stop_when_orphaned, args=(supervisor,), daemon=True).start()
     with contextlib.suppress(KeyboardInterrupt):
-        _WorkerServer(config, supervisor).run(sockets=[sock])
+        _WorkerServer(config, heartbeat, beat_seconds).run(sockets=[sock])
 
 
 def _stop_when_orphaned(supervisor: Connection) -> None:

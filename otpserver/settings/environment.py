@@ -62,6 +62,11 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "worker processes; more than one needs a shared store (redis://)",
     ),
     EnvVar(
+        "OTP_WORKER_TIMEOUT_SECONDS",
+        str(defaults.WORKER_TIMEOUT_SECONDS),
+        "with several workers: one whose event loop is silent this long is killed and replaced",
+    ),
+    EnvVar(
         "OTP_STORE_URL",
         defaults.STORE_URL,
         "memory:// (one process), redis://host:6379/0, rediss://, unix://, "
@@ -217,6 +222,7 @@ class Settings:
     host: str = defaults.HOST
     port: int = defaults.PORT
     workers: int = defaults.WORKERS
+    worker_timeout_seconds: float = defaults.WORKER_TIMEOUT_SECONDS
     store_url: str = defaults.STORE_URL
     store_timeout_seconds: float = defaults.STORE_TIMEOUT_SECONDS
     master_key: bytes | None = None
@@ -266,6 +272,7 @@ class Settings:
             host=reader.required("OTP_HOST"),
             port=reader.integer("OTP_PORT", 0, 65535),
             workers=reader.integer("OTP_WORKERS", 1, 64),
+            worker_timeout_seconds=reader.seconds("OTP_WORKER_TIMEOUT_SECONDS", maximum=3600),
             store_url=store_url,
             store_timeout_seconds=reader.seconds("OTP_STORE_TIMEOUT_SECONDS", maximum=60),
             master_key=problems.read(lambda: parse_master_key(reader.raw("OTP_MASTER_KEY")), None),
