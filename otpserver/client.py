@@ -67,6 +67,9 @@ class Challenge:
     attempts_left: int
     resends_left: int
     raw: dict[str, Any]
+    match: str | None = None
+    """Only for a challenge started with `link=True` and cross-device links on: the number
+    to show the user, who picks it on the link's page to approve (`status`)."""
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> Challenge:
@@ -81,7 +84,20 @@ class Challenge:
             attempts_left=int(body["attemptsLeft"]),
             resends_left=int(body["resendsLeft"]),
             raw=body,
+            match=body.get("match"),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class LinkWaiting:
+    """A challenge started with `link=True`, not approved from its link yet: show `match`
+    (None without cross-device links) and ask `status` again. `approval` is `waiting`,
+    `ended` (wrong numbers were picked: only typing the code is left) or None. The token you
+    hold stays valid."""
+
+    match: str | None
+    approval: str | None
+    raw: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,12 +281,14 @@ class OtpClient:
         locale: str | None = None,
         end_user_ip: str | None = None,
         nonce: str | None = None,
+        link: bool = False,
         idempotency_key: str | None = None,
     ) -> Challenge:
         """Send a code to an email address or phone number (`POST /v1/challenges`).
 
         `end_user_ip` counts toward per-address limits only for keys with `forward_ip`;
-        `nonce` is echoed in the result's `nonce` claim.
+        `nonce` is echoed in the result's `nonce` claim. `link` also emails a sign-in link
+        (the server needs `OTP_LINKS=true`); poll `status` for its approval.
         """
         if (email is None) == (phone is None):
             raise ValueError("give exactly one of email and phone")
@@ -281,9 +299,20 @@ class OtpClient:
                 "locale": locale,
                 "end_user_ip": end_user_ip,
                 "nonce": nonce,
+                "link": True if link else None,
             }
         )
         return Challenge.from_json(await self._post("/v1/challenges", body, idempotency_key))
+
+    async def status(self, challenge: str) -> LinkWaiting | CheckOutcome:
+        """Where a challenge started with `link=True` stands (`POST /v1/challenges/status`):
+        `LinkWaiting` until the user approves from the link with the right number, then the
+        check itself, as `check` answers it (`approved` with the result, spending the token),
+        or the challenge's end (`expired`, `invalid`). Changes nothing while waiting."""
+        body = await self._post("/v1/challenges/status", {"challenge": challenge})
+        if body.get("status") == "pending":
+            return LinkWaiting(match=body.get("match"), approval=body.get("approval"), raw=body)
+        return CheckOutcome.from_json(body)
 
     async def resend(self, challenge: str) -> Challenge | CheckOutcome:
         """Send a new code for the challenge; the old code stops working. A challenge that

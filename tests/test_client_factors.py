@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import httpx
 
-from otpserver.client import OtpClient
+from otpserver.client import CheckOutcome, LinkWaiting, OtpClient
 from otpserver.settings.api import ApiSettings
+from otpserver.settings.links import LinkSettings
 from tests.conftest import ISSUER, AppFactory
 from tests.support.factors import API_KEY, KEY_ID, SUBJECT, api_keys, app_code, decode_result
-from tests.support.fakes import FakeClock
+from tests.support.fakes import FakeClock, RecordingSender
 
 
 async def test_a_host_runs_every_second_factor_through_the_client(
@@ -60,3 +61,43 @@ async def test_a_host_runs_every_second_factor_through_the_client(
         )
         refused = await otp.device_check(subject=SUBJECT, device=device.device)
         assert (refused.trusted, refused.reason) == (False, "revoked")
+
+
+async def test_a_host_polls_a_linked_challenge_through_the_client(
+    make_app: AppFactory, clock: FakeClock, sender: RecordingSender
+) -> None:
+    """`start(link=True)` gets the number to show; `status` waits (changing nothing) until
+    the right number is picked on the link's page, then answers the approval with its
+    signed result; the spent token is then `invalid`."""
+    from tests.test_v1_challenges import API, API_KEY
+    from tests.test_v1_challenges import KEY_ID as CHALLENGES_KEY_ID
+
+    links = LinkSettings(enabled=True, cross_device=True, base_url="https://otp.example.com")
+    app = make_app("memory", api=API, links=links)
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        OtpClient("https://otp.example.com", API_KEY, issuer=ISSUER, transport=transport) as otp,
+        httpx.AsyncClient(transport=transport, base_url="https://otp.example.com") as page,
+    ):
+        started = await otp.start(email="ada@example.com", link=True)
+        assert started.match is not None
+        waiting = await otp.status(started.challenge)
+        assert isinstance(waiting, LinkWaiting)
+        assert (waiting.match, waiting.approval) == (started.match, "waiting")
+        link = sender.sent[-1].link
+        assert link is not None
+        approved_page = await page.post(
+            link.removeprefix("https://otp.example.com"), data={"match": started.match}
+        )
+        assert "Approved" in approved_page.text
+        done = await otp.status(started.challenge)
+        assert isinstance(done, CheckOutcome)
+        assert done.approved
+        assert done.result is not None
+        claims = await decode_result(page, done.result, audience=CHALLENGES_KEY_ID, now=clock.now)
+        assert claims["otp_method"] == "link"
+        again = await otp.status(started.challenge)
+        assert isinstance(again, CheckOutcome)
+        assert again.status == "invalid"
+        plain = await otp.start(email="ada@example.com")
+        assert plain.match is None

@@ -89,9 +89,18 @@ class BrowserEndpoints:
         now = int(self.clock())
         return await self.complete(request, await self.require(request, now), code, now)
 
-    async def complete(self, request: ApiRequest, held: TokenList, code: str, now: int) -> Response:
+    async def complete(
+        self,
+        request: ApiRequest,
+        held: TokenList,
+        code: str,
+        now: int,
+        *,
+        method: str | None = None,
+    ) -> Response:
         """Check `code` against the cookie's state `held`: a typed code, a clicked link and
-        an approved link all end here, so each is exactly one guess under the same limits."""
+        an approved link all end here, so each is exactly one guess under the same limits.
+        `method` names how the code came for the result's `otp_method` (None: typed)."""
         try:
             approved = await self.verifications.check(
                 held, code, requester=self._requester(request), now=now
@@ -107,7 +116,7 @@ class BrowserEndpoints:
         result = (
             None
             if self.results is None
-            else self.results.for_browser(approved.credential, approved.verified_at)
+            else self.results.for_browser(approved.credential, approved.verified_at, method)
         )
         response = await self.final(
             VerifiedCredential(approved.credential, float(approved.verified_at), result),

@@ -31,6 +31,7 @@ from otpserver.http.browser import BrowserEndpoints, request_host
 from otpserver.http.exchange import ApiRequest, ApiResponse, header_map, json_response
 from otpserver.otp import flow
 from otpserver.otp.payload import TokenList
+from otpserver.results.signer import LINK_METHOD
 from otpserver.verification.links import (
     MAX_TOKEN_CHARS,
     Approval,
@@ -164,7 +165,9 @@ class LinkEndpoints:
         if self.cross_device:
             grant = await self.approvals.approved(entry, now)
             if grant is not None:
-                return await self.browser.complete(request, held, grant.code, now)
+                return await self.browser.complete(
+                    request, held, grant.code, now, method=LINK_METHOD
+                )
             match = self.tokens.match_number(entry.digest)
             approval = "ended" if await self.approvals.ended(entry) else "waiting"
         return json_response(
@@ -181,7 +184,7 @@ class LinkEndpoints:
     ) -> Response:
         """The same check as a typed code; a refusal becomes a page, keeping its cookie."""
         try:
-            return await self.browser.complete(request, held, grant.code, now)
+            return await self.browser.complete(request, held, grant.code, now, method=LINK_METHOD)
         except OtpError as error:
             headers = {**PAGE_HEADERS, **error.headers}
             response = page(

@@ -27,7 +27,9 @@ from otpserver.results.keys import SigningKeys, b64url, derive_secret
 from otpserver.settings.api import MAX_RESULT_TTL_SECONDS, ApiSettings
 
 RESULT_TYPE = "otp-result+jwt"
-METHODS: frozenset[str] = frozenset({"email_code", "sms_code", "totp", "backup_code", "link"})
+LINK_METHOD = "link"
+"""`otp_method` of a code presented by its sign-in link (SPEC §18) rather than typed."""
+METHODS: frozenset[str] = frozenset({"email_code", "sms_code", "totp", "backup_code", LINK_METHOD})
 """`otp_method` values of the built-in factors; a channel a fork adds yields `<channel>_code`."""
 _AMR: Mapping[str, tuple[str, ...]] = {
     # RFC 8176 §2 registered values only: "sms" is confirmation by text message, "otp" a
@@ -36,7 +38,7 @@ _AMR: Mapping[str, tuple[str, ...]] = {
     "email_code": ("otp",),
     "totp": ("otp",),
     "backup_code": ("otp",),
-    "link": ("otp",),
+    LINK_METHOD: ("otp",),
 }
 _OIDC_CLAIMS: Mapping[str, tuple[str, str]] = {
     "email": ("email", "email_verified"),
@@ -123,12 +125,13 @@ class ResultSigner:
         signing_input = f"{_header_part(key.kid)}.{_json_part(claims)}"
         return f"{signing_input}.{b64url(key.sign(signing_input.encode('ascii')))}"
 
-    def for_browser(self, credential: Credential, now: float) -> str:
-        """The result of a code verified in the browser flow."""
+    def for_browser(self, credential: Credential, now: float, method: str | None = None) -> str:
+        """The result of a code verified in the browser flow: typed (`method` None, the
+        channel's code method) or presented by its link (`LINK_METHOD`)."""
         return self.issue(
             audience=self.browser_audience,
             subject=None,
-            method=code_method(credential.channel),
+            method=method or code_method(credential.channel),
             credential=credential,
             nonce=None,
             now=now,

@@ -48,7 +48,7 @@ from otpserver.otp import flow, payload
 from otpserver.otp.codes import parse_code
 from otpserver.otp.credentials import CredentialBody
 from otpserver.otp.payload import TokenList
-from otpserver.results.signer import ResultSigner, code_method
+from otpserver.results.signer import LINK_METHOD, ResultSigner, code_method
 from otpserver.settings.links import LinkSettings
 from otpserver.stores.base import Gate
 from otpserver.v1.auth import (
@@ -411,7 +411,9 @@ class Challenges:
             return status("pending", match=None, approval=None)
         grant = await self.approvals.approved(entry, now)
         if grant is not None:
-            return await self._check(request, key, held, grant.code, token, None, now)
+            return await self._check(
+                request, key, held, grant.code, token, None, now, method=LINK_METHOD
+            )
         ended = await self.approvals.ended(entry)
         return status(
             "pending",
@@ -429,8 +431,10 @@ class Challenges:
         nonce: str | None,
         now: int,
         gate: Gate | None = None,
+        method: str | None = None,
     ) -> Response:
-        """One check of `code` against the challenge, typed or from an approved link."""
+        """One check of `code` against the challenge, typed or from an approved link
+        (`method`, for the result's `otp_method`; None: typed)."""
         try:
             approved = await self.verifications.check(
                 held.state,
@@ -454,7 +458,7 @@ class Challenges:
         result = self.results.issue(
             audience=key.id,
             subject=None,
-            method=code_method(credential.channel),
+            method=method or code_method(credential.channel),
             credential=credential,
             nonce=nonce or held.nonce,
             now=approved.verified_at,
