@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import json
 import re
 import shutil
 from pathlib import Path
@@ -215,6 +216,9 @@ def test_hidden_folders_and_files_are_ignored(tmp_path: Path) -> None:
         ("sms.txt", "$code is your code", "must end with the line @$domain #$code"),
         ("sms.txt", "@$domain #$code\n$code", "must end with the line @$domain #$code"),
         ("sms.txt", b"\xff$code\n@$domain #$code", "UTF-8"),
+        ("link_page.json", None, "link_page.json is missing"),
+        ("link_page.json", "{", "not valid JSON"),
+        ("link_page.json", '{"confirm_title": "Confirm"}', "missing ['approved_next'"),
     ],
 )
 def test_broken_language_folder_fails_at_load(
@@ -278,3 +282,47 @@ def test_a_link_snippet_must_hold_the_link(tmp_path: Path) -> None:
     (folder / "email_link.txt").write_text("Sign in: $domain\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=re.escape("email_link.txt must contain $link")):
         Templates.load(tmp_path)
+
+
+def edited_link_page(folder: Path, **changes: object) -> None:
+    path = folder / "link_page.json"
+    texts = json.loads(path.read_text(encoding="utf-8"))
+    path.write_text(json.dumps({**texts, **changes}), encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("changes", "complaint"),
+    [
+        ({"confirm_text": "Sign in to $site?"}, "confirm_text must use $address and $site"),
+        ({"dead_title": "Gone from $site"}, "dead_title must use no placeholder"),
+        ({"approved_text": "Approved.\nReally."}, "approved_text must be one line"),
+        ({"number_button": 7}, "number_button must be one line"),
+        ({"extra": "x"}, "unknown ['extra']"),
+    ],
+)
+def test_link_page_texts_are_checked_at_load(
+    tmp_path: Path, changes: dict[str, object], complaint: str
+) -> None:
+    """Every key, one line each, and the site and the account named where a sign-in is
+    approved: whoever approves must see where and as whom."""
+    edited_link_page(copy_language(tmp_path, "en"), **changes)
+    with pytest.raises(ConfigError, match=re.escape(complaint)):
+        Templates.load(tmp_path)
+
+
+@pytest.mark.parametrize("language", SHIPPED)
+def test_every_shipped_language_has_link_pages(templates: Templates, language: str) -> None:
+    """Each shipped language names the site and the account, both escaped and in bold."""
+    texts = templates.link_page(language)
+    assert texts.language == language
+    confirm = texts.html("confirm_text", site="shop.example", address="a<b>@example.com")
+    assert "<strong>shop.example</strong>" in confirm
+    assert "<strong>a&lt;b&gt;@example.com</strong>" in confirm
+    assert "$" not in confirm
+
+
+def test_link_page_texts_are_plain_text(tmp_path: Path) -> None:
+    """A text is shown as written, never as markup, and `$$` writes a dollar sign."""
+    edited_link_page(copy_language(tmp_path, "en"), approved_next="<b>Done</b> for $$0")
+    texts = Templates.load(tmp_path).link_page(None)
+    assert texts.html("approved_next") == "&lt;b&gt;Done&lt;/b&gt; for $0"

@@ -120,6 +120,34 @@ async def test_get_and_head_render_a_static_page_and_change_nothing(
     assert (await browser.verify(code)).status_code == 200
 
 
+async def test_link_pages_speak_the_language_of_the_browser_opening_them(
+    cross_client: httpx.AsyncClient, sender: RecordingSender
+) -> None:
+    """The device opening the link picks the pages' language (Accept-Language), each page
+    still naming the site and the masked account; without a match they are in the default
+    language."""
+    first = Browser(cross_client)
+    await first.create()
+    path = link_path(sender)
+    german = {"accept-language": "de-CH, de;q=0.9, en;q=0.5"}
+    confirm = await cross_client.get(path, headers=german)
+    assert '<html lang="de">' in confirm.text
+    assert "<h1>Anmeldung bestätigen</h1>" in confirm.text
+    assert "<strong>a••@example.com</strong>" in confirm.text
+    assert ">Anmelden</button>" in confirm.text
+    asked = await cross_client.post(path, headers={"accept-language": "fr"})
+    assert '<html lang="fr">' in asked.text
+    assert "Nombre affiché sur votre premier appareil" in asked.text
+    number = number_of(await first.post("/api/otp/status"))
+    spanish = {"accept-language": "es-MX"}
+    wrong_once = await cross_client.post(path, data={"match": other(number)}, headers=spanish)
+    assert wrong_once.status_code == 403
+    assert "Queda un intento." in wrong_once.text
+    unknown = await cross_client.get(path, headers={"accept-language": "ja"})
+    assert '<html lang="en">' in unknown.text
+    assert "Confirm sign-in" in unknown.text
+
+
 async def test_post_with_the_cookie_signs_in_like_a_typed_code(
     links_client: httpx.AsyncClient, sender: RecordingSender
 ) -> None:

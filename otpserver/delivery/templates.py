@@ -8,7 +8,10 @@ adds a language by adding a folder; the folder name is the language tag (`pt`, `
 A sign-in link (`OTP_LINKS=true`) is rendered only when the message carries one: the
 folder's `email_link.txt` and `email_link.html` (placeholders `$link`, `$minutes`,
 `$domain`) fill the `$link_section` placeholder of `email.txt` and `email.html`, which is
-empty otherwise.
+empty otherwise. The pages that link opens speak the language of the browser opening it
+(Accept-Language): their texts are the folder's `link_page.json`, one plain-text string per
+key (`LINK_PAGE_KEYS`), escaped for HTML when shown; `$site` and `$address` stand where the
+confirm and approve pages name the site and the account.
 Everything is read and checked once at start-up: a missing file, an unknown placeholder or
 an SMS without its autofill line is a `ConfigError` then, never a failed send later.
 """
@@ -16,6 +19,7 @@ an SMS without its autofill line is a `ConfigError` then, never a failed send la
 from __future__ import annotations
 
 import html
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -43,6 +47,38 @@ _FILES = (
     "email_link.txt",
     "email_link.html",
 )
+LINK_PAGE_FILE = "link_page.json"
+LINK_PAGE_KEYS = (
+    "not_a_link_title",
+    "not_a_link_text",
+    "dead_title",
+    "dead_text",
+    "dead_next",
+    "confirm_title",
+    "confirm_text",
+    "confirm_button",
+    "refused_title",
+    "refused_next",
+    "code_title",
+    "code_text",
+    "code_next",
+    "number_title",
+    "number_text",
+    "number_next",
+    "number_label",
+    "number_button",
+    "number_wrong",
+    "approved_title",
+    "approved_text",
+    "approved_next",
+    "ended_title",
+    "ended_text",
+    "ended_next",
+)
+"""Every text of the link pages, each required in every language's `link_page.json`."""
+NAMING_KEYS = frozenset({"confirm_text", "number_text"})
+"""Texts that must name the site and the account (`$site`, `$address`): whoever approves a
+sign-in sees where and as whom. No other text takes a placeholder."""
 # Accept-Language is client input: look at a bounded number of entries only.
 _MAX_ACCEPT_LANGUAGE_ITEMS = 20
 
@@ -75,6 +111,8 @@ class LanguageTemplates:
     sms: Template
     link_text: Template
     link_html: Template
+    link_page: Mapping[str, Template]
+    """`link_page.json`, each text escaped for HTML before its placeholders are filled."""
 
     @classmethod
     def read(cls, folder: Path) -> LanguageTemplates:
@@ -97,7 +135,22 @@ class LanguageTemplates:
             link_html=_template(
                 folder / "email_link.html", texts["email_link.html"], LINK_PLACEHOLDERS, "link"
             ),
+            link_page=_link_page(folder / LINK_PAGE_FILE),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class LinkPageTexts:
+    """The link pages' texts in one language, as HTML."""
+
+    language: str
+    texts: Mapping[str, Template]
+
+    def html(self, key: str, **named: str) -> str:
+        """The text under `key`; `named` values (the site, the address) escaped and set in
+        bold where their placeholders stand."""
+        bold = {name: f"<strong>{html.escape(value)}</strong>" for name, value in named.items()}
+        return self.texts[key].substitute(bold)
 
 
 class Templates:
@@ -162,6 +215,11 @@ class Templates:
             if found is not None:
                 return found
         return self.default_language
+
+    def link_page(self, accept_language: str | None) -> LinkPageTexts:
+        """The link pages' texts in the best language for the browser opening the link."""
+        language = self.choose_language(None, accept_language)
+        return LinkPageTexts(language, self._languages[language].link_page)
 
     def email(self, message: OutgoingCode) -> RenderedEmail:
         """The subject and both bodies of the email carrying `message.code`."""
@@ -254,6 +312,34 @@ def _read(path: Path) -> str:
         raise ConfigError(f"the template {path} is missing")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"the template {path} cannot be read as UTF-8 ({exc.__class__.__name__})")
+
+
+def _link_page(path: Path) -> Mapping[str, Template]:
+    """A checked `link_page.json`: an object holding exactly `LINK_PAGE_KEYS`, each a
+    one-line string whose placeholders are `$site` and `$address` where `NAMING_KEYS` says
+    and none elsewhere; `ConfigError` naming the file and the key otherwise."""
+    try:
+        data = json.loads(_read(path))
+    except ValueError:
+        raise ConfigError(f"{path} is not valid JSON") from None
+    if not isinstance(data, dict) or set(data) != set(LINK_PAGE_KEYS):
+        keys = set(data) if isinstance(data, dict) else set()
+        missing, unknown = sorted(set(LINK_PAGE_KEYS) - keys), sorted(keys - set(LINK_PAGE_KEYS))
+        raise ConfigError(
+            f"{path} must hold exactly its keys (missing {missing}, unknown {unknown})"
+        )
+    texts: dict[str, Template] = {}
+    for key in LINK_PAGE_KEYS:
+        text = data[key]
+        if not isinstance(text, str) or not text.strip() or "\n" in text:
+            raise ConfigError(f"{path}: {key} must be one line of text")
+        template = Template(html.escape(text, quote=False))
+        expected = {"site", "address"} if key in NAMING_KEYS else set()
+        if not template.is_valid() or set(template.get_identifiers()) != expected:
+            wanted = " and ".join(f"${name}" for name in sorted(expected)) or "no placeholder"
+            raise ConfigError(f"{path}: {key} must use {wanted} (write $$ for a dollar sign)")
+        texts[key] = template
+    return texts
 
 
 def _template(

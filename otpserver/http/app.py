@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Scope
 from otpserver.crypto.atrest import AtRestRing
 from otpserver.crypto.keyring import KeyRing
 from otpserver.delivery.outbox import OutboxSender, outbox_routes
+from otpserver.delivery.templates import Templates
 from otpserver.errors import ConfigError, OtpError, ServerError
 from otpserver.factors.devices import TrustedDevices
 from otpserver.factors.routes import routes as factor_routes
@@ -220,6 +221,7 @@ def create_app(
             approvals,
             cross_device=settings.links.cross_device,
             clock=clock,
+            pages=Templates.load(default_locale=settings.delivery.default_locale),
         )
         api_routes["/api/otp/status"] = links.status
         # GET answers HEAD too; both only render a page.

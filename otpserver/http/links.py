@@ -26,6 +26,7 @@ from urllib.parse import parse_qs
 from starlette.requests import Request
 from starlette.responses import Response
 
+from otpserver.delivery.templates import LinkPageTexts, Templates
 from otpserver.errors import BodyInvalid, InvalidCookie, OtpError
 from otpserver.http.browser import BrowserEndpoints, request_host
 from otpserver.http.exchange import ApiRequest, ApiResponse, header_map, json_response
@@ -72,22 +73,27 @@ def mask(address: str) -> str:
     return f"{address[:3]}{'•' * max(len(address) - 5, 1)}{address[-2:]}"
 
 
-def page(title: str, *paragraphs: str, form: str = "", status: int = 200) -> Response:
-    """A static page: escaped text in, no script, headers that keep it out of caches."""
+def page(
+    texts: LinkPageTexts, title: str, *paragraphs: str, form: str = "", status: int = 200
+) -> Response:
+    """A static page in `texts`' language: the text under the key `title`, then HTML
+    paragraphs (escaped already), no script, headers that keep it out of caches."""
+    heading = texts.html(title)
     body = "".join(f"<p>{text}</p>" for text in paragraphs)
     document = (
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f'<!DOCTYPE html><html lang="{html.escape(texts.language)}"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         '<meta name="referrer" content="no-referrer">'
-        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>"
-        f"<body><main><h1>{html.escape(title)}</h1>{body}{form}</main></body></html>"
+        f"<title>{heading}</title><style>{_STYLE}</style></head>"
+        f"<body><main><h1>{heading}</h1>{body}{form}</main></body></html>"
     )
     return Response(document, status, headers=PAGE_HEADERS, media_type="text/html")
 
 
 def button_form(label: str, fields: str = "") -> str:
-    """A form posting back to this very URL (no `action`: the link's own path)."""
-    return f'<form method="post">{fields}<button type="submit">{html.escape(label)}</button></form>'
+    """A form posting back to this very URL (no `action`: the link's own path); `label`
+    is HTML, escaped already."""
+    return f'<form method="post">{fields}<button type="submit">{label}</button></form>'
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,60 +105,55 @@ class LinkEndpoints:
     approvals: LinkApprovals
     cross_device: bool
     clock: Callable[[], float]
+    pages: Templates
+    """Where the pages' texts come from (`link_page.json` of each language folder)."""
 
     async def link(self, request: Request) -> Response:
-        """`GET`/`HEAD` render the confirm page; `POST` acts as the module docstring says."""
+        """`GET`/`HEAD` render the confirm page; `POST` acts as the module docstring says.
+        Pages speak the language the browser opening the link asks for."""
         now = int(self.clock())
+        texts = self.pages.link_page(request.headers.get("accept-language"))
         token = request.path_params["token"]
         if not (0 < len(token) <= MAX_TOKEN_CHARS and _TOKEN_TEXT.fullmatch(token)):
-            return page(
-                "This is not a sign-in link",
-                "Check that the whole link was copied from the email.",
-                status=400,
-            )
+            return page(texts, "not_a_link_title", texts.html("not_a_link_text"), status=400)
         try:
             grant = await self.tokens.open(token, now)
         except InvalidCookie:
             # Well-formed but dead: like a route that does not exist (any more).
             return page(
-                "This link no longer works",
-                "It has expired, was replaced by a newer code, or is not a sign-in link.",
-                "Ask for a new code on the sign-in page.",
-                status=404,
+                texts, "dead_title", texts.html("dead_text"), texts.html("dead_next"), status=404
             )
         # The configured site name (always set in production), never a Host header's.
         public_host = self.browser.verifications.public_host
-        site = html.escape(public_host or request_host(request.headers.get("host", "")))
+        named = {
+            "site": public_host or request_host(request.headers.get("host", "")),
+            "address": mask(grant.credential.address),
+        }
         if request.method != "POST":
             return page(
-                "Confirm sign-in",
-                f"Sign in to <strong>{site}</strong> as "
-                f"<strong>{html.escape(mask(grant.credential.address))}</strong>?",
-                form=button_form("Sign in"),
+                texts,
+                "confirm_title",
+                texts.html("confirm_text", **named),
+                form=button_form(texts.html("confirm_button")),
             )
         api_request = ApiRequest(request.scope, header_map(request.scope["headers"]), b"")
         held = await self.browser.open(api_request, now)
         if held is not None and grant.matches(held.current_entry):
-            return await self._complete(api_request, held, grant, now)
+            return await self._complete(api_request, held, grant, texts, now)
         if not self.cross_device:
-            return self._code_page(grant)
+            return _code_page(grant, texts)
         number = _form_field(await request.body(), "match")
         if number is None:
-            return self._number_page(grant, site)
+            return _number_page(texts, named)
         outcome = await self.approvals.approve(grant, token, number, now)
         if outcome is Approval.APPROVED:
             return page(
-                "Approved",
-                "Go back to the device where you asked for the code: it signs you in there.",
-                "This device stays signed out.",
+                texts, "approved_title", texts.html("approved_text"), texts.html("approved_next")
             )
         if outcome is Approval.WRONG:
-            return self._number_page(grant, site, wrong=True)
+            return _number_page(texts, named, wrong=True)
         return page(
-            "Approval ended",
-            "Two wrong numbers ended approval from this device for this code.",
-            "Type the code from the email on the device where you asked for it.",
-            status=403,
+            texts, "ended_title", texts.html("ended_text"), texts.html("ended_next"), status=403
         )
 
     async def status(self, request: ApiRequest) -> ApiResponse | Response:
@@ -180,7 +181,12 @@ class LinkEndpoints:
         )
 
     async def _complete(
-        self, request: ApiRequest, held: TokenList, grant: LinkGrant, now: int
+        self,
+        request: ApiRequest,
+        held: TokenList,
+        grant: LinkGrant,
+        texts: LinkPageTexts,
+        now: int,
     ) -> Response:
         """The same check as a typed code; a refusal becomes a page, keeping its cookie."""
         try:
@@ -188,42 +194,46 @@ class LinkEndpoints:
         except OtpError as error:
             headers = {**PAGE_HEADERS, **error.headers}
             response = page(
-                "This link could not sign you in",
+                texts,
+                "refused_title",
+                # The error's own message is the API's, in English: the page's next step
+                # below says what to do in the reader's language.
                 html.escape(error.message),
-                "Type the code from the email on the sign-in page instead.",
+                texts.html("refused_next"),
                 status=error.status,
             )
             response.headers.update(headers)
             return response
 
-    def _code_page(self, grant: LinkGrant) -> Response:
-        """Another browser than the one that asked: show the code to type over there."""
-        return page(
-            "Open this on your first device",
-            "This link signs in only the browser where the code was requested, "
-            "so nothing happened here.",
-            "Type this code on the sign-in page there:",
-            f'<span class="code">{html.escape(grant.code)}</span>',
-        )
 
-    def _number_page(self, grant: LinkGrant, site: str, *, wrong: bool = False) -> Response:
-        """Ask for the two-digit number the first tab shows."""
-        hint = ("That number is not the one shown. One try left.",) if wrong else ()
-        field = (
-            '<p><label for="match">Number shown on your first device</label></p>'
-            '<p><input id="match" name="match" inputmode="numeric" autocomplete="off" '
-            'pattern="[0-9]{2}" maxlength="2" required autofocus></p>'
-        )
-        return page(
-            "Approve sign-in on your first device",
-            f"Signing in to <strong>{site}</strong> as "
-            f"<strong>{html.escape(mask(grant.credential.address))}</strong>.",
-            "Type the two-digit number shown where you asked for the code. "
-            "This device will not be signed in.",
-            *hint,
-            form=button_form("Approve", field),
-            status=403 if wrong else 200,
-        )
+def _code_page(grant: LinkGrant, texts: LinkPageTexts) -> Response:
+    """Another browser than the one that asked: show the code to type over there."""
+    return page(
+        texts,
+        "code_title",
+        texts.html("code_text"),
+        texts.html("code_next"),
+        f'<span class="code">{html.escape(grant.code)}</span>',
+    )
+
+
+def _number_page(texts: LinkPageTexts, named: dict[str, str], *, wrong: bool = False) -> Response:
+    """Ask for the two-digit number the first tab shows."""
+    hint = (texts.html("number_wrong"),) if wrong else ()
+    field = (
+        f'<p><label for="match">{texts.html("number_label")}</label></p>'
+        '<p><input id="match" name="match" inputmode="numeric" autocomplete="off" '
+        'pattern="[0-9]{2}" maxlength="2" required autofocus></p>'
+    )
+    return page(
+        texts,
+        "number_title",
+        texts.html("number_text", **named),
+        texts.html("number_next"),
+        *hint,
+        form=button_form(texts.html("number_button"), field),
+        status=403 if wrong else 200,
+    )
 
 
 def _form_field(body: bytes, name: str) -> str | None:
