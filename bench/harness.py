@@ -574,3 +574,36 @@ def run_comparison(
             for setup, setup_runs, servers in zip(setups, runs, all_servers, strict=True)
         ],
     }
+
+
+ApiCall = Callable[[str, dict[str, Any]], dict[str, Any]]
+"""A `/v1` POST with the benchmark's key: the decoded answer (raising on an HTTP error)."""
+
+
+def enrol_totp(
+    call: ApiCall, subject: str, before_confirm: Callable[[], object] = lambda: None
+) -> tuple[bytes, str]:
+    """Enrol `subject` in TOTP and confirm it with the current code, as a host would: the
+    secret and the sealed enrolment. `before_confirm` runs between the two calls (where a
+    harness marks the confirmation as the request it counts)."""
+    from otpserver.factors.totp import TotpParameters, totp
+
+    started = call("/v1/totp/enrolments", {"subject": subject, "account": "a@example.com"})
+    secret = base64.b32decode(started["secret"] + "=" * (-len(started["secret"]) % 8))
+    code = totp(secret, time.time(), TotpParameters())
+    before_confirm()
+    body = {"subject": subject, "pending": started["pending"], "code": code}
+    confirmed = call("/v1/totp/enrolments/confirm", body)
+    if confirmed.get("status") != "approved":
+        raise RuntimeError(f"confirming a TOTP enrolment answered {confirmed}")
+    return secret, str(confirmed["enrolment"])
+
+
+def next_totp_code(secret: bytes) -> str:
+    """The code of the step after the current one: still inside the verification window,
+    and never the step a confirmation just spent, so a verify with it is approved."""
+    from otpserver.factors.totp import TotpParameters, step_at, totp
+
+    parameters = TotpParameters()
+    step = step_at(time.time(), parameters.period) + 1
+    return totp(secret, step * parameters.period, parameters)

@@ -18,7 +18,6 @@ the ratio of requests per second: it tracks the work, not the speed.
 
 from __future__ import annotations
 
-import base64
 import http.client
 import json
 import os
@@ -42,9 +41,10 @@ from bench.harness import (
     WRONG_IDENTITIES,
     WRONG_PREFIX,
     Setup,
+    enrol_totp,
+    next_totp_code,
     server_env,
 )
-from otpserver.factors.totp import TotpParameters, step_at, totp
 from tests.support.redis_server import free_port
 
 TOOLS = ("valgrind", "callgrind_control")
@@ -234,21 +234,18 @@ def _challenge_tokens(client: Client, requests: int) -> list[str]:
 def _totp_enrolments(client: Client, requests: int) -> list[str]:
     """One confirmed TOTP enrolment per measured request (enrolling and confirming are not
     measured): a subject, its sealed enrolment and its secret, as one JSON slot."""
+
+    def call(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        status, answer = client.api(path, body)
+        if status not in (200, 201):
+            raise RuntimeError(f"preparing a TOTP verify: {path} answered {status}")
+        return answer
+
     slots = []
     for _ in range(requests):
         subject = f"bench-totp-{os.urandom(8).hex()}"
-        status, started = client.api(
-            "/v1/totp/enrolments", {"subject": subject, "account": "a@example.com"}
-        )
-        if status != 201:
-            raise RuntimeError(f"preparing a TOTP verify: enrolling got {status}")
-        secret = base64.b32decode(started["secret"] + "=" * (-len(started["secret"]) % 8))
-        code = totp(secret, time.time(), TotpParameters())
-        body = {"subject": subject, "pending": started["pending"], "code": code}
-        status, confirmed = client.api("/v1/totp/enrolments/confirm", body)
-        if confirmed.get("status") != "approved":
-            raise RuntimeError(f"preparing a TOTP verify: confirming got {status} {confirmed}")
-        slot = {"subject": subject, "enrolment": confirmed["enrolment"], "secret": secret.hex()}
+        secret, enrolment = enrol_totp(call, subject)
+        slot = {"subject": subject, "enrolment": enrolment, "secret": secret.hex()}
         slots.append(json.dumps(slot))
     return slots
 
@@ -259,9 +256,7 @@ def _totp_verifies(client: Client, slots: list[str]) -> list[int]:
     statuses = []
     for slot in slots:
         enrolled = json.loads(slot)
-        parameters = TotpParameters()
-        step = step_at(time.time(), parameters.period) + 1
-        code = totp(bytes.fromhex(enrolled["secret"]), step * parameters.period, parameters)
+        code = next_totp_code(bytes.fromhex(enrolled["secret"]))
         body = {"subject": enrolled["subject"], "enrolment": enrolled["enrolment"], "code": code}
         status, answer = client.api("/v1/totp/verify", body)
         statuses.append(status if answer.get("status") == "approved" else -status)

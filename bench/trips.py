@@ -14,18 +14,23 @@ own and every request here should count exactly one.
 
 from __future__ import annotations
 
-import base64
 import collections
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import redis
 
-from bench.harness import API_KEY, CODE, COOKIE_NAME, FLOW_PREFIX, WRONG_CODE
-from otpserver.factors.totp import TotpParameters, step_at, totp
+from bench.harness import (
+    API_KEY,
+    CODE,
+    COOKIE_NAME,
+    FLOW_PREFIX,
+    WRONG_CODE,
+    enrol_totp,
+    next_totp_code,
+)
 from otpserver.stores.markers_redis import _ADVANCE, _GATED_READ, _MARKER_CLAIM
 from otpserver.stores.redis import _CLAIM, _HIT, _ROTATE, KEY_PREFIX, SEQUENCE_KEY
 
@@ -205,23 +210,16 @@ def factors(http: httpx.Client, echo: Callable[[str], object]) -> None:
 
     def enrol(subject: str, *, counted: bool) -> tuple[str, bytes, str]:
         echo("bench:setup")
-        started = call("/v1/totp/enrolments", {"subject": subject, "account": "a@example.com"})
-        secret = base64.b32decode(started["secret"] + "=" * (-len(started["secret"]) % 8))
-        code = totp(secret, time.time(), TotpParameters())
-        body = {"subject": subject, "pending": started["pending"], "code": code}
-        if counted:
-            echo("bench:totp_confirm")
-        confirmed = call("/v1/totp/enrolments/confirm", body, "approved")
-        return subject, secret, confirmed["enrolment"]
+        marked = (lambda: echo("bench:totp_confirm")) if counted else (lambda: None)
+        secret, enrolment = enrol_totp(call, subject, marked)
+        return subject, secret, enrolment
 
     enrol("bench-totp-warm", counted=False)
     enrolments = [enrol(f"bench-totp-{i}", counted=True) for i in range(API_SAMPLES)]
     echo("bench:setup")
     made = call("/v1/backup-codes", {"subject": "bench-backup", "count": API_SAMPLES})
     for subject, secret, enrolment in enrolments:
-        # The step after the confirmed one: still inside the window a step from now.
-        step = step_at(time.time(), 30) + 1
-        right = totp(secret, step * 30, TotpParameters())
+        right = next_totp_code(secret)
         wrong = "000000" if right != "000000" else "111111"
         for kind, code, expected in (
             ("totp_verify_wrong", wrong, "incorrect"),
