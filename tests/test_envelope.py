@@ -11,11 +11,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from otpserver.crypto import envelope
+from otpserver.crypto.text import b64url as b64encode
 from otpserver.errors import InvalidCookie
 from otpserver.http.cookies import PURPOSE
 from otpserver.otp import payload
 from otpserver.otp.credentials import Credential
-from otpserver.verification.sealing import b64decode, b64encode
+from otpserver.verification.sealing import b64decode
 
 VECTORS = Path(__file__).parent / "vectors"
 

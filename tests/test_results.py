@@ -20,10 +20,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from jwt import PyJWKClient, PyJWKSet
 
+from otpserver.crypto.text import b64url
 from otpserver.errors import ConfigError
 from otpserver.http.app import OtpApp, create_app
 from otpserver.otp.credentials import Credential
-from otpserver.results.keys import PeriodKey, b64url
+from otpserver.results.keys import PeriodKey
 from otpserver.results.signer import ResultSigner
 from otpserver.settings.api import ApiSettings
 from otpserver.settings.environment import Settings

@@ -34,6 +34,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from otpserver.crypto.text import b64url
+
 ATREST_VERSION = 1
 GENERATION_SECONDS = 30 * 86400
 """How long one derived key seals new blobs before the next generation's key takes over."""
@@ -85,7 +87,7 @@ def _associated_data(header: bytes, purpose: str, bound_to: bytes) -> bytes:
 
 
 def _encode(blob: bytes) -> str:
-    return base64.urlsafe_b64encode(blob).rstrip(b"=").decode("ascii")
+    return b64url(blob)
 
 
 def _decode(token: str) -> bytes:

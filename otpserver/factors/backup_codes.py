@@ -8,13 +8,14 @@ back comes from the spent markers the caller claims (`otpserver.factors.service`
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass, replace
 
 import msgpack
+
+from otpserver.crypto.text import b64url
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 """Crockford's base32: no I, L, O or U, so nothing reads as another character or a word."""
@@ -53,7 +54,7 @@ class CodeSet:
     @property
     def public_id(self) -> str:
         """The id the host may show and log (`setId`): random, not derived from any code."""
-        return base64.urlsafe_b64encode(self.set_id).rstrip(b"=").decode()
+        return b64url(self.set_id)
 
     @property
     def remaining(self) -> int:

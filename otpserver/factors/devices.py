@@ -23,6 +23,7 @@ from typing import Any
 import msgpack
 
 from otpserver.crypto.atrest import AtRestRing, InvalidBlob
+from otpserver.crypto.text import b64url
 from otpserver.factors.events import audit
 from otpserver.factors.service import BLOB_TEXT, name, name_key
 from otpserver.otp.timefmt import iso
@@ -64,7 +65,7 @@ class DeviceToken:
 
 def public_id(device_id: bytes) -> str:
     """The text form of a device id (base64url, no padding)."""
-    return base64.urlsafe_b64encode(device_id).rstrip(b"=").decode()
+    return b64url(device_id)
 
 
 def dump(token: DeviceToken) -> bytes:

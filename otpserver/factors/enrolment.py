@@ -8,12 +8,12 @@ stay the same when the master key rotates and link to nothing the store could re
 
 from __future__ import annotations
 
-import base64
 import secrets
 from dataclasses import dataclass
 
 import msgpack
 
+from otpserver.crypto.text import b64url
 from otpserver.factors.totp import ALGORITHMS, TotpParameters, new_secret
 
 PENDING_SECONDS = 600
@@ -35,7 +35,7 @@ class Enrolment:
     @property
     def public_id(self) -> str:
         """The id the host may show and log (`enrolmentId`): random, not derived from secrets."""
-        return base64.urlsafe_b64encode(self.enrolment_id).rstrip(b"=").decode()
+        return b64url(self.enrolment_id)
 
 
 def new_enrolment(parameters: TotpParameters, now: float) -> Enrolment:

@@ -18,16 +18,15 @@ backup_codes.generated, device.trusted, device.revoked, key.rotated, store.unava
 
 from __future__ import annotations
 
-import base64
 import functools
-import hashlib
-import hmac
 import json
 import logging
 import os
 import time
 from typing import Protocol
 
+from otpserver.crypto.mac import hmac_sha256
+from otpserver.crypto.text import b64url
 from otpserver.observability.logs import REQUEST_ID
 from otpserver.observability.webhooks import WebhookSender
 from otpserver.settings.operations import OperationsConfig
@@ -90,17 +89,13 @@ class AuditTrail:
     """Writes events to the log and, when configured, queues them for the webhook."""
 
     def __init__(self, credential_key: bytes, webhook: WebhookSender | None = None) -> None:
-        # Keyed once: each pseudonym starts from a copy instead of deriving the key's pads.
-        self._credential_mac = hmac.new(credential_key, digestmod=hashlib.sha256)
+        self._credential_key = credential_key
         self._webhook = webhook
 
     def credential_hmac(self, credential: Addressed) -> str:
         """The stable pseudonym of a credential in events (base64url, 22 characters)."""
         message = f"{credential.channel}:{credential.address}".encode()
-        keyed = self._credential_mac.copy()
-        keyed.update(message)
-        digest = keyed.digest()[:16]
-        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+        return b64url(hmac_sha256(self._credential_key, message)[:16])
 
     def emit(
         self, event_type: str, *, credential: Addressed | None = None, **fields: Field
@@ -120,7 +115,8 @@ class AuditTrail:
         request_id = REQUEST_ID.get()
         if request_id is not None:
             data["request_id"] = request_id
-        message_id = "msg_" + base64.urlsafe_b64encode(os.urandom(15)).decode()
+        # 15 bytes: 20 characters, no padding to strip.
+        message_id = "msg_" + b64url(os.urandom(15))
         document = {
             "id": message_id,
             "type": event_type,

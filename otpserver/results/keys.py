@@ -11,7 +11,6 @@ published, so results signed just before a restart still verify.
 
 from __future__ import annotations
 
-import binascii
 import hashlib
 import json
 import struct
@@ -24,20 +23,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from otpserver.crypto.text import b64url
+
 _SALT = b"otpserver result signing v1"
 MAX_JWKS_CACHE_SECONDS = 3600
 """Verifiers refresh the key set at least this often, so a master-key rotation reaches them
 within the hour even with long signing periods."""
-
-
-_URLSAFE = bytes.maketrans(b"+/", b"-_")
-
-
-def b64url(data: bytes) -> str:
-    """Base64url without padding (RFC 7515 §2)."""
-    # binascii directly: `base64.urlsafe_b64encode` is two Python calls around the same
-    # two C steps, and a result encodes four parts.
-    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=").decode()
 
 
 def derive_secret(secret: bytes, info: bytes) -> bytes:

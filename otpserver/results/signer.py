@@ -21,9 +21,10 @@ from typing import Any
 from pydantic_core import to_json
 
 from otpserver.crypto.mac import hmac_sha256
+from otpserver.crypto.text import b64url
 from otpserver.errors import ConfigError
 from otpserver.otp.credentials import Credential
-from otpserver.results.keys import SigningKeys, b64url, derive_secret
+from otpserver.results.keys import SigningKeys, derive_secret
 from otpserver.settings.api import MAX_RESULT_TTL_SECONDS, ApiSettings
 
 RESULT_TYPE = "otp-result+jwt"

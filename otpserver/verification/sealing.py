@@ -13,6 +13,7 @@ import binascii
 
 from otpserver.crypto import envelope
 from otpserver.crypto.keyring import KeyRing
+from otpserver.crypto.text import b64url
 from otpserver.errors import InvalidCookie
 from otpserver.otp import payload
 from otpserver.otp.payload import TokenList
@@ -21,13 +22,9 @@ MAX_VALUE_CHARS = 4096
 """What a browser keeps in one cookie; sealed state never needs more."""
 
 
-def b64encode(blob: bytes) -> str:
-    """Unpadded base64url, the only encoding cookies are written in."""
-    return base64.urlsafe_b64encode(blob).rstrip(b"=").decode("ascii")
-
-
 def b64decode(text: str) -> bytes:
-    """Strict inverse of `b64encode`: other alphabets, padding or spare bits are refused.
+    """Strict inverse of `b64url`, the only encoding sealed values are written in: other
+    alphabets, padding or spare bits are refused.
 
     Refusing non-canonical spellings means a cookie has exactly one valid form, so no
     mutation of a cookie's text can still be accepted. The decoder skips characters outside
@@ -40,7 +37,7 @@ def b64decode(text: str) -> bytes:
         blob = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError):
         raise InvalidCookie() from None
-    if b64encode(blob) != text:
+    if b64url(blob) != text:
         raise InvalidCookie()
     return blob
 
@@ -74,7 +71,7 @@ class PendingSealer:
         """`plaintext` sealed for `purpose` under the current KEK, with a fresh data key
         and nonce."""
         key_id, kek = await self._keyring.current(now)
-        return b64encode(envelope.seal(plaintext, purpose=purpose, key_id=key_id, kek=kek))
+        return b64url(envelope.seal(plaintext, purpose=purpose, key_id=key_id, kek=kek))
 
     async def open(self, text: str, now: float, *, purpose: bytes) -> TokenList:
         """The pending state a value sealed for `purpose` holds."""

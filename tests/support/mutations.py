@@ -7,8 +7,9 @@ import base64
 from hypothesis import strategies as st
 
 from otpserver.crypto import envelope
+from otpserver.crypto.text import b64url as b64encode
 from otpserver.http.cookies import PURPOSE
-from otpserver.verification.sealing import b64decode, b64encode
+from otpserver.verification.sealing import b64decode
 
 OTHER_PURPOSE = b"otpserver/another-purpose/v1"
 
