@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from otpserver.crypto import envelope
-from otpserver.crypto.text import b64url as b64encode
+from otpserver.encoding import b64url as b64encode
 from otpserver.errors import InvalidCookie
 from otpserver.http.cookies import PURPOSE
 from otpserver.otp import payload

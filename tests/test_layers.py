@@ -17,7 +17,8 @@ PACKAGE_ROOT = Path(otpserver.__file__).parent
 LAYERS: tuple[frozenset[str], ...] = (
     # The host backends' client imports nothing of the server, so it works on its own.
     frozenset({"client"}),
-    frozenset({"errors"}),
+    # Errors, and text encodings every layer writes its values in (no imports of their own).
+    frozenset({"errors", "encoding"}),
     frozenset({"settings"}),
     frozenset({"observability"}),
     frozenset({"crypto", "stores"}),

@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from jwt import PyJWKClient, PyJWKSet
 
-from otpserver.crypto.text import b64url
+from otpserver.encoding import b64url
 from otpserver.errors import ConfigError
 from otpserver.http.app import OtpApp, create_app
 from otpserver.otp.credentials import Credential

@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from otpserver.crypto.text import b64url
+from otpserver.encoding import b64url
 
 ATREST_VERSION = 1
 GENERATION_SECONDS = 30 * 86400

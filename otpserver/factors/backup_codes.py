@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 import msgpack
 
-from otpserver.crypto.text import b64url
+from otpserver.encoding import b64url
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 """Crockford's base32: no I, L, O or U, so nothing reads as another character or a word."""

@@ -23,7 +23,7 @@ from typing import Any
 import msgpack
 
 from otpserver.crypto.atrest import AtRestRing, InvalidBlob
-from otpserver.crypto.text import b64url
+from otpserver.encoding import b64url
 from otpserver.factors.events import audit
 from otpserver.factors.service import BLOB_TEXT, name, name_key
 from otpserver.otp.timefmt import iso

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import msgpack
 
-from otpserver.crypto.text import b64url
+from otpserver.encoding import b64url
 from otpserver.factors.totp import ALGORITHMS, TotpParameters, new_secret
 
 PENDING_SECONDS = 600

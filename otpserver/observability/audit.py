@@ -19,14 +19,15 @@ backup_codes.generated, device.trusted, device.revoked, key.rotated, store.unava
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 import json
 import logging
 import os
 import time
 from typing import Protocol
 
-from otpserver.crypto.mac import hmac_sha256
-from otpserver.crypto.text import b64url
+from otpserver.encoding import b64url
 from otpserver.observability.logs import REQUEST_ID
 from otpserver.observability.webhooks import WebhookSender
 from otpserver.settings.operations import OperationsConfig
@@ -89,13 +90,16 @@ class AuditTrail:
     """Writes events to the log and, when configured, queues them for the webhook."""
 
     def __init__(self, credential_key: bytes, webhook: WebhookSender | None = None) -> None:
-        self._credential_key = credential_key
+        # Keyed once: each pseudonym starts from a copy instead of deriving the key's pads.
+        self._credential_mac = hmac.new(credential_key, digestmod=hashlib.sha256)
         self._webhook = webhook
 
     def credential_hmac(self, credential: Addressed) -> str:
         """The stable pseudonym of a credential in events (base64url, 22 characters)."""
         message = f"{credential.channel}:{credential.address}".encode()
-        return b64url(hmac_sha256(self._credential_key, message)[:16])
+        keyed = self._credential_mac.copy()
+        keyed.update(message)
+        return b64url(keyed.digest()[:16])
 
     def emit(
         self, event_type: str, *, credential: Addressed | None = None, **fields: Field

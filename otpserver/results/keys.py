@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from otpserver.crypto.text import b64url
+from otpserver.encoding import b64url
 
 _SALT = b"otpserver result signing v1"
 MAX_JWKS_CACHE_SECONDS = 3600

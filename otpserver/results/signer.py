@@ -21,7 +21,7 @@ from typing import Any
 from pydantic_core import to_json
 
 from otpserver.crypto.mac import hmac_sha256
-from otpserver.crypto.text import b64url
+from otpserver.encoding import b64url
 from otpserver.errors import ConfigError
 from otpserver.otp.credentials import Credential
 from otpserver.results.keys import SigningKeys, derive_secret

@@ -13,7 +13,7 @@ import binascii
 
 from otpserver.crypto import envelope
 from otpserver.crypto.keyring import KeyRing
-from otpserver.crypto.text import b64url
+from otpserver.encoding import b64url
 from otpserver.errors import InvalidCookie
 from otpserver.otp import payload
 from otpserver.otp.payload import TokenList

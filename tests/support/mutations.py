@@ -7,7 +7,7 @@ import base64
 from hypothesis import strategies as st
 
 from otpserver.crypto import envelope
-from otpserver.crypto.text import b64url as b64encode
+from otpserver.encoding import b64url as b64encode
 from otpserver.http.cookies import PURPOSE
 from otpserver.verification.sealing import b64decode
 

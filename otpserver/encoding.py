@@ -1,5 +1,8 @@
 """Bytes as text: unpadded base64url (RFC 4648 §5, no `=`), the one form every value the
-server hands out is written in (cookies, tokens, blobs, ids, results, audit pseudonyms)."""
+server hands out is written in (cookies, tokens, blobs, ids, results, audit pseudonyms).
+
+A module of its own, importing nothing of the server, on the lowest layer with `errors`:
+the audit trail (observability) writes ids in it as well as the crypto above it."""
 
 from __future__ import annotations
 
