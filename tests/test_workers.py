@@ -132,7 +132,7 @@ def test_a_frozen_worker_is_killed_and_replaced(redis_url: str) -> None:
     stuck call looks the same) would keep its socket and its share of new connections
     forever; after `OTP_WORKER_TIMEOUT_SECONDS` of silence the supervisor kills it, says
     why, and a replacement takes its place. The other worker keeps beating and is left be."""
-    env = {**server_env(redis_url), "OTP_WORKER_TIMEOUT_SECONDS": "4"}
+    env = {**server_env(redis_url), "OTP_WORKER_TIMEOUT_SECONDS": "5"}
     server = ServerProcess(env)
     server.start()
     try:
@@ -148,6 +148,31 @@ def test_a_frozen_worker_is_killed_and_replaced(redis_url: str) -> None:
         assert f"worker [{frozen}] exited with status -9 while serving" in output
         assert f"worker [{survivor}] sent no heartbeat" not in output
         assert all(serving_worker(server) in replaced for _ in range(8))
+    finally:
+        server.stop()
+
+
+def test_a_pause_of_the_whole_machine_kills_no_worker(redis_url: str) -> None:
+    """Everything frozen at once (a paused VM, a suspended laptop), past the timeout: the
+    workers' silence proves nothing then, since the supervisor was frozen too. Resumed
+    first, it sees its wait return late and gives each worker a fresh timeout instead of
+    killing them all before they could beat again."""
+    env = {**server_env(redis_url), "OTP_WORKER_TIMEOUT_SECONDS": "5"}
+    server = ServerProcess(env)
+    server.start()
+    try:
+        workers = listening_workers(server)
+        os.kill(server.pid, signal.SIGSTOP)
+        for pid in workers:
+            os.kill(pid, signal.SIGSTOP)
+        time.sleep(7)
+        os.kill(server.pid, signal.SIGCONT)
+        time.sleep(0.5)  # the supervisor runs alone for a moment, as it may on a resume
+        for pid in workers:
+            os.kill(pid, signal.SIGCONT)
+        time.sleep(6)  # past a fresh timeout: a worker that does not beat is killed by now
+        assert listening_workers(server) == workers
+        assert "sent no heartbeat" not in server.output()
     finally:
         server.stop()
 

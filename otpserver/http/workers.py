@@ -57,6 +57,11 @@ BEATS_PER_TIMEOUT = 5
 """Heartbeats a worker sends within one timeout: a few late ones on a busy machine never
 add up to a kill."""
 
+LATE_WAKE_SECONDS = 1.0
+"""A wait that returns this much later than asked means the supervisor itself was not
+running (the machine or the VM was paused): the workers were paused alike, so their
+silence meanwhile proves nothing and each gets a fresh timeout."""
+
 _READY = b"ready"
 _BEAT = b"beat"
 
@@ -167,7 +172,10 @@ class Supervisor:
             timeout = None
             if deadlines:
                 timeout = max(0.0, min(deadlines) - time.monotonic())
+            asked_at = time.monotonic()
             wait(waitables, timeout)
+            if timeout is not None and time.monotonic() - asked_at > timeout + LATE_WAKE_SECONDS:
+                self._pardon(live)
             with contextlib.suppress(BlockingIOError):
                 wake_reader.recv(64)
             if self._stop_signal is not None:
@@ -227,6 +235,12 @@ class Supervisor:
                     self._failed_starts = 0
         except (EOFError, OSError):
             worker.deaf = True
+
+    @staticmethod
+    def _pardon(live: list[_Worker]) -> None:
+        now = time.monotonic()
+        for worker in live:
+            worker.heard_at = max(worker.heard_at, now)
 
     def _silence_deadlines(self, live: list[_Worker]) -> list[float]:
         # Only serving workers: importing the application may take long, and a worker that
