@@ -20,6 +20,11 @@ What to raise
     server can check it offline against `GET /.well-known/jwks.json` (see the README, "From
     your backend"); it is None only when the core was built without a signer.
 
+    `verified.via_link` is True when the code came through its emailed sign-in link (a
+    click in this browser, or approval by number from another device) instead of being
+    typed. A link is also this hook's request when clicked in the same browser
+    (`request.url.path` starts with `/l/`): answer a redirect there if you want a page.
+
 Trade-offs of the default
     Returns the verified credential and the signed result as JSON. The page hands `result`
     to its own backend, which verifies it before trusting the credential: the credential

@@ -36,6 +36,10 @@ class VerifiedCredential:
     result: str | None = None
     """The signed result of this verification (SPEC §11): a compact JWS the page can hand
     to its own backend, which checks it against `/.well-known/jwks.json`."""
+    via_link: bool = False
+    """True when the code came through its emailed sign-in link (a click in this browser,
+    or approval by number from another device) rather than typed; the result then names
+    `otp_method` `link`."""
 
 
 class JSONResponse(StarletteJSONResponse):

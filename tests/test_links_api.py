@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 from collections.abc import Callable
 
 import httpx
 import jwt
 import pytest
+from starlette.requests import Request
+from starlette.responses import Response
 
 from otpserver.errors import ConfigError
+from otpserver.hooks import VerifiedCredential
 from otpserver.http.app import OtpApp
 from otpserver.settings.environment import Settings
 from otpserver.settings.links import LinkSettings
 from tests.conftest import AppFactory
 from tests.support.api import Browser, wrong
 from tests.support.fakes import FakeClock, RecordingSender
+from tests.support.hooks import HOOKS
 
 BASE = "https://otp.example.com"
 SAME_BROWSER = LinkSettings(enabled=True, base_url=BASE)
@@ -465,3 +470,33 @@ async def test_concurrent_wrong_numbers_still_end_approval_after_two(
     late = await cross_client.post(path, data={"match": number})
     assert "Approval ended" in late.text
     assert (await first.post("/api/otp/status")).json()["approval"] == "ended"
+
+
+async def test_the_final_hook_is_told_when_the_link_brought_the_code(
+    make_app: AppFactory,
+    client_for: Callable[[OtpApp], httpx.AsyncClient],
+    sender: RecordingSender,
+) -> None:
+    """`VerifiedCredential.via_link` is True for a click with the cookie and for an approval
+    by number, False for a typed code, so a hook can tell the three apart."""
+    seen: list[bool] = []
+    default_final = HOOKS.final
+
+    async def final(verified: VerifiedCredential, request: Request) -> Response:
+        seen.append(verified.via_link)
+        return await default_final(verified, request)
+
+    client = client_for(make_app(hooks=dataclasses.replace(HOOKS, final=final), links=CROSS_DEVICE))
+    clicked = Browser(client)
+    await clicked.create()
+    same_browser = await clicked.post(link_path(sender))
+    assert same_browser.status_code == 200
+    typed = Browser(client)
+    await typed.create("grace@example.com")
+    assert (await typed.verify(sender.last_code)).status_code == 200
+    polled = Browser(client)
+    await polled.create("alan@example.com")
+    number = number_of(await polled.post("/api/otp/status"))
+    await client.post(link_path(sender), data={"match": number})
+    assert (await polled.post("/api/otp/status")).json()["verified"] is True
+    assert seen == [True, False, True]

@@ -22,7 +22,7 @@ from otpserver.otp import flow
 from otpserver.otp.codes import parse_code
 from otpserver.otp.credentials import CredentialBody
 from otpserver.otp.payload import TokenList
-from otpserver.results.signer import ResultSigner
+from otpserver.results.signer import LINK_METHOD, ResultSigner
 from otpserver.settings.links import LinkSettings
 from otpserver.verification.service import HandBack, Requester, Verifications
 
@@ -119,7 +119,12 @@ class BrowserEndpoints:
             else self.results.for_browser(approved.credential, approved.verified_at, method)
         )
         response = await self.final(
-            VerifiedCredential(approved.credential, float(approved.verified_at), result),
+            VerifiedCredential(
+                approved.credential,
+                float(approved.verified_at),
+                result,
+                via_link=method == LINK_METHOD,
+            ),
             request.starlette(),
         )
         response.headers.append("Set-Cookie", cookie)
