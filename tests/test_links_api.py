@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import re
 from collections.abc import Callable
 
@@ -22,6 +23,7 @@ from tests.conftest import AppFactory
 from tests.support.api import Browser, wrong
 from tests.support.fakes import FakeClock, RecordingSender
 from tests.support.hooks import HOOKS
+from tests.support.hygiene import captured_records
 
 BASE = "https://otp.example.com"
 SAME_BROWSER = LinkSettings(enabled=True, base_url=BASE)
@@ -478,7 +480,8 @@ async def test_the_final_hook_is_told_when_the_link_brought_the_code(
     sender: RecordingSender,
 ) -> None:
     """`VerifiedCredential.via_link` is True for a click with the cookie and for an approval
-    by number, False for a typed code, so a hook can tell the three apart."""
+    by number, False for a typed code, so a hook can tell the three apart; the audit events
+    and metrics name the method alike (`link`, `code`)."""
     seen: list[bool] = []
     default_final = HOOKS.final
 
@@ -487,16 +490,22 @@ async def test_the_final_hook_is_told_when_the_link_brought_the_code(
         return await default_final(verified, request)
 
     client = client_for(make_app(hooks=dataclasses.replace(HOOKS, final=final), links=CROSS_DEVICE))
-    clicked = Browser(client)
-    await clicked.create()
-    same_browser = await clicked.post(link_path(sender))
-    assert same_browser.status_code == 200
-    typed = Browser(client)
-    await typed.create("grace@example.com")
-    assert (await typed.verify(sender.last_code)).status_code == 200
-    polled = Browser(client)
-    await polled.create("alan@example.com")
-    number = number_of(await polled.post("/api/otp/status"))
-    await client.post(link_path(sender), data={"match": number})
-    assert (await polled.post("/api/otp/status")).json()["verified"] is True
+    with captured_records() as records:
+        clicked = Browser(client)
+        await clicked.create()
+        same_browser = await clicked.post(link_path(sender))
+        assert same_browser.status_code == 200
+        typed = Browser(client)
+        await typed.create("grace@example.com")
+        assert (await typed.verify(sender.last_code)).status_code == 200
+        polled = Browser(client)
+        await polled.create("alan@example.com")
+        number = number_of(await polled.post("/api/otp/status"))
+        await client.post(link_path(sender), data={"match": number})
+        assert (await polled.post("/api/otp/status")).json()["verified"] is True
     assert seen == [True, False, True]
+    events = [json.loads(line).get("event") for line in records.lines if line.startswith("{")]
+    verified = [
+        event["data"]["method"] for event in events if event and event["type"] == "otp.verified"
+    ]
+    assert verified == ["link", "code", "link"]

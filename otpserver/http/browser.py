@@ -22,7 +22,7 @@ from otpserver.otp import flow
 from otpserver.otp.codes import parse_code
 from otpserver.otp.credentials import CredentialBody
 from otpserver.otp.payload import TokenList
-from otpserver.results.signer import LINK_METHOD, ResultSigner
+from otpserver.results.signer import ResultSigner
 from otpserver.settings.links import LinkSettings
 from otpserver.verification.service import HandBack, Requester, Verifications
 
@@ -96,14 +96,14 @@ class BrowserEndpoints:
         code: str,
         now: int,
         *,
-        method: str | None = None,
+        via_link: bool = False,
     ) -> Response:
         """Check `code` against the cookie's state `held`: a typed code, a clicked link and
-        an approved link all end here, so each is exactly one guess under the same limits.
-        `method` names how the code came for the result's `otp_method` (None: typed)."""
+        an approved link all end here, so each is exactly one guess under the same limits;
+        `via_link` says which, for the result, the final hook and the audit trail."""
         try:
             approved = await self.verifications.check(
-                held, code, requester=self._requester(request), now=now
+                held, code, requester=self._requester(request), now=now, via_link=via_link
             )
         except HandBack as handback:
             raise await self._with_cookie(handback, now) from None
@@ -116,14 +116,16 @@ class BrowserEndpoints:
         result = (
             None
             if self.results is None
-            else self.results.for_browser(approved.credential, approved.verified_at, method)
+            else self.results.for_browser(
+                approved.credential, approved.verified_at, via_link=via_link
+            )
         )
         response = await self.final(
             VerifiedCredential(
                 approved.credential,
                 float(approved.verified_at),
                 result,
-                via_link=method == LINK_METHOD,
+                via_link=via_link,
             ),
             request.starlette(),
         )

@@ -32,7 +32,6 @@ from otpserver.http.browser import BrowserEndpoints, request_host
 from otpserver.http.exchange import ApiRequest, ApiResponse, header_map, json_response
 from otpserver.otp import flow
 from otpserver.otp.payload import TokenList
-from otpserver.results.signer import LINK_METHOD
 from otpserver.verification.links import (
     MAX_TOKEN_CHARS,
     Approval,
@@ -166,9 +165,7 @@ class LinkEndpoints:
         if self.cross_device:
             grant = await self.approvals.approved(entry, now)
             if grant is not None:
-                return await self.browser.complete(
-                    request, held, grant.code, now, method=LINK_METHOD
-                )
+                return await self.browser.complete(request, held, grant.code, now, via_link=True)
             match = self.tokens.match_number(entry.digest)
             approval = "ended" if await self.approvals.ended(entry) else "waiting"
         return json_response(
@@ -190,7 +187,7 @@ class LinkEndpoints:
     ) -> Response:
         """The same check as a typed code; a refusal becomes a page, keeping its cookie."""
         try:
-            return await self.browser.complete(request, held, grant.code, now, method=LINK_METHOD)
+            return await self.browser.complete(request, held, grant.code, now, via_link=True)
         except OtpError as error:
             headers = {**PAGE_HEADERS, **error.headers}
             response = page(

@@ -48,8 +48,11 @@ _OIDC_CLAIMS: Mapping[str, tuple[str, str]] = {
 DEVELOPMENT_ISSUER = "otpserver-development"
 
 
-def code_method(channel: str) -> str:
-    """The `otp_method` of a code sent over `channel`."""
+def code_method(channel: str, *, via_link: bool = False) -> str:
+    """The `otp_method` of a code sent over `channel`: typed, or presented by its sign-in
+    link (`LINK_METHOD`)."""
+    if via_link:
+        return LINK_METHOD
     return {"email": "email_code", "phone": "sms_code"}.get(channel, f"{channel}_code")
 
 
@@ -126,13 +129,12 @@ class ResultSigner:
         signing_input = f"{_header_part(key.kid)}.{_json_part(claims)}"
         return f"{signing_input}.{b64url(key.sign(signing_input.encode('ascii')))}"
 
-    def for_browser(self, credential: Credential, now: float, method: str | None = None) -> str:
-        """The result of a code verified in the browser flow: typed (`method` None, the
-        channel's code method) or presented by its link (`LINK_METHOD`)."""
+    def for_browser(self, credential: Credential, now: float, *, via_link: bool = False) -> str:
+        """The result of a code verified in the browser flow, typed or via its link."""
         return self.issue(
             audience=self.browser_audience,
             subject=None,
-            method=method or code_method(credential.channel),
+            method=code_method(credential.channel, via_link=via_link),
             credential=credential,
             nonce=None,
             now=now,

@@ -48,7 +48,7 @@ from otpserver.otp import flow, payload
 from otpserver.otp.codes import parse_code
 from otpserver.otp.credentials import CredentialBody
 from otpserver.otp.payload import TokenList
-from otpserver.results.signer import LINK_METHOD, ResultSigner, code_method
+from otpserver.results.signer import ResultSigner, code_method
 from otpserver.settings.links import LinkSettings
 from otpserver.stores.base import Gate
 from otpserver.v1.auth import (
@@ -412,7 +412,7 @@ class Challenges:
         grant = await self.approvals.approved(entry, now)
         if grant is not None:
             return await self._check(
-                request, key, held, grant.code, token, None, now, method=LINK_METHOD
+                request, key, held, grant.code, token, None, now, via_link=True
             )
         ended = await self.approvals.ended(entry)
         return status(
@@ -431,10 +431,9 @@ class Challenges:
         nonce: str | None,
         now: int,
         gate: Gate | None = None,
-        method: str | None = None,
+        via_link: bool = False,
     ) -> Response:
-        """One check of `code` against the challenge, typed or from an approved link
-        (`method`, for the result's `otp_method`; None: typed)."""
+        """One check of `code` against the challenge, typed or from an approved link."""
         try:
             approved = await self.verifications.check(
                 held.state,
@@ -442,6 +441,7 @@ class Challenges:
                 requester=self._requester(request, key, held.address),
                 now=now,
                 gate=gate,
+                via_link=via_link,
             )
         except HandBack as handback:
             return await self._refused_after_spend(handback, held, key.id, now)
@@ -458,7 +458,7 @@ class Challenges:
         result = self.results.issue(
             audience=key.id,
             subject=None,
-            method=method or code_method(credential.channel),
+            method=code_method(credential.channel, via_link=via_link),
             credential=credential,
             nonce=nonce or held.nonce,
             now=approved.verified_at,

@@ -225,8 +225,10 @@ class Verifications:
         requester: Requester,
         now: int,
         gate: Gate | None = None,
+        via_link: bool = False,
     ) -> Approved:
-        """Check `code` (already format-checked) against the current entry.
+        """Check `code` (already format-checked) against the current entry; `via_link` when
+        its sign-in link presented it, for the audit trail and the metrics.
 
         Raises the domain refusal (`OTP:EXPIRED`, `OTP:TOO_MANY_ATTEMPTS`, a temporary
         block) before any state change, and `HandBack` for a wrong code or a limit refusal
@@ -234,6 +236,7 @@ class Verifications:
         """
         entry = held.current_entry
         flow.check_verifiable(entry, now)
+        presented = "link" if via_link else "code"
         keys = (self.digest_key, *self.previous_digest_keys)
         correct = digest_matches(
             entry.digest, keys, entry.credential.address, entry.issued_at, code
@@ -242,7 +245,7 @@ class Verifications:
         if not correct:
             failed_state = flow.replace_current(held, flow.failed(entry, now, self.policy), new_id)
             await self._spend("guess", held, failed_state, requester, now, gate)
-            outcomes.code_failed(entry.credential, method="code", outcome="incorrect")
+            outcomes.code_failed(entry.credential, method=presented, outcome="incorrect")
             raise HandBack(flow.incorrect(failed_state.current_entry, now), failed_state)
         # The unchanged entries go under the new ID, so a refusal can hand them back; after
         # a success the other pending credentials live on under it. With none left, the ID
@@ -253,7 +256,7 @@ class Verifications:
             "correct", held, unchanged, requester, now, gate, file_when_refused=remaining is None
         )
         outcomes.code_verified(
-            entry.credential, method="code", seconds_since_sent=now - entry.issued_at
+            entry.credential, method=presented, seconds_since_sent=now - entry.issued_at
         )
         return Approved(entry.credential, now, remaining)
 
