@@ -40,6 +40,8 @@ from types import FrameType
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 
+from otpserver.settings.defaults import WORKER_TIMEOUT_SECONDS
+
 log = logging.getLogger(__name__)
 
 SHARES_PORT = hasattr(socket, "SO_REUSEPORT")
@@ -119,7 +121,11 @@ class Supervisor:
     `config.host`:`config.port` with its own socket, until SIGTERM or SIGINT."""
 
     def __init__(
-        self, config: uvicorn.Config, workers: int, *, silent_after_seconds: float = 30.0
+        self,
+        config: uvicorn.Config,
+        workers: int,
+        *,
+        silent_after_seconds: float = WORKER_TIMEOUT_SECONDS,
     ) -> None:
         self.config = config
         self.workers = workers
