@@ -24,6 +24,7 @@ from typing import Any
 
 from bench import procs, workers, wrk
 from bench.procs import Process
+from otpserver.factors.totp import TotpParameters, step_at, totp
 from otpserver.observability.metrics import files_directory
 from tests.support.redis_server import free_port
 
@@ -586,8 +587,6 @@ def enrol_totp(
     """Enrol `subject` in TOTP and confirm it with the current code, as a host would: the
     secret and the sealed enrolment. `before_confirm` runs between the two calls (where a
     harness marks the confirmation as the request it counts)."""
-    from otpserver.factors.totp import TotpParameters, totp
-
     started = call("/v1/totp/enrolments", {"subject": subject, "account": "a@example.com"})
     secret = base64.b32decode(started["secret"] + "=" * (-len(started["secret"]) % 8))
     code = totp(secret, time.time(), TotpParameters())
@@ -602,8 +601,6 @@ def enrol_totp(
 def next_totp_code(secret: bytes) -> str:
     """The code of the step after the current one: still inside the verification window,
     and never the step a confirmation just spent, so a verify with it is approved."""
-    from otpserver.factors.totp import TotpParameters, step_at, totp
-
     parameters = TotpParameters()
     step = step_at(time.time(), parameters.period) + 1
     return totp(secret, step * parameters.period, parameters)

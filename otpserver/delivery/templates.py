@@ -322,9 +322,10 @@ def _link_page(path: Path) -> Mapping[str, Template]:
         data = json.loads(_read(path))
     except ValueError:
         raise ConfigError(f"{path} is not valid JSON") from None
-    if not isinstance(data, dict) or set(data) != set(LINK_PAGE_KEYS):
+    required = set(LINK_PAGE_KEYS)
+    if not isinstance(data, dict) or set(data) != required:
         keys = set(data) if isinstance(data, dict) else set()
-        missing, unknown = sorted(set(LINK_PAGE_KEYS) - keys), sorted(keys - set(LINK_PAGE_KEYS))
+        missing, unknown = sorted(required - keys), sorted(keys - required)
         raise ConfigError(
             f"{path} must hold exactly its keys (missing {missing}, unknown {unknown})"
         )

@@ -7,7 +7,7 @@ import base64
 from hypothesis import strategies as st
 
 from otpserver.crypto import envelope
-from otpserver.encoding import b64url as b64encode
+from otpserver.encoding import b64url
 from otpserver.http.cookies import PURPOSE
 from otpserver.verification.sealing import b64decode
 
@@ -30,28 +30,28 @@ def cookie_mutations(
     def flip(position: int, bit: int) -> str:
         data = bytearray(blob)
         data[position % len(data)] ^= 1 << bit
-        return b64encode(bytes(data))
+        return b64url(bytes(data))
 
     def swap(start: int, end: int) -> str:
-        return b64encode(blob[:start] + foreign[start:end] + blob[end:])
+        return b64url(blob[:start] + foreign[start:end] + blob[end:])
 
     def with_key_id(value: int) -> str:
-        return b64encode(blob[:1] + value.to_bytes(4, "big") + blob[5:])
+        return b64url(blob[:1] + value.to_bytes(4, "big") + blob[5:])
 
     def resealed(purpose: bytes, seal_kek: bytes) -> str:
         payload = b"\x00" if kek is None else envelope.unseal(blob, purpose=PURPOSE, kek=kek)
-        return b64encode(envelope.seal(payload, purpose=purpose, key_id=key_id, kek=seal_kek))
+        return b64url(envelope.seal(payload, purpose=purpose, key_id=key_id, kek=seal_kek))
 
     header, nonce_end = envelope.HEADER_BYTES, envelope.HEADER_BYTES + envelope.NONCE_BYTES
     strategies = [
         st.builds(flip, st.integers(0, 10_000), st.integers(0, 7)),
-        st.integers(1, len(blob) - 1).map(lambda n: b64encode(blob[:n])),
-        st.binary(min_size=1, max_size=64).map(lambda extra: b64encode(blob + extra)),
+        st.integers(1, len(blob) - 1).map(lambda n: b64url(blob[:n])),
+        st.binary(min_size=1, max_size=64).map(lambda extra: b64url(blob + extra)),
         # Version and key id, wrapped DEK, nonce, ciphertext: each swapped for another cookie's.
         st.sampled_from([swap(1, 5), swap(5, header), swap(header, nonce_end)]),
         st.just(swap(nonce_end, len(blob))),
         st.integers(0, 2**32 - 1).map(with_key_id),
-        st.integers(2, 255).map(lambda v: b64encode(bytes([v]) + blob[1:])),
+        st.integers(2, 255).map(lambda v: b64url(bytes([v]) + blob[1:])),
         st.just(base64.urlsafe_b64encode(blob).decode()),  # padded spelling
         st.just(base64.b64encode(blob).decode()),  # standard alphabet
         st.just(cookie + "A"),
